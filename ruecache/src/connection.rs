@@ -1,0 +1,157 @@
+//! One interface over the redis-rs connections users already have.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+/// The response timeout the convenience constructors set (redis-rs's own default is 500 ms,
+/// short enough to fail a large batch on a busy server).
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Redis connection the cache can use: standalone, reconnecting, or cluster.
+///
+/// All three redis-rs kinds are multiplexed: concurrent callers share the socket and their
+/// commands are pipelined into shared round trips. Cloning is cheap (it clones a handle).
+///
+/// Build one from a connection you already have with `From`, or with [`Connection::open`] /
+/// [`Connection::open_cluster`], which set a deliberate response timeout.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> redis::RedisResult<()> {
+/// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+/// let conn: ruecache::Connection = client.get_multiplexed_async_connection().await?.into();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Multiplexed(MultiplexedConnection),
+    Manager(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            Kind::Multiplexed(_) => "MultiplexedConnection",
+            Kind::Manager(_) => "ConnectionManager",
+            Kind::Cluster(_) => "ClusterConnection",
+        };
+        f.debug_struct("Connection").field("kind", &kind).finish()
+    }
+}
+
+impl Connection {
+    /// Opens a multiplexed connection to a standalone server, with
+    /// [`DEFAULT_RESPONSE_TIMEOUT`].
+    ///
+    /// # Errors
+    ///
+    /// The URL is invalid or the server does not answer.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let conn = ruecache::Connection::open("redis://127.0.0.1:6379").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(url: &str) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(conn.into())
+    }
+
+    /// Opens a cluster connection from one or more seed node URLs, with
+    /// [`DEFAULT_RESPONSE_TIMEOUT`].
+    ///
+    /// # Errors
+    ///
+    /// A URL is invalid or no node answers.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let conn = ruecache::Connection::open_cluster(&["redis://127.0.0.1:7000"]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_cluster<S: AsRef<str>>(urls: &[S]) -> redis::RedisResult<Self> {
+        let client = redis::cluster::ClusterClientBuilder::new(urls.iter().map(|u| u.as_ref()))
+            .response_timeout(DEFAULT_RESPONSE_TIMEOUT)
+            .build()?;
+        Ok(client.get_async_connection().await?.into())
+    }
+
+    /// Whether this is a cluster connection (batches are then split by hash slot).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.kind, Kind::Cluster(_))
+    }
+}
+
+impl From<MultiplexedConnection> for Connection {
+    fn from(conn: MultiplexedConnection) -> Self {
+        Self {
+            kind: Kind::Multiplexed(conn),
+        }
+    }
+}
+
+impl From<ConnectionManager> for Connection {
+    fn from(conn: ConnectionManager) -> Self {
+        Self {
+            kind: Kind::Manager(conn),
+        }
+    }
+}
+
+impl From<ClusterConnection> for Connection {
+    fn from(conn: ClusterConnection) -> Self {
+        Self {
+            kind: Kind::Cluster(conn),
+        }
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.kind {
+            Kind::Multiplexed(c) => c.req_packed_command(cmd),
+            Kind::Manager(c) => c.req_packed_command(cmd),
+            Kind::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.kind {
+            Kind::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
+            Kind::Manager(c) => c.req_packed_commands(cmd, offset, count),
+            Kind::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.kind {
+            Kind::Multiplexed(c) => c.get_db(),
+            Kind::Manager(c) => c.get_db(),
+            Kind::Cluster(c) => c.get_db(),
+        }
+    }
+}

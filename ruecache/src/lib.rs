@@ -1,0 +1,2 @@
+mod connection;
+pub use connection::{Connection, DEFAULT_RESPONSE_TIMEOUT};
