@@ -66,8 +66,8 @@ impl Connection {
     /// ```
     pub async fn open(url: &str) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
-        let config =
-            redis::AsyncConnectionConfig::new().set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT));
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT));
         let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;

@@ -1,0 +1,91 @@
+//! Sends per-id work to Redis in as few round trips as the topology allows.
+//!
+//! On a standalone server a batch is one request per chunk of ids. On a cluster, redis-rs routes
+//! a pipeline by its first key and refuses mixed slots, so ids are grouped by hash slot first and
+//! the groups are sent concurrently (they share each node's multiplexed connection). Chunks bound
+//! the size of any single request.
+
+use std::future::Future;
+
+use futures_util::future::try_join_all;
+use redis::Value;
+
+use crate::keys::slot;
+use crate::{Connection, Error};
+
+/// The most ids in one request.
+pub(crate) const CHUNK: usize = 512;
+
+/// Splits `keys` into groups that may share one request, runs `send` for each group
+/// concurrently, and returns the replies in the order of `keys`.
+///
+/// `send` receives the indices (into `keys`) of its group and must return one reply per index.
+pub(crate) async fn for_groups<K, F, Fut>(
+    conn: &Connection,
+    keys: &[K],
+    send: F,
+) -> Result<Vec<Value>, Error>
+where
+    K: AsRef<[u8]>,
+    F: Fn(Connection, Vec<usize>) -> Fut,
+    Fut: Future<Output = Result<Vec<Value>, Error>>,
+{
+    if keys.len() <= 1 || (!conn.is_cluster() && keys.len() <= CHUNK) {
+        return send(conn.clone(), (0..keys.len()).collect()).await;
+    }
+    let groups = groups(conn.is_cluster(), keys);
+    let replies = try_join_all(groups.iter().map(|g| send(conn.clone(), g.clone()))).await?;
+    let mut out = vec![Value::Nil; keys.len()];
+    for (group, replies) in groups.into_iter().zip(replies) {
+        if replies.len() != group.len() {
+            return Err(Error::UnexpectedReply(format!(
+                "{} replies for {} keys",
+                replies.len(),
+                group.len()
+            )));
+        }
+        for (i, reply) in group.into_iter().zip(replies) {
+            out[i] = reply;
+        }
+    }
+    Ok(out)
+}
+
+fn groups<K: AsRef<[u8]>>(cluster: bool, keys: &[K]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    if cluster {
+        let mut by_slot: std::collections::HashMap<u16, Vec<usize>> = Default::default();
+        for (i, key) in keys.iter().enumerate() {
+            by_slot.entry(slot(key.as_ref())).or_default().push(i);
+        }
+        for (_, indices) in by_slot {
+            groups.extend(indices.chunks(CHUNK).map(<[usize]>::to_vec));
+        }
+    } else {
+        let all: Vec<usize> = (0..keys.len()).collect();
+        groups.extend(all.chunks(CHUNK).map(<[usize]>::to_vec));
+    }
+    groups
+}
+
+/// Reads many string keys: `GET` for one, `MGET` per group for more.
+pub(crate) async fn get_many(conn: &Connection, keys: &[String]) -> Result<Vec<Value>, Error> {
+    for_groups(conn, keys, |mut conn, group| async move {
+        if let [i] = group[..] {
+            let value: Value = redis::cmd("GET")
+                .arg(&keys[i])
+                .query_async(&mut conn)
+                .await?;
+            return Ok(vec![value]);
+        }
+        let mut cmd = redis::cmd("MGET");
+        for &i in &group {
+            cmd.arg(&keys[i]);
+        }
+        match cmd.query_async(&mut conn).await? {
+            Value::Array(values) => Ok(values),
+            other => Err(Error::UnexpectedReply(format!("MGET returned {other:?}"))),
+        }
+    })
+    .await
+}

@@ -1,0 +1,561 @@
+//! The typed cache handle and its builder.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::codec::{Codec, MsgPack};
+use crate::keys::{check_len, KeyTemplate};
+use crate::options::Options;
+use crate::stats::{Counters, Stats};
+use crate::{Connection, Error};
+
+/// What a cache needs besides its connection: key template, options and counters. `const`-built
+/// so that it can live in a `static` (the attribute macro puts one per method there).
+#[derive(Debug)]
+pub struct Spec {
+    pub(crate) template: Option<KeyTemplate>,
+    pub(crate) options: Options,
+    pub(crate) stats: Counters,
+}
+
+impl Spec {
+    /// A spec from a template and options that are known to be valid.
+    pub const fn new(template: KeyTemplate, options: Options) -> Self {
+        Self {
+            template: Some(template),
+            options,
+            stats: Counters::new(),
+        }
+    }
+}
+
+/// A `&'static T` or an `Arc<T>`: caches built at run time own their spec, caches from the macro
+/// borrow a `static` one.
+#[derive(Debug)]
+pub(crate) enum Shared<T: 'static> {
+    Static(&'static T),
+    Owned(Arc<T>),
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Static(t) => Self::Static(t),
+            Self::Owned(t) => Self::Owned(Arc::clone(t)),
+        }
+    }
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Self::Static(t) => t,
+            Self::Owned(t) => t,
+        }
+    }
+}
+
+type CustomKeyFn<Id> = Arc<dyn Fn(&Id) -> String + Send + Sync>;
+
+pub(crate) enum KeyFn<Id> {
+    /// Renders the spec's template; a function pointer because only the builder knows
+    /// `Id: Display`.
+    Template(fn(&KeyTemplate, &Id, &mut String) -> Result<(), Error>),
+    Custom(CustomKeyFn<Id>),
+}
+
+impl<Id> Clone for KeyFn<Id> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Template(f) => Self::Template(*f),
+            Self::Custom(f) => Self::Custom(Arc::clone(f)),
+        }
+    }
+}
+
+fn render<Id: Display>(template: &KeyTemplate, id: &Id, out: &mut String) -> Result<(), Error> {
+    template.write(id, out)
+}
+
+/// A Redis-backed, self-filling cache of `T` values by `Id`.
+///
+/// Build one with [`Cache::builder`]. Cloning is cheap and clones share counters.
+///
+/// # Examples
+///
+/// ```no_run
+/// /// use ruecache::{Cache, Connection};
+///
+/// # async fn run() -> Result<(), ruecache::Error> {
+/// let conn = Connection::open("redis://127.0.0.1:6379").await?;
+/// let cache: Cache<u64, String> = Cache::builder(conn, "names:{{{id}}}").build()?;
+///
+/// let names: HashMap<u64, String> = cache
+///     .get_and_fill(vec![1, 2, 3], |missing| async move {
+///         // Runs only for the ids Redis does not have.
+///         Ok::<_, ruecache::Error>(missing.into_iter().map(|id| (id, format!("user {id}"))).collect::<HashMap<_, _>>())
+///     })
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct Cache<Id, T, C = MsgPack> {
+    pub(crate) conn: Connection,
+    pub(crate) spec: Shared<Spec>,
+    pub(crate) key_fn: KeyFn<Id>,
+    pub(crate) codec: C,
+    pub(crate) _value: PhantomData<fn() -> T>,
+}
+
+impl<Id, T, C: Clone> Clone for Cache<Id, T, C> {
+    fn clone(&self) -> Self {
+        Self {
+            conn: self.conn.clone(),
+            spec: self.spec.clone(),
+            key_fn: self.key_fn.clone(),
+            codec: self.codec.clone(),
+            _value: PhantomData,
+        }
+    }
+}
+
+impl<Id, T, C: std::fmt::Debug> std::fmt::Debug for Cache<Id, T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("conn", &self.conn)
+            .field("template", &self.spec.template)
+            .field("options", &self.spec.options)
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Id, T> Cache<Id, T, MsgPack>
+where
+    Id: Display,
+{
+    /// Starts building a cache whose data keys come from a template such as
+    /// `"widgets:{{{id}}}"` (see [`KeyTemplate`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ruecache::Error> {
+    /// # let conn = ruecache::Connection::open("redis://127.0.0.1:6379").await?;
+    /// use std::time::Duration;
+    /// let cache: ruecache::Cache<u64, Vec<u8>, ruecache::Raw> =
+    ///     ruecache::Cache::builder(conn, "thumbs:<<<id>>>")
+    ///         .ttl(Duration::from_secs(60))
+    ///         .codec(ruecache::Raw)
+    ///         .build()?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn builder(conn: impl Into<Connection>, template: &str) -> CacheBuilder<Id, T, MsgPack> {
+        CacheBuilder {
+            conn: conn.into(),
+            template: Some(KeyTemplate::parse(template)),
+            key_fn: KeyFn::Template(render::<Id>),
+            options: Options::DEFAULT,
+            codec: MsgPack,
+            _value: PhantomData,
+        }
+    }
+}
+
+impl<Id, T> Cache<Id, T, MsgPack> {
+    /// Starts building a cache whose data keys come from a function (the Go `DataKey` option).
+    ///
+    /// Put the id in a hash tag (`{...}`) if ids of one batch should share cluster slots.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ruecache::Error> {
+    /// # let conn = ruecache::Connection::open("redis://127.0.0.1:6379").await?;
+    /// let cache: ruecache::Cache<String, u32> =
+    ///     ruecache::Cache::builder_with_key_fn(conn, |id: &String| format!("scores:{{{}}}", id.to_lowercase()))
+    ///         .build()?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn builder_with_key_fn(
+        conn: impl Into<Connection>,
+        key_fn: impl Fn(&Id) -> String + Send + Sync + 'static,
+    ) -> CacheBuilder<Id, T, MsgPack> {
+        CacheBuilder {
+            conn: conn.into(),
+            template: None,
+            key_fn: KeyFn::Custom(Arc::new(key_fn)),
+            options: Options::DEFAULT,
+            codec: MsgPack,
+            _value: PhantomData,
+        }
+    }
+}
+
+impl<Id, T, C> Cache<Id, T, C> {
+    /// A snapshot of this cache's counters (shared by its clones).
+    pub fn stats(&self) -> Stats {
+        self.spec.stats.snapshot()
+    }
+
+    /// This cache's settings.
+    pub fn options(&self) -> &Options {
+        &self.spec.options
+    }
+
+    /// The connection this cache uses.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The data key of one id, as stored in Redis.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`] or [`Error::KeyTooLong`].
+    pub fn data_key(&self, id: &Id) -> Result<String, Error> {
+        let mut key = String::new();
+        match &self.key_fn {
+            KeyFn::Template(render) => {
+                let template = self
+                    .spec
+                    .template
+                    .as_ref()
+                    .expect("template caches have one");
+                render(template, id, &mut key)?;
+            }
+            KeyFn::Custom(f) => {
+                key = f(id);
+                check_len(key.len())?;
+            }
+        }
+        Ok(key)
+    }
+
+    /// Loads the cache's Lua scripts on every node, so the first miss does not pay a
+    /// `NOSCRIPT` round trip. Optional.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] if a node refuses `SCRIPT LOAD`.
+    pub async fn preload_scripts(&self) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        for script in crate::scripts::all() {
+            script.load(&mut conn).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<Id, T, C> Cache<Id, T, C>
+where
+    Id: Eq + Hash + Clone + Send + Sync + 'static,
+    C: Codec<T>,
+{
+    /// Returns the cached values of `ids`, calling `fetch` for the ids Redis does not have.
+    ///
+    /// `fetch` receives the ids this caller locked and returns the values the source has; ids it
+    /// leaves out are cached as absent and left out of the result. It is called at most once per
+    /// round, and again only for ids whose previous filler gave up. Duplicate ids are read once;
+    /// an empty `ids` returns an empty result without touching Redis. Ids another caller is
+    /// filling are waited for, up to the [timeout](CacheBuilder::timeout).
+    ///
+    /// The result can be any collection of `(Id, T)` pairs (`HashMap`, `BTreeMap`, `Vec`).
+    ///
+    /// # Errors
+    ///
+    /// The fetch's own error, unchanged (the locks it held are released first); otherwise a
+    /// [`ruecache::Error`](Error) converted with `From`: Redis failures and
+    /// [`Error::Timeout`]. The cache is left consistent either way.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// #     /// # async fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+    /// let names: HashMap<u64, String> = cache
+    ///     .get_and_fill([7, 8, 8], |ids| async move {
+    ///         Ok::<_, ruecache::Error>(ids.into_iter().map(|id| (id, id.to_string())).collect::<Vec<_>>())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_and_fill<I, M, F, Fut, R, E>(&self, ids: I, fetch: F) -> Result<M, E>
+    where
+        I: IntoIterator<Item = Id>,
+        M: FromIterator<(Id, T)>,
+        F: FnMut(Vec<Id>) -> Fut,
+        Fut: Future<Output = Result<R, E>>,
+        R: IntoIterator<Item = (Id, T)>,
+        E: From<Error>,
+    {
+        let mut out = Vec::new();
+        crate::fill::get_and_fill(self, ids.into_iter().collect(), fetch, &mut out).await?;
+        Ok(out.into_iter().collect())
+    }
+
+    /// Returns the cached value of one id, calling `fetch` with it if Redis does not have it
+    /// (the Go `GetAndFillOne`). `Ok(None)` means the source does not have the id.
+    ///
+    /// Shares keys with [`get_and_fill`](Self::get_and_fill) of the same cache.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_and_fill`](Self::get_and_fill).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+    /// let name = cache
+    ///     .get_and_fill_one(7, |id| async move { Ok::<_, ruecache::Error>(Some(format!("user {id}"))) })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_and_fill_one<F, Fut, E>(&self, id: Id, mut fetch: F) -> Result<Option<T>, E>
+    where
+        F: FnMut(Id) -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        E: From<Error>,
+    {
+        let mut out = Vec::with_capacity(1);
+        let fetch = |ids: Vec<Id>| {
+            let id = ids
+                .into_iter()
+                .next()
+                .expect("a single-id fill fetches one id");
+            let fut = fetch(id.clone());
+            async move { Ok::<_, E>(fut.await?.map(|value| (id, value))) }
+        };
+        crate::fill::get_and_fill(self, vec![id], fetch, &mut out).await?;
+        Ok(out.pop().map(|(_, value)| value))
+    }
+
+    /// Like [`get_and_fill`](Self::get_and_fill) for a source that returns self-identifying items
+    /// (the Go `WidgetSliceCoder`): `fetch` returns items, [`Keyed::cache_id`] says whose they are.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_and_fill`](Self::get_and_fill).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Widget { id: u64, name: String }
+    ///
+    /// impl ruecache::Keyed<u64> for Widget {
+    ///     fn cache_id(&self) -> u64 { self.id }
+    /// }
+    ///
+    /// # async fn run(cache: ruecache::Cache<u64, Widget>) -> Result<(), ruecache::Error> {
+    /// let widgets: Vec<Widget> = cache
+    ///     .get_and_fill_items(vec![1, 2], |ids| async move {
+    ///         Ok::<_, ruecache::Error>(ids.into_iter().map(|id| Widget { id, name: "w".into() }).collect())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_and_fill_items<I, F, Fut, E>(&self, ids: I, mut fetch: F) -> Result<Vec<T>, E>
+    where
+        I: IntoIterator<Item = Id>,
+        T: Keyed<Id>,
+        F: FnMut(Vec<Id>) -> Fut,
+        Fut: Future<Output = Result<Vec<T>, E>>,
+        E: From<Error>,
+    {
+        let mut out = Vec::new();
+        let fetch = |ids: Vec<Id>| {
+            let fut = fetch(ids);
+            async move {
+                let items = fut.await?;
+                Ok::<_, E>(items.into_iter().map(|item| (item.cache_id(), item)))
+            }
+        };
+        crate::fill::get_and_fill(self, ids.into_iter().collect(), fetch, &mut out).await?;
+        Ok(out.into_iter().map(|(_, item)| item).collect())
+    }
+
+    /// Deletes the cached values of `ids` and replaces their versions, so a fill that is running
+    /// now cannot write what it fetched. Call it after every write to the source.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] if Redis cannot be reached: the cache may then still hold the old values
+    /// until their TTL, so retry or surface the error.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+    /// // db.update_name(7, "new").await?;
+    /// cache.invalidate([7]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate<I: IntoIterator<Item = Id>>(&self, ids: I) -> Result<(), Error> {
+        crate::fill::invalidate(self, ids).await
+    }
+}
+
+/// Gives `#[cached_batch]` methods their Redis connection: implement it once for your service.
+///
+/// # Examples
+///
+/// ```
+/// struct WidgetService {
+///     redis: ruecache::Connection,
+/// }
+///
+/// impl ruecache::HasConnection for WidgetService {
+///     fn cache_connection(&self) -> &ruecache::Connection {
+///         &self.redis
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not say which Redis connection its cached methods use",
+    label = "`#[cached_batch]` needs `{Self}: ruecache::HasConnection`",
+    note = "add `impl ruecache::HasConnection for {Self} {{ fn cache_connection(&self) -> &ruecache::Connection {{ &self.redis }} }}` (with your connection field)"
+)]
+pub trait HasConnection {
+    /// The connection the cache uses.
+    fn cache_connection(&self) -> &Connection;
+}
+
+/// An item that knows its own id, for [`Cache::get_and_fill_items`].
+pub trait Keyed<Id> {
+    /// The id this item is cached under.
+    fn cache_id(&self) -> Id;
+}
+
+/// Configures a [`Cache`]; from [`Cache::builder`] or [`Cache::builder_with_key_fn`].
+#[must_use]
+pub struct CacheBuilder<Id, T, C = MsgPack> {
+    conn: Connection,
+    template: Option<Result<KeyTemplate, Error>>,
+    key_fn: KeyFn<Id>,
+    options: Options,
+    codec: C,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<Id, T, C: std::fmt::Debug> std::fmt::Debug for CacheBuilder<Id, T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("conn", &self.conn)
+            .field("template", &self.template)
+            .field("options", &self.options)
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Id, T, C> CacheBuilder<Id, T, C> {
+    /// How long values stay cached (default 5 min), before jitter.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.options.ttl = Some(ttl);
+        self
+    }
+
+    /// Values never expire (they stay until invalidated or evicted); the Go `NoTTL`.
+    pub fn no_expiry(mut self) -> Self {
+        self.options.ttl = None;
+        self
+    }
+
+    /// Spreads each id's TTL deterministically by up to ± this fraction (default 0.2), so ids
+    /// filled together do not all expire together. `0.0` turns it off.
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        self.options.jitter = fraction;
+        self
+    }
+
+    /// How long a filler's lock lasts (default 5 s): the longest a crashed filler can block
+    /// others. Make it longer than your slowest fetch.
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.options.lock_ttl = ttl;
+        self
+    }
+
+    /// How long an idle version key lives (default 10 min; refreshed on every fill).
+    pub fn version_ttl(mut self, ttl: Duration) -> Self {
+        self.options.version_ttl = ttl;
+        self
+    }
+
+    /// The longest one call may take, waiting for other fillers included (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = timeout;
+        self
+    }
+
+    /// How waiting callers poll a lock held by another caller: first after `min`, doubling up to
+    /// `max` (default 25 ms to 1 s).
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.options.backoff_min = min;
+        self.options.backoff_max = max;
+        self
+    }
+
+    /// When a fill fails, its locks are released with a round trip unless less than this much of
+    /// the lock TTL is left, in which case they are left to expire (default 10 ms).
+    pub fn unlock_threshold(mut self, threshold: Duration) -> Self {
+        self.options.unlock_threshold = threshold;
+        self
+    }
+
+    /// Uses another codec for values (default [`MsgPack`]).
+    pub fn codec<C2: Codec<T>>(self, codec: C2) -> CacheBuilder<Id, T, C2> {
+        CacheBuilder {
+            conn: self.conn,
+            template: self.template,
+            key_fn: self.key_fn,
+            options: self.options,
+            codec,
+            _value: PhantomData,
+        }
+    }
+
+    /// Checks the configuration and builds the cache.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Template`] for a bad key template, [`Error::Config`] for settings that make no
+    /// sense (a zero TTL, jitter above 1, ...); the message says what is accepted.
+    pub fn build(self) -> Result<Cache<Id, T, C>, Error> {
+        self.options.validate()?;
+        let template = self.template.transpose()?;
+        Ok(Cache {
+            conn: self.conn,
+            spec: Shared::Owned(Arc::new(Spec {
+                template,
+                options: self.options,
+                stats: Counters::new(),
+            })),
+            key_fn: self.key_fn,
+            codec: self.codec,
+            _value: PhantomData,
+        })
+    }
+}
+
+/// Builds the cache for a `static` spec (used by the attribute macro).
+pub(crate) fn from_static<Id: Display, T, C>(
+    conn: Connection,
+    spec: &'static Spec,
+    codec: C,
+) -> Cache<Id, T, C> {
+    Cache {
+        conn,
+        spec: Shared::Static(spec),
+        key_fn: KeyFn::Template(render::<Id>),
+        codec,
+        _value: PhantomData,
+    }
+}

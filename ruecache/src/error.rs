@@ -1,0 +1,79 @@
+//! The one error type of the engine.
+
+use std::time::Duration;
+
+/// Something the cache could not do.
+///
+/// A fetch function's own error is never wrapped in this type: `get_and_fill` returns it to the
+/// caller unchanged, and converts these errors into the caller's error type with `From`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Redis answered with an error or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+
+    /// The call did not complete within the configured timeout, usually because another caller
+    /// held the lock for some ids the whole time (a lock without expiry, or a very slow fetch).
+    #[error(
+        "timed out after {0:?} waiting for other callers to fill the cache; \
+         raise the timeout with `CacheBuilder::timeout` if fetches take this long"
+    )]
+    Timeout(Duration),
+
+    /// The cache configuration is invalid; the message names the setting and what it accepts.
+    #[error("invalid cache configuration: {0}")]
+    Config(String),
+
+    /// The key template could not be parsed.
+    #[error("invalid key template `{template}`: {reason}")]
+    Template {
+        /// The template as given.
+        template: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// An id's `Display` implementation returned an error, so no key can be built for it.
+    #[error("the id's `Display` implementation returned an error; no cache key can be built")]
+    InvalidId,
+
+    /// A built key is longer than the cache accepts.
+    #[error(
+        "cache key of {len} bytes exceeds the limit of {max} bytes; shorten the template or the id"
+    )]
+    KeyTooLong {
+        /// The key's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// A value could not be encoded for the cache.
+    #[error("encoding a value for the cache failed: {0}")]
+    Encode(#[source] Box<dyn std::error::Error + Send + Sync>),
+
+    /// Redis replied with something the cache's scripts never return.
+    #[error("unexpected reply from redis: {0}")]
+    UnexpectedReply(String),
+
+    /// The source (the fetch function) failed. Only produced when the fetch function's error type
+    /// is `ruecache::Error` itself; use [`Error::source_error`] to build it.
+    #[error("fetching from the source failed: {0}")]
+    Source(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// Wraps any error from a data source, for fetch functions whose error type is
+    /// `ruecache::Error`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = ruecache::Error::source_error(std::io::Error::other("db down"));
+    /// assert!(err.to_string().contains("db down"));
+    /// ```
+    pub fn source_error(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Source(err.into())
+    }
+}

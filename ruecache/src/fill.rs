@@ -1,0 +1,473 @@
+//! The get-and-fill protocol and invalidation.
+//!
+//! 1. Read every data key in one round trip (per slot group on a cluster).
+//! 2. For the misses, one script per id re-checks the data, reads (or creates) the version and
+//!    tries the lock: one round trip for the whole batch.
+//! 3. Fetch the ids this caller locked, in one call.
+//! 4. Commit each fetched id with one script that writes only if the version is unchanged and the
+//!    lock is ours or free: one round trip. The commit runs in a spawned task, so it completes even
+//!    if the caller stops waiting.
+//! 5. Ids locked by others are polled with backoff and go through step 2 again.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::hash::Hash;
+use std::time::Duration;
+
+use redis::{Pipeline, Value};
+use tokio::time::{timeout_at, Instant};
+use tracing::{debug, warn};
+
+use crate::batch::{for_groups, get_many};
+use crate::cache::{Cache, Shared, Spec};
+use crate::codec::{open, seal, Cached, Codec};
+use crate::keys::{lock_key, version_key};
+use crate::scripts::{COMMIT, INVALIDATE, PREPARE, UNLOCK};
+use crate::stats::Counters;
+use crate::{Connection, Error};
+
+/// An id still to be answered.
+struct Pending<Id> {
+    id: Id,
+    key: String,
+    /// The data is present but our codec cannot read it: lock and refill it anyway.
+    force: bool,
+}
+
+/// An id whose lock this caller holds.
+struct Locked<Id> {
+    id: Id,
+    key: String,
+    version: Vec<u8>,
+}
+
+pub(crate) async fn get_and_fill<Id, T, C, F, Fut, R, E>(
+    cache: &Cache<Id, T, C>,
+    mut ids: Vec<Id>,
+    mut fetch: F,
+    out: &mut Vec<(Id, T)>,
+) -> Result<(), E>
+where
+    Id: Eq + Hash + Clone + Send + Sync + 'static,
+    C: Codec<T>,
+    F: FnMut(Vec<Id>) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+    R: IntoIterator<Item = (Id, T)>,
+    E: From<Error>,
+{
+    if ids.is_empty() {
+        return Ok(());
+    }
+    dedup(&mut ids);
+    let options = &cache.spec.options;
+    let stats = &cache.spec.stats;
+    let deadline = Instant::now() + options.timeout;
+    let keys = ids
+        .iter()
+        .map(|id| cache.data_key(id))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let values = within(deadline, options.timeout, get_many(&cache.conn, &keys)).await?;
+    let mut pending = Vec::new();
+    let mut hits = 0;
+    for ((id, key), value) in ids.into_iter().zip(keys).zip(values) {
+        match read(&cache.codec, &value) {
+            Read::Value(v) => {
+                hits += 1;
+                out.push((id, v));
+            }
+            Read::Absent => hits += 1,
+            Read::Miss { force } => pending.push(Pending { id, key, force }),
+        }
+    }
+    Counters::add(&stats.hits, hits);
+    Counters::add(&stats.misses, pending.len());
+    if pending.is_empty() {
+        return Ok(());
+    }
+
+    let token = random_token();
+    let mut backoff = options.backoff_min;
+    loop {
+        Counters::add(&stats.lock_attempts, pending.len());
+        let replies = within(deadline, options.timeout, prepare(cache, &token, &pending)).await?;
+        let mut locked = Vec::new();
+        let mut waiting = Vec::new();
+        for (p, reply) in pending.into_iter().zip(replies) {
+            match reply {
+                Prepared::Data(bytes) => match read(&cache.codec, &Value::BulkString(bytes)) {
+                    Read::Value(v) => out.push((p.id, v)),
+                    Read::Absent => {}
+                    Read::Miss { .. } => waiting.push(Pending { force: true, ..p }),
+                },
+                Prepared::Locked(version) => locked.push(Locked {
+                    id: p.id,
+                    key: p.key,
+                    version,
+                }),
+                Prepared::Busy => waiting.push(p),
+            }
+        }
+        if !locked.is_empty() {
+            fill_locked(cache, &token, locked, &mut fetch, out).await?;
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        Counters::add(&stats.lock_waits, waiting.len());
+        if Instant::now() + backoff > deadline {
+            return Err(Error::Timeout(options.timeout).into());
+        }
+        debug!(
+            ids = waiting.len(),
+            backoff_ms = backoff.as_millis() as u64,
+            "waiting for other fillers"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(options.backoff_max);
+        pending = waiting;
+    }
+}
+
+/// Fetches the locked ids and commits them; releases the locks if the fetch fails, panics, or the
+/// caller stops waiting before it returns.
+async fn fill_locked<Id, T, C, F, Fut, R, E>(
+    cache: &Cache<Id, T, C>,
+    token: &str,
+    locked: Vec<Locked<Id>>,
+    fetch: &mut F,
+    out: &mut Vec<(Id, T)>,
+) -> Result<(), E>
+where
+    Id: Eq + Hash + Clone + Send + Sync + 'static,
+    C: Codec<T>,
+    F: FnMut(Vec<Id>) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+    R: IntoIterator<Item = (Id, T)>,
+    E: From<Error>,
+{
+    let stats = &cache.spec.stats;
+    let mut guard = LockGuard {
+        conn: cache.conn.clone(),
+        spec: cache.spec.clone(),
+        token: token.to_owned(),
+        keys: locked.iter().map(|l| l.key.clone()).collect(),
+        taken_at: Instant::now(),
+    };
+    Counters::add(&stats.fetches, 1);
+    Counters::add(&stats.fetched_ids, locked.len());
+    debug!(ids = locked.len(), "fetching from the source");
+    let fetched = match fetch(locked.iter().map(|l| l.id.clone()).collect()).await {
+        Ok(fetched) => fetched,
+        Err(e) => {
+            guard.release().await;
+            return Err(e);
+        }
+    };
+    let mut fetched: HashMap<Id, T> = fetched.into_iter().collect();
+    let mut sealed = Vec::with_capacity(locked.len());
+    for l in &locked {
+        match seal(&cache.codec, fetched.get(&l.id)) {
+            Ok(bytes) => sealed.push(bytes),
+            Err(e) => {
+                guard.release().await;
+                return Err(e.into());
+            }
+        }
+    }
+    guard.disarm();
+
+    let commit = Commit {
+        conn: cache.conn.clone(),
+        spec: cache.spec.clone(),
+        token: token.to_owned(),
+        entries: locked
+            .iter()
+            .zip(sealed)
+            .map(|(l, value)| (l.key.clone(), l.version.clone(), value))
+            .collect(),
+    };
+    // Spawned so the fetched data is committed (and the locks released) even if this caller's
+    // future is dropped while the commit is in flight.
+    let committed = tokio::spawn(commit.run());
+    for l in locked {
+        if let Some(v) = fetched.remove(&l.id) {
+            out.push((l.id, v));
+        }
+    }
+    match committed.await {
+        Ok(result) => result.map_err(E::from),
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
+
+/// The commit of one fetch, owned so that it can run in its own task.
+struct Commit {
+    conn: Connection,
+    spec: Shared<Spec>,
+    token: String,
+    /// Data key, version read before the fetch, sealed value.
+    entries: Vec<(String, Vec<u8>, Vec<u8>)>,
+}
+
+impl Commit {
+    async fn run(self) -> Result<(), Error> {
+        let options = &self.spec.options;
+        let keys: Vec<&str> = self.entries.iter().map(|(k, _, _)| k.as_str()).collect();
+        let entries = &self.entries;
+        let token = self.token.as_bytes();
+        let send = |mut conn: Connection, group: Vec<usize>| async move {
+            let mut pipe = Pipeline::with_capacity(group.len());
+            for &i in &group {
+                let (key, version, value) = &entries[i];
+                let ttl = options.data_ttl_ms(key).to_string();
+                COMMIT.push(
+                    &mut pipe,
+                    &[key.as_bytes(), &version_key(key), &lock_key(key)],
+                    &[token, version, value, ttl.as_bytes()],
+                );
+            }
+            COMMIT.query(&mut conn, &pipe).await
+        };
+        let deadline = Instant::now() + options.timeout;
+        let replies = within(
+            deadline,
+            options.timeout,
+            for_groups(&self.conn, &keys, send),
+        )
+        .await?;
+        let (mut written, mut stale, mut lost) = (0, 0, 0);
+        for reply in replies {
+            match reply {
+                Value::Int(1) => written += 1,
+                Value::Int(-1) => stale += 1,
+                Value::Int(0) => lost += 1,
+                other => return Err(Error::UnexpectedReply(format!("commit returned {other:?}"))),
+            }
+        }
+        let stats = &self.spec.stats;
+        Counters::add(&stats.commits, written);
+        Counters::add(&stats.stale_commits, stale);
+        Counters::add(&stats.lost_locks, lost);
+        if stale + lost > 0 {
+            debug!(written, stale, lost, "commit refused some ids");
+        }
+        Ok(())
+    }
+}
+
+/// Locks held during a fetch. Released on error, panic or drop unless disarmed.
+struct LockGuard {
+    conn: Connection,
+    spec: Shared<Spec>,
+    token: String,
+    keys: Vec<String>,
+    taken_at: Instant,
+}
+
+impl LockGuard {
+    fn disarm(&mut self) {
+        self.keys.clear();
+    }
+
+    /// Releases the locks now, unless they are about to expire anyway.
+    async fn release(&mut self) {
+        let keys = std::mem::take(&mut self.keys);
+        if let Some(unlock) = self.unlock(keys) {
+            unlock.await;
+        }
+    }
+
+    fn unlock(&self, keys: Vec<String>) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let options = &self.spec.options;
+        let left = options.lock_ttl.saturating_sub(self.taken_at.elapsed());
+        if keys.is_empty() || left < options.unlock_threshold {
+            return None;
+        }
+        let conn = self.conn.clone();
+        let token = self.token.clone();
+        let timeout = options.timeout;
+        Some(async move {
+            let send = |mut conn: Connection, group: Vec<usize>| {
+                let mut pipe = Pipeline::with_capacity(group.len());
+                for &i in &group {
+                    UNLOCK.push(&mut pipe, &[&lock_key(&keys[i])], &[token.as_bytes()]);
+                }
+                async move { UNLOCK.query(&mut conn, &pipe).await }
+            };
+            let deadline = Instant::now() + timeout;
+            if let Err(e) = within(deadline, timeout, for_groups(&conn, &keys, send)).await {
+                warn!(error = %e, ids = keys.len(), "could not release locks; they expire at their TTL");
+            }
+        })
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let keys = std::mem::take(&mut self.keys);
+        if let Some(unlock) = self.unlock(keys) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(unlock);
+                }
+                Err(_) => warn!("no tokio runtime to release locks; they expire at their TTL"),
+            }
+        }
+    }
+}
+
+enum Prepared {
+    Data(Vec<u8>),
+    Locked(Vec<u8>),
+    Busy,
+}
+
+async fn prepare<Id, T, C>(
+    cache: &Cache<Id, T, C>,
+    token: &str,
+    pending: &[Pending<Id>],
+) -> Result<Vec<Prepared>, Error> {
+    let options = &cache.spec.options;
+    let lock_ttl = options.lock_ttl.as_millis().to_string();
+    let version_ttl = options.version_ttl.as_millis().to_string();
+    let keys: Vec<&str> = pending.iter().map(|p| p.key.as_str()).collect();
+    let send = |mut conn: Connection, group: Vec<usize>| {
+        let mut pipe = Pipeline::with_capacity(group.len());
+        for &i in &group {
+            let p = &pending[i];
+            let fresh_version = random_version();
+            PREPARE.push(
+                &mut pipe,
+                &[p.key.as_bytes(), &version_key(&p.key), &lock_key(&p.key)],
+                &[
+                    token.as_bytes(),
+                    lock_ttl.as_bytes(),
+                    version_ttl.as_bytes(),
+                    &fresh_version,
+                    if p.force { b"1" } else { b"0" },
+                ],
+            );
+        }
+        async move { PREPARE.query(&mut conn, &pipe).await }
+    };
+    for_groups(&cache.conn, &keys, send)
+        .await?
+        .into_iter()
+        .map(|reply| match reply {
+            Value::Array(mut parts) if parts.len() == 2 => {
+                let (Value::BulkString(bytes), Value::Int(kind)) =
+                    (parts.pop().unwrap(), parts.pop().unwrap())
+                else {
+                    return Err(Error::UnexpectedReply(
+                        "prepare returned malformed parts".into(),
+                    ));
+                };
+                match kind {
+                    1 => Ok(Prepared::Data(bytes)),
+                    2 => Ok(Prepared::Locked(bytes)),
+                    3 => Ok(Prepared::Busy),
+                    _ => Err(Error::UnexpectedReply(format!(
+                        "prepare returned kind {kind}"
+                    ))),
+                }
+            }
+            other => Err(Error::UnexpectedReply(format!(
+                "prepare returned {other:?}"
+            ))),
+        })
+        .collect()
+}
+
+pub(crate) async fn invalidate<Id, T, C, I>(cache: &Cache<Id, T, C>, ids: I) -> Result<(), Error>
+where
+    I: IntoIterator<Item = Id>,
+{
+    let mut keys = ids
+        .into_iter()
+        .map(|id| cache.data_key(&id))
+        .collect::<Result<Vec<_>, _>>()?;
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let options = &cache.spec.options;
+    let version_ttl = options.version_ttl.as_millis().to_string();
+    let send = |mut conn: Connection, group: Vec<usize>| {
+        let mut pipe = Pipeline::with_capacity(group.len());
+        for &i in &group {
+            let key = &keys[i];
+            INVALIDATE.push(
+                &mut pipe,
+                &[key.as_bytes(), &version_key(key)],
+                &[&random_version(), version_ttl.as_bytes()],
+            );
+        }
+        async move { INVALIDATE.query(&mut conn, &pipe).await }
+    };
+    let deadline = Instant::now() + options.timeout;
+    within(
+        deadline,
+        options.timeout,
+        for_groups(&cache.conn, &keys, send),
+    )
+    .await?;
+    Counters::add(&cache.spec.stats.invalidations, keys.len());
+    Ok(())
+}
+
+enum Read<T> {
+    Value(T),
+    Absent,
+    Miss { force: bool },
+}
+
+/// Interprets a cached value: anything not in our format, or not decodable, is a miss.
+fn read<T>(codec: &impl Codec<T>, value: &Value) -> Read<T> {
+    let Value::BulkString(bytes) = value else {
+        return Read::Miss { force: false };
+    };
+    match open(bytes) {
+        Some(Cached::Present(payload)) => match codec.decode(payload) {
+            Ok(v) => Read::Value(v),
+            Err(e) => {
+                debug!(error = %e, "cached value does not decode; refilling it");
+                Read::Miss { force: true }
+            }
+        },
+        Some(Cached::Absent) => Read::Absent,
+        None => Read::Miss { force: false },
+    }
+}
+
+/// Removes duplicate ids, keeping the first of each.
+fn dedup<Id: Eq + Hash>(ids: &mut Vec<Id>) {
+    if ids.len() < 2 {
+        return;
+    }
+    let keep: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(ids.len());
+        ids.iter().map(|id| seen.insert(id)).collect()
+    };
+    let mut keep = keep.into_iter();
+    ids.retain(|_| keep.next().unwrap_or(false));
+}
+
+async fn within<T>(
+    deadline: Instant,
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    timeout_at(deadline, fut)
+        .await
+        .map_err(|_| Error::Timeout(timeout))?
+}
+
+fn random_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn random_version() -> [u8; 16] {
+    rand::random()
+}

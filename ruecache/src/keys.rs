@@ -1,0 +1,326 @@
+//! Id-to-key mapping: the data key from a template, and the version and lock keys derived from it.
+//!
+//! Derived keys are `{tag}` + `0xFF` + kind byte + data key, where `tag` is the data key's own
+//! hash tag if it has one, or else a short string that hashes to the data key's slot. So all three
+//! keys of an id share a cluster slot, whatever the template. Because a template and an id's
+//! `Display` output are UTF-8, a data key never contains the byte `0xFF`, so a derived key can
+//! never equal any data key; and since the tag holds no `}`, the data key can be read back out of
+//! a derived key, so two ids never share a derived key.
+
+use std::fmt::{Display, Write as _};
+use std::sync::OnceLock;
+
+use crate::Error;
+
+/// Keys longer than this are refused with [`Error::KeyTooLong`] (Redis allows 512 MB, but a
+/// key this long is always a mistake, and it is repeated in the derived keys).
+pub const MAX_KEY_LEN: usize = 64 * 1024;
+
+const VERSION_KIND: u8 = b'v';
+const LOCK_KIND: u8 = b'l';
+const DERIVED_MARK: u8 = 0xFF;
+
+/// A `format!`-style key template with one or more `{id}` slots.
+///
+/// `{id}` inserts the id's `Display` output, `{{` and `}}` are literal braces, and `<<<id>>>` is
+/// shorthand for `{{{id}}}`: the id wrapped in a Redis Cluster hash tag.
+///
+/// # Examples
+///
+/// ```
+/// use ruecache::KeyTemplate;
+///
+/// let a = KeyTemplate::parse("widgets:{{{id}}}")?;
+/// let b = KeyTemplate::parse("widgets:<<<id>>>")?;
+/// assert_eq!(a.render(&42)?, "widgets:{42}");
+/// assert_eq!(b.render(&42)?, "widgets:{42}");
+///
+/// // A template that can live in a `static`: the literal pieces between the id slots.
+/// static KEYS: KeyTemplate = KeyTemplate::from_parts(&["widgets:{", "}"]);
+/// assert_eq!(KEYS.render(&"a")?, "widgets:{a}");
+/// # Ok::<(), ruecache::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTemplate {
+    parts: Parts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Parts {
+    Static(&'static [&'static str]),
+    Owned(Box<[Box<str>]>),
+}
+
+impl KeyTemplate {
+    /// A template from its literal pieces: the id is inserted between each pair of pieces.
+    ///
+    /// # Panics
+    ///
+    /// If `parts` has fewer than two pieces (a template needs at least one id slot). In a
+    /// `static` or `const` this is a compile-time error.
+    pub const fn from_parts(parts: &'static [&'static str]) -> Self {
+        assert!(
+            parts.len() >= 2,
+            "a key template needs at least one id slot"
+        );
+        Self {
+            parts: Parts::Static(parts),
+        }
+    }
+
+    /// Parses a template such as `"widgets:{{{id}}}"` or `"widgets:<<<id>>>"`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Template`] when the template has no `{id}`, a placeholder other than `{id}`, or
+    /// an unbalanced brace.
+    pub fn parse(template: &str) -> Result<Self, Error> {
+        let fail = |reason| Error::Template {
+            template: template.to_owned(),
+            reason,
+        };
+        let mut parts = Vec::new();
+        let mut current = String::new();
+        let mut rest = template;
+        while let Some(c) = rest.chars().next() {
+            if let Some(after) = rest.strip_prefix("<<<id>>>") {
+                current.push('{');
+                parts.push(std::mem::take(&mut current));
+                current.push('}');
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix("{{") {
+                current.push('{');
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix("}}") {
+                current.push('}');
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix("{id}") {
+                parts.push(std::mem::take(&mut current));
+                rest = after;
+            } else if c == '{' {
+                return Err(if rest[1..].contains('}') {
+                    fail("unknown placeholder; the only placeholder is `{id}`, write `{{` for a literal `{`")
+                } else {
+                    fail("unclosed `{`; write `{{` for a literal `{`")
+                });
+            } else if c == '}' {
+                return Err(fail("unmatched `}`; write `}}` for a literal `}`"));
+            } else {
+                current.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        if parts.is_empty() {
+            return Err(fail(
+                "no `{id}` placeholder, so every id would share one key",
+            ));
+        }
+        parts.push(current);
+        Ok(Self {
+            parts: Parts::Owned(parts.into_iter().map(String::into_boxed_str).collect()),
+        })
+    }
+
+    /// Renders the data key of one id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`] if the id's `Display` fails, [`Error::KeyTooLong`] past
+    /// [`MAX_KEY_LEN`].
+    pub fn render(&self, id: &dyn Display) -> Result<String, Error> {
+        let mut out = String::new();
+        self.write(id, &mut out)?;
+        Ok(out)
+    }
+
+    pub(crate) fn write(&self, id: &dyn Display, out: &mut String) -> Result<(), Error> {
+        fn go<S: AsRef<str>>(parts: &[S], id: &dyn Display, out: &mut String) -> Result<(), Error> {
+            let (first, rest) = parts
+                .split_first()
+                .expect("a template has at least two parts");
+            out.push_str(first.as_ref());
+            for part in rest {
+                write!(out, "{id}").map_err(|_| Error::InvalidId)?;
+                out.push_str(part.as_ref());
+            }
+            check_len(out.len())
+        }
+        match &self.parts {
+            Parts::Static(parts) => go(parts, id, out),
+            Parts::Owned(parts) => go(parts, id, out),
+        }
+    }
+}
+
+pub(crate) fn check_len(len: usize) -> Result<(), Error> {
+    if len > MAX_KEY_LEN {
+        return Err(Error::KeyTooLong {
+            len,
+            max: MAX_KEY_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// The version key of a data key.
+pub(crate) fn version_key(data_key: &str) -> Vec<u8> {
+    derived_key(data_key.as_bytes(), VERSION_KIND)
+}
+
+/// The lock key of a data key.
+pub(crate) fn lock_key(data_key: &str) -> Vec<u8> {
+    derived_key(data_key.as_bytes(), LOCK_KIND)
+}
+
+fn derived_key(data_key: &[u8], kind: u8) -> Vec<u8> {
+    let tag = hash_tag(data_key).unwrap_or_else(|| slot_tag(slot(data_key)));
+    let mut key = Vec::with_capacity(tag.len() + data_key.len() + 4);
+    key.push(b'{');
+    key.extend_from_slice(tag);
+    key.push(b'}');
+    key.push(DERIVED_MARK);
+    key.push(kind);
+    key.extend_from_slice(data_key);
+    key
+}
+
+/// The part of a key Redis Cluster hashes: the bytes between the first `{` and the next `}`, if
+/// that is non-empty.
+pub(crate) fn hash_tag(key: &[u8]) -> Option<&[u8]> {
+    let open = key.iter().position(|&b| b == b'{')?;
+    let len = key[open + 1..].iter().position(|&b| b == b'}')?;
+    (len > 0).then(|| &key[open + 1..open + 1 + len])
+}
+
+/// The Redis Cluster hash slot of a key.
+pub(crate) fn slot(key: &[u8]) -> u16 {
+    crc16(hash_tag(key).unwrap_or(key)) % 16384
+}
+
+/// CRC16/XMODEM, the checksum Redis Cluster uses for slots.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// A short alphanumeric string that hashes to `slot`, for data keys without a hash tag.
+fn slot_tag(slot: u16) -> &'static [u8] {
+    static TAGS: OnceLock<Vec<[u8; 4]>> = OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        // Entry: length byte followed by up to 3 characters; 0 length means "not found yet".
+        let mut tags = vec![[0u8; 4]; 16384];
+        let mut missing = 16384;
+        for len in 1..=3usize {
+            let mut idx = [0usize; 3];
+            loop {
+                let mut candidate = [0u8; 3];
+                for i in 0..len {
+                    candidate[i] = ALPHABET[idx[i]];
+                }
+                let s = usize::from(crc16(&candidate[..len]) % 16384);
+                if tags[s][0] == 0 {
+                    tags[s][0] = len as u8;
+                    tags[s][1..=len].copy_from_slice(&candidate[..len]);
+                    missing -= 1;
+                }
+                // Odometer increment over `len` digits.
+                let mut i = 0;
+                while i < len {
+                    idx[i] += 1;
+                    if idx[i] < ALPHABET.len() {
+                        break;
+                    }
+                    idx[i] = 0;
+                    i += 1;
+                }
+                if i == len {
+                    break;
+                }
+            }
+        }
+        assert_eq!(missing, 0, "every slot has a tag of at most 3 characters");
+        tags
+    });
+    let entry = &tags[usize::from(slot)];
+    &entry[1..=usize::from(entry[0])]
+}
+
+/// A deterministic pseudo-random number in `[0, 1)` for a key (FNV-1a), for TTL jitter.
+pub(crate) fn unit_hash(key: &str) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_spellings_render_the_same_key() {
+        let a = KeyTemplate::parse("widgets:{{{id}}}").unwrap();
+        let b = KeyTemplate::parse("widgets:<<<id>>>").unwrap();
+        assert_eq!(a.render(&42).unwrap(), "widgets:{42}");
+        assert_eq!(b.render(&42).unwrap(), "widgets:{42}");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn bad_templates_are_rejected() {
+        for bad in ["widgets", "w:{name}", "w:{id", "w:}{id}", "w:{"] {
+            assert!(KeyTemplate::parse(bad).is_err(), "{bad} should be rejected");
+        }
+        let t = KeyTemplate::parse("a{id}b{id}").unwrap();
+        assert_eq!(t.render(&7).unwrap(), "a7b7");
+    }
+
+    #[test]
+    fn slots_match_the_redis_specification() {
+        // From the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"{user1000}.followers"));
+        assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
+        assert_eq!(hash_tag(b"foo{}{bar}"), None);
+        assert_eq!(hash_tag(b"foo{{bar}}zap"), Some(&b"{bar"[..]));
+    }
+
+    #[test]
+    fn derived_keys_share_the_data_key_slot() {
+        for key in [
+            "widgets:{42}",
+            "plain:42",
+            "a}b",
+            "{}x",
+            "{",
+            "}{",
+            "x{y}z{w}",
+        ] {
+            let s = slot(key.as_bytes());
+            assert_eq!(slot(&version_key(key)), s, "{key}");
+            assert_eq!(slot(&lock_key(key)), s, "{key}");
+            assert_ne!(version_key(key), lock_key(key));
+        }
+    }
+
+    #[test]
+    fn every_slot_has_a_tag() {
+        for s in 0..16384u16 {
+            assert_eq!(slot(slot_tag(s)), s);
+        }
+    }
+}

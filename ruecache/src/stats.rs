@@ -1,0 +1,85 @@
+//! Counters of what the cache did.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
+///
+/// Counts are per id unless the name says otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Ids answered from Redis (a cached value, or a cached "absent").
+    pub hits: u64,
+    /// Ids not in Redis on the first read.
+    pub misses: u64,
+    /// Calls of the fetch function.
+    pub fetches: u64,
+    /// Ids passed to the fetch function.
+    pub fetched_ids: u64,
+    /// Ids written to Redis after a fetch.
+    pub commits: u64,
+    /// Fetched ids not written because they were invalidated during the fetch (the stale-write
+    /// guard at work).
+    pub stale_commits: u64,
+    /// Fetched ids not written because this caller's lock had expired and another caller had
+    /// taken it.
+    pub lost_locks: u64,
+    /// Lock attempts (ids) sent to Redis.
+    pub lock_attempts: u64,
+    /// Times an id was waited for because another caller held its lock.
+    pub lock_waits: u64,
+    /// Ids invalidated.
+    pub invalidations: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) fetches: AtomicU64,
+    pub(crate) fetched_ids: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) stale_commits: AtomicU64,
+    pub(crate) lost_locks: AtomicU64,
+    pub(crate) lock_attempts: AtomicU64,
+    pub(crate) lock_waits: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) const fn new() -> Self {
+        Self {
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            fetches: AtomicU64::new(0),
+            fetched_ids: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            stale_commits: AtomicU64::new(0),
+            lost_locks: AtomicU64::new(0),
+            lock_attempts: AtomicU64::new(0),
+            lock_waits: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
+        if n > 0 {
+            counter.fetch_add(n as u64, Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            fetches: self.fetches.load(Relaxed),
+            fetched_ids: self.fetched_ids.load(Relaxed),
+            commits: self.commits.load(Relaxed),
+            stale_commits: self.stale_commits.load(Relaxed),
+            lost_locks: self.lost_locks.load(Relaxed),
+            lock_attempts: self.lock_attempts.load(Relaxed),
+            lock_waits: self.lock_waits.load(Relaxed),
+            invalidations: self.invalidations.load(Relaxed),
+        }
+    }
+}
