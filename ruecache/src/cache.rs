@@ -90,7 +90,9 @@ fn render<Id: Display>(template: &KeyTemplate, id: &Id, out: &mut String) -> Res
 /// # Examples
 ///
 /// ```no_run
-/// /// use ruecache::{Cache, Connection};
+/// use std::collections::HashMap;
+///
+/// use ruecache::{Cache, Connection};
 ///
 /// # async fn run() -> Result<(), ruecache::Error> {
 /// let conn = Connection::open("redis://127.0.0.1:6379").await?;
@@ -155,7 +157,6 @@ where
     ///         .build()?;
     /// # Ok(()) }
     /// ```
-    #[must_use]
     pub fn builder(conn: impl Into<Connection>, template: &str) -> CacheBuilder<Id, T, MsgPack> {
         CacheBuilder {
             conn: conn.into(),
@@ -183,7 +184,6 @@ impl<Id, T> Cache<Id, T, MsgPack> {
     ///         .build()?;
     /// # Ok(()) }
     /// ```
-    #[must_use]
     pub fn builder_with_key_fn(
         conn: impl Into<Connection>,
         key_fn: impl Fn(&Id) -> String + Send + Sync + 'static,
@@ -239,6 +239,20 @@ impl<Id, T, C> Cache<Id, T, C> {
         Ok(key)
     }
 
+    /// The three keys of one id: data, version and lock (for debugging with `redis-cli`).
+    ///
+    /// # Errors
+    ///
+    /// As [`data_key`](Self::data_key).
+    pub fn keys(&self, id: &Id) -> Result<IdKeys, Error> {
+        let data = self.data_key(id)?;
+        Ok(IdKeys {
+            version: crate::keys::version_key(&data),
+            lock: crate::keys::lock_key(&data),
+            data,
+        })
+    }
+
     /// Loads the cache's Lua scripts on every node, so the first miss does not pay a
     /// `NOSCRIPT` round trip. Optional.
     ///
@@ -278,7 +292,8 @@ where
     /// # Examples
     ///
     /// ```no_run
-    /// #     /// # async fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+    /// # use std::collections::HashMap;
+    /// # async fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
     /// let names: HashMap<u64, String> = cache
     ///     .get_and_fill([7, 8, 8], |ids| async move {
     ///         Ok::<_, ruecache::Error>(ids.into_iter().map(|id| (id, id.to_string())).collect::<Vec<_>>())
@@ -426,6 +441,60 @@ where
 pub trait HasConnection {
     /// The connection the cache uses.
     fn cache_connection(&self) -> &Connection;
+}
+
+/// The Redis keys of one id, from [`Cache::keys`]. All three share a cluster slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IdKeys {
+    /// The data key, rendered from the template.
+    pub data: String,
+    /// The version key (binary: it contains a byte no data key can contain).
+    pub version: Vec<u8>,
+    /// The lock key (binary, like the version key).
+    pub lock: Vec<u8>,
+}
+
+/// The future of a batch fetch made by [`fetch_one`].
+pub type BoxFetch<Id, T, E> =
+    std::pin::Pin<Box<dyn Future<Output = Result<Vec<(Id, T)>, E>> + Send>>;
+
+/// Turns a single-item fetch into a batch fetch that calls it for each id concurrently (the Go
+/// `FetchOne`). `Ok(None)` means the source does not have the id.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(cache: ruecache::Cache<String, String>) -> Result<(), ruecache::Error> {
+/// let urls: std::collections::HashMap<String, String> = cache
+///     .get_and_fill(
+///         vec!["a.png".to_owned(), "b.png".to_owned()],
+///         ruecache::fetch_one(|name: String| async move {
+///             Ok::<_, ruecache::Error>(Some(format!("https://cdn.example/{name}")))
+///         }),
+///     )
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub fn fetch_one<Id, T, E, F, Fut>(fetch: F) -> impl FnMut(Vec<Id>) -> BoxFetch<Id, T, E>
+where
+    Id: Clone + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    F: Fn(Id) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<Option<T>, E>> + Send + 'static,
+{
+    move |ids: Vec<Id>| {
+        let fetch = fetch.clone();
+        Box::pin(async move {
+            let results = futures_util::future::try_join_all(ids.into_iter().map(|id| {
+                let fut = fetch(id.clone());
+                async move { Ok::<_, E>(fut.await?.map(|v| (id, v))) }
+            }))
+            .await?;
+            Ok(results.into_iter().flatten().collect())
+        })
+    }
 }
 
 /// An item that knows its own id, for [`Cache::get_and_fill_items`].

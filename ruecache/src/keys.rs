@@ -256,13 +256,20 @@ fn slot_tag(slot: u16) -> &'static [u8] {
     &entry[1..=usize::from(entry[0])]
 }
 
-/// A deterministic pseudo-random number in `[0, 1)` for a key (FNV-1a), for TTL jitter.
+/// A deterministic pseudo-random number in `[0, 1)` for a key, for TTL jitter: FNV-1a, then the
+/// SplitMix64 finalizer (FNV alone barely moves its high bits when only the last bytes differ,
+/// which is exactly how sequential ids differ).
 pub(crate) fn unit_hash(key: &str) -> f64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in key.as_bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -315,6 +322,18 @@ mod tests {
             assert_eq!(slot(&lock_key(key)), s, "{key}");
             assert_ne!(version_key(key), lock_key(key));
         }
+    }
+
+    #[test]
+    fn jitter_hash_spreads_sequential_keys() {
+        let mut buckets = [0u32; 10];
+        for i in 0..10_000 {
+            buckets[(unit_hash(&format!("w:{{{i}}}")) * 10.0) as usize] += 1;
+        }
+        assert!(
+            buckets.iter().all(|&n| (800..=1200).contains(&n)),
+            "{buckets:?}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod options;
 mod scripts;
 mod stats;
 
-pub use cache::{Cache, CacheBuilder, HasConnection, Keyed, Spec};
+pub use cache::{fetch_one, BoxFetch, Cache, CacheBuilder, HasConnection, IdKeys, Keyed, Spec};
 #[cfg(feature = "prost")]
 pub use codec::Prost;
 pub use codec::{Codec, MsgPack, Raw};

@@ -1,0 +1,118 @@
+//! Reads: hits never fetch, duplicates and empty batches, absent ids, stats.
+
+mod support;
+
+use std::collections::HashMap;
+
+use ruecache_tests::{both, start_standalone_with, Target};
+use support::{cache, exists, value, Source, TestError};
+
+async fn all_hits_do_not_call_fetch(t: Target) {
+    let cache = cache(t.connect().await, &t.ns());
+    let source = Source::default();
+    let first: HashMap<u64, String> = cache
+        .get_and_fill(1..=5, |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    let second: HashMap<u64, String> = cache
+        .get_and_fill(1..=5, |_| async {
+            Err::<Vec<(u64, String)>, _>(TestError::Source("must not be called"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+    assert_eq!(second.len(), 5);
+    assert_eq!(source.calls(), vec![vec![1, 2, 3, 4, 5]]);
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.fetches), (5, 5, 1));
+}
+
+async fn only_missing_ids_are_fetched_and_duplicates_once(t: Target) {
+    let cache = cache(t.connect().await, &t.ns());
+    let source = Source::default();
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1, 2], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    let got: HashMap<u64, String> = cache
+        .get_and_fill([3, 1, 3, 2, 4, 4], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(source.calls(), vec![vec![1, 2], vec![3, 4]]);
+    assert_eq!(got, (1..=4).map(|id| (id, value(id))).collect());
+}
+
+async fn fetch_returning_nothing_caches_absence(t: Target) {
+    let cache = cache(t.connect().await, &t.ns());
+    let source = Source::without(&[1, 2, 3]);
+    let first: HashMap<u64, String> = cache
+        .get_and_fill([1, 2, 3], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    let second: HashMap<u64, String> = cache
+        .get_and_fill([1, 2, 3], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert!(first.is_empty() && second.is_empty());
+    assert_eq!(
+        source.calls().len(),
+        1,
+        "absent ids are cached, not fetched again"
+    );
+    assert!(exists(cache.connection(), cache.data_key(&1).unwrap()).await);
+    assert_eq!(cache.stats().hits, 3);
+}
+
+async fn stats_count_each_step(t: Target) {
+    let cache = cache(t.connect().await, &t.ns());
+    let source = Source::without(&[3]);
+    let _: Vec<(u64, String)> = cache
+        .get_and_fill([1, 2, 3], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    let _: Vec<(u64, String)> = cache
+        .get_and_fill([1, 2, 3, 4], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    cache.invalidate([1, 1, 2]).await.unwrap();
+    let s = cache.stats();
+    assert_eq!(s.hits, 3);
+    assert_eq!(s.misses, 4);
+    assert_eq!(s.fetches, 2);
+    assert_eq!(s.fetched_ids, 4);
+    assert_eq!(s.commits, 4);
+    assert_eq!(s.lock_attempts, 4);
+    assert_eq!((s.stale_commits, s.lost_locks, s.lock_waits), (0, 0, 0));
+    assert_eq!(s.invalidations, 2, "duplicates are invalidated once");
+}
+
+both!(
+    all_hits_do_not_call_fetch,
+    only_missing_ids_are_fetched_and_duplicates_once,
+    fetch_returning_nothing_caches_absence,
+    stats_count_each_step,
+);
+
+/// An empty batch returns at once: proven on a server that is no longer running.
+#[tokio::test]
+async fn empty_ids_never_touch_redis() {
+    let mut server = start_standalone_with(&[]);
+    let cache = cache(server.connect().await, "empty:");
+    server.kill();
+    let got: HashMap<u64, String> = cache
+        .get_and_fill(Vec::new(), |_| async {
+            Err::<Vec<(u64, String)>, _>(TestError::Source("no"))
+        })
+        .await
+        .unwrap();
+    assert!(got.is_empty());
+    cache.invalidate(Vec::<u64>::new()).await.unwrap();
+    // The server really is gone: a non-empty call fails.
+    let err = cache
+        .get_and_fill::<_, Vec<(u64, String)>, _, _, _, TestError>([1], |_| async {
+            Ok(Vec::new())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TestError::Cache(_)), "{err:?}");
+}

@@ -1,0 +1,177 @@
+//! The stale-write guard: every case of the commit script, forced by pausing a fetch and changing
+//! the keys while it is paused.
+
+mod support;
+
+use std::collections::HashMap;
+
+use ruecache::Cache;
+use ruecache_tests::{both, Target};
+use support::{cmd, exists, value, Gate, GateHandle, TestError};
+
+/// Starts a fill of `ids` that pauses inside the fetch; returns the task and the paused fetch's
+/// release.
+async fn paused_fill(
+    cache: &Cache<u64, String>,
+    ids: Vec<u64>,
+    gate: &mut Gate,
+) -> (
+    tokio::task::JoinHandle<HashMap<u64, String>>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let handle: GateHandle = gate.handle();
+    let c = cache.clone();
+    let task = tokio::spawn(async move {
+        c.get_and_fill(ids, |ids| {
+            let handle = handle.clone();
+            async move {
+                handle.pause(&ids).await;
+                Ok::<_, TestError>(
+                    ids.into_iter()
+                        .map(|id| (id, value(id)))
+                        .collect::<Vec<_>>(),
+                )
+            }
+        })
+        .await
+        .unwrap()
+    });
+    let (_, release) = gate.paused().await;
+    (task, release)
+}
+
+async fn invalidation_during_fetch_returns_value_but_writes_nothing(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let mut gate = Gate::default();
+    let (task, release) = paused_fill(&cache, vec![1, 2], &mut gate).await;
+    cache.invalidate([1]).await.unwrap();
+    release.send(()).unwrap();
+    let got = task.await.unwrap();
+    assert_eq!(got.len(), 2, "the caller still gets what it fetched");
+    let conn = cache.connection();
+    assert!(
+        !exists(conn, cache.data_key(&1).unwrap()).await,
+        "the invalidated id is not written"
+    );
+    assert!(
+        exists(conn, cache.data_key(&2).unwrap()).await,
+        "the other id is written"
+    );
+    assert!(
+        !exists(conn, cache.keys(&1).unwrap().lock).await,
+        "the lock is released anyway"
+    );
+    assert_eq!(cache.stats().stale_commits, 1);
+    assert_eq!(cache.stats().commits, 1);
+}
+
+async fn commit_with_lock_held_by_another_writes_nothing(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let mut gate = Gate::default();
+    let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
+    let keys = cache.keys(&1).unwrap();
+    // Our lock expired and another caller took it.
+    cmd::<()>(
+        cache.connection(),
+        "SET",
+        (&keys.lock, "another-callers-token", "PX", 60_000),
+    )
+    .await;
+    release.send(()).unwrap();
+    task.await.unwrap();
+    assert!(!exists(cache.connection(), &keys.data).await);
+    let lock: String = cmd(cache.connection(), "GET", &keys.lock).await;
+    assert_eq!(
+        lock, "another-callers-token",
+        "another caller's lock is left alone"
+    );
+    assert_eq!(cache.stats().lost_locks, 1);
+}
+
+async fn commit_without_lock_still_writes(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let mut gate = Gate::default();
+    let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
+    let keys = cache.keys(&1).unwrap();
+    cmd::<()>(cache.connection(), "DEL", &keys.lock).await; // our lock expired, nobody took it
+    release.send(()).unwrap();
+    task.await.unwrap();
+    assert!(
+        exists(cache.connection(), &keys.data).await,
+        "version unchanged: written"
+    );
+    assert_eq!(cache.stats().commits, 1);
+}
+
+async fn version_expiring_mid_fetch_writes_nothing(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let mut gate = Gate::default();
+    let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
+    let keys = cache.keys(&1).unwrap();
+    cmd::<()>(cache.connection(), "PEXPIRE", (&keys.version, 1)).await;
+    while exists(cache.connection(), &keys.version).await {
+        tokio::task::yield_now().await;
+    }
+    release.send(()).unwrap();
+    task.await.unwrap();
+    assert!(
+        !exists(cache.connection(), &keys.data).await,
+        "a missing version refuses the write"
+    );
+    assert_eq!(cache.stats().stale_commits, 1);
+}
+
+async fn happy_path_writes_and_releases_the_lock(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let mut gate = Gate::default();
+    let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
+    let keys = cache.keys(&1).unwrap();
+    assert!(
+        exists(cache.connection(), &keys.lock).await,
+        "the lock is held during the fetch"
+    );
+    let pttl: i64 = cmd(cache.connection(), "PTTL", &keys.lock).await;
+    assert!(
+        (1..=5_000).contains(&pttl),
+        "the lock expires (PTTL {pttl})"
+    );
+    release.send(()).unwrap();
+    task.await.unwrap();
+    assert!(exists(cache.connection(), &keys.data).await);
+    assert!(!exists(cache.connection(), &keys.lock).await);
+    let version_pttl: i64 = cmd(cache.connection(), "PTTL", &keys.version).await;
+    assert!(
+        version_pttl > 500_000,
+        "the version key has the 10 min TTL ({version_pttl})"
+    );
+}
+
+async fn garbage_version_self_heals_on_invalidate(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let keys = cache.keys(&1).unwrap();
+    cmd::<()>(
+        cache.connection(),
+        "SET",
+        (&keys.version, "not a number \u{0}\u{1}"),
+    )
+    .await;
+    cache.invalidate([1]).await.unwrap();
+    let version: Vec<u8> = cmd(cache.connection(), "GET", &keys.version).await;
+    assert_ne!(version, b"not a number \x00\x01".to_vec());
+    let source = support::Source::default();
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert!(exists(cache.connection(), &keys.data).await);
+    assert_eq!(cache.stats().commits, 1);
+}
+
+both!(
+    invalidation_during_fetch_returns_value_but_writes_nothing,
+    commit_with_lock_held_by_another_writes_nothing,
+    commit_without_lock_still_writes,
+    version_expiring_mid_fetch_writes_nothing,
+    happy_path_writes_and_releases_the_lock,
+    garbage_version_self_heals_on_invalidate,
+);

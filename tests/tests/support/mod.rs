@@ -1,0 +1,133 @@
+//! Helpers shared by the behaviour tests: recording fetches, pausing a fetch at an exact point,
+//! and raw Redis commands for looking at (or tampering with) the keys.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use redis::{FromRedisValue, ToRedisArgs};
+use ruecache::{Cache, Connection};
+use tokio::sync::{mpsc, oneshot};
+
+/// The error type of the test sources: a fetch error must come back as this exact value.
+#[derive(Debug, PartialEq)]
+pub enum TestError {
+    Source(&'static str),
+    Cache(String),
+}
+
+impl From<ruecache::Error> for TestError {
+    fn from(e: ruecache::Error) -> Self {
+        Self::Cache(e.to_string())
+    }
+}
+
+/// A cache of `u64 -> String` under a fresh namespace, with the key template `<ns>w:{{{id}}}`.
+pub fn template(ns: &str) -> String {
+    format!("{ns}w:{}", "{{{id}}}")
+}
+
+pub fn cache(conn: Connection, ns: &str) -> Cache<u64, String> {
+    Cache::builder(conn, &template(ns))
+        .build()
+        .expect("valid config")
+}
+
+/// The value the test source has for an id.
+pub fn value(id: u64) -> String {
+    format!("value of {id}")
+}
+
+/// Records every fetch call and answers from `value()`, leaving out ids in `absent`.
+#[derive(Clone, Default)]
+pub struct Source {
+    calls: Arc<Mutex<Vec<Vec<u64>>>>,
+    absent: Arc<Vec<u64>>,
+}
+
+impl Source {
+    pub fn without(absent: &[u64]) -> Self {
+        Self {
+            absent: Arc::new(absent.to_vec()),
+            ..Self::default()
+        }
+    }
+
+    pub async fn fetch(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
+        self.calls.lock().unwrap().push(ids.clone());
+        Ok(ids
+            .into_iter()
+            .filter(|id| !self.absent.contains(id))
+            .map(|id| (id, value(id)))
+            .collect())
+    }
+
+    /// Every fetch call's ids, sorted within each call.
+    pub fn calls(&self) -> Vec<Vec<u64>> {
+        let mut calls = self.calls.lock().unwrap().clone();
+        calls.iter_mut().for_each(|c| c.sort_unstable());
+        calls
+    }
+
+    /// How many times each id was fetched.
+    pub fn counts(&self) -> HashMap<u64, usize> {
+        let mut counts = HashMap::new();
+        for id in self.calls.lock().unwrap().iter().flatten() {
+            *counts.entry(*id).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// Pauses a fetch at an exact point: the fetch reports that it started (with its ids) and waits
+/// until the test lets it go, so the test can act in between.
+pub struct Gate {
+    started: mpsc::UnboundedReceiver<(Vec<u64>, oneshot::Sender<()>)>,
+    tx: mpsc::UnboundedSender<(Vec<u64>, oneshot::Sender<()>)>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        let (tx, started) = mpsc::unbounded_channel();
+        Self { started, tx }
+    }
+}
+
+#[derive(Clone)]
+pub struct GateHandle(mpsc::UnboundedSender<(Vec<u64>, oneshot::Sender<()>)>);
+
+impl Gate {
+    pub fn handle(&self) -> GateHandle {
+        GateHandle(self.tx.clone())
+    }
+
+    /// Waits until a fetch is paused inside the gate; returns its ids and the release.
+    pub async fn paused(&mut self) -> (Vec<u64>, oneshot::Sender<()>) {
+        self.started.recv().await.expect("a fetch reaches the gate")
+    }
+}
+
+impl GateHandle {
+    /// Called inside a fetch: announce, then wait for the release.
+    pub async fn pause(&self, ids: &[u64]) {
+        let (go, wait) = oneshot::channel();
+        self.0
+            .send((ids.to_vec(), go))
+            .expect("the test holds the gate");
+        wait.await.expect("the test releases the fetch");
+    }
+}
+
+/// Runs one raw command and decodes its reply.
+pub async fn cmd<T: FromRedisValue>(conn: &Connection, name: &str, args: impl ToRedisArgs) -> T {
+    let mut conn = conn.clone();
+    redis::cmd(name)
+        .arg(args)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{name} failed: {e}"))
+}
+
+pub async fn exists(conn: &Connection, key: impl ToRedisArgs) -> bool {
+    cmd::<i64>(conn, "EXISTS", key).await == 1
+}
