@@ -1,0 +1,99 @@
+//! Redis Cluster: batches spanning every slot, derived keys in the data key's slot, scripts
+//! reloaded after `SCRIPT FLUSH`.
+
+mod support;
+
+use std::collections::HashMap;
+
+use ruecache::{Cache, Connection};
+use ruecache_tests::{both, cluster_nodes, Target};
+use support::{cmd, value, Source};
+
+/// A 1,000-id batch with a template without hash tag, so ids land in slots all over the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_ids_across_all_masters() {
+    let t = Target::Cluster;
+    let ns = t.ns();
+    let cache: Cache<u64, String> = Cache::builder(t.connect().await, &format!("{ns}w:{{id}}"))
+        .build()
+        .unwrap();
+    let source = Source::default();
+    let ids: Vec<u64> = (0..1000).collect();
+    let got: HashMap<u64, String> = cache
+        .get_and_fill(ids.clone(), |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(got, ids.iter().map(|&id| (id, value(id))).collect());
+    assert_eq!(source.calls().len(), 1, "one fetch for the whole batch");
+
+    // The keys really are spread: every master holds some, and together they hold all 1,000.
+    let mut total = 0;
+    for url in cluster_nodes() {
+        let node = Connection::open(&url).await.unwrap();
+        let keys: Vec<String> = cmd(&node, "KEYS", format!("{ns}w:*")).await;
+        assert!(keys.len() > 200, "{url} holds {} keys", keys.len());
+        total += keys.len();
+    }
+    assert_eq!(total, 1000);
+    let again: HashMap<u64, String> = cache
+        .get_and_fill(ids, |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1000);
+    assert_eq!(cache.stats().hits, 1000);
+}
+
+async fn derived_keys_share_the_data_key_slot(t: Target) {
+    let conn = t.connect().await;
+    let ns = t.ns();
+    for template in [
+        format!("{ns}w:{{id}}"),
+        format!("{ns}w:{{{{{{id}}}}}}"),
+        format!("{{{{}}}}{ns}:{{id}}"),
+    ] {
+        let cache: Cache<String, String> = Cache::builder(conn.clone(), &template).build().unwrap();
+        for id in ["1", "a}b", "{x}", "}{", "\u{0}:\u{ff}"] {
+            let keys = cache.keys(&id.to_owned()).unwrap();
+            if t.is_cluster() {
+                let slot: i64 = cmd(&conn, "CLUSTER", ("KEYSLOT", &keys.data)).await;
+                let v: i64 = cmd(&conn, "CLUSTER", ("KEYSLOT", &keys.version)).await;
+                let l: i64 = cmd(&conn, "CLUSTER", ("KEYSLOT", &keys.lock)).await;
+                assert_eq!((v, l), (slot, slot), "{template} / {id:?}");
+            }
+            // And the scripts run on all three keys without a CROSSSLOT error.
+            let got: HashMap<String, String> = cache
+                .get_and_fill([id.to_owned()], |ids| async move {
+                    Ok::<_, support::TestError>(
+                        ids.into_iter().map(|i| (i.clone(), i)).collect::<Vec<_>>(),
+                    )
+                })
+                .await
+                .unwrap();
+            assert_eq!(got[id], id);
+            cache.invalidate([id.to_owned()]).await.unwrap();
+        }
+    }
+}
+
+async fn scripts_are_reloaded_after_flush(t: Target) {
+    let conn = t.connect().await;
+    let cache = support::cache(conn.clone(), &t.ns());
+    let source = Source::default();
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    cmd::<()>(&conn, "SCRIPT", "FLUSH").await; // reaches every node on a cluster
+    cache.invalidate([1]).await.unwrap();
+    let got: HashMap<u64, String> = cache
+        .get_and_fill([1, 2], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(cache.stats().commits, 3);
+}
+
+both!(
+    derived_keys_share_the_data_key_slot,
+    scripts_are_reloaded_after_flush
+);

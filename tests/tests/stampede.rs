@@ -1,0 +1,103 @@
+//! Stampede protection: many callers on separate connections, one fetch per id; a lock that never
+//! expires makes callers time out instead of hanging.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ruecache::Cache;
+use ruecache_tests::{both, Target};
+use support::{cmd, template, value, Source, TestError};
+use tokio::sync::{watch, Barrier};
+
+/// 64 tasks on 4 connections (4 "processes") ask for the same 100 cold ids at the same moment.
+/// Fetches are held open until some caller has been seen waiting on another's lock, so the race
+/// is forced, not hoped for.
+async fn concurrent_callers_fetch_each_id_exactly_once(t: Target) {
+    let ns = t.ns();
+    let mut caches = Vec::new();
+    for _ in 0..4 {
+        let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&ns))
+            .backoff(Duration::from_millis(5), Duration::from_millis(50))
+            .build()
+            .unwrap();
+        caches.push(cache);
+    }
+    let source = Source::default();
+    let barrier = Arc::new(Barrier::new(64));
+    let (open_tx, open_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for task in 0..64usize {
+        let cache = caches[task % 4].clone();
+        let source = source.clone();
+        let barrier = barrier.clone();
+        let open = open_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids: Vec<u64> = (1..=100).collect();
+            ids.rotate_left(task); // every task asks in a different order
+            barrier.wait().await;
+            cache
+                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>(ids, |ids| {
+                    let source = source.clone();
+                    let mut open = open.clone();
+                    async move {
+                        open.wait_for(|&o| o).await.unwrap();
+                        source.fetch(ids).await
+                    }
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    while caches.iter().map(|c| c.stats().lock_waits).sum::<u64>() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    open_tx.send(true).unwrap();
+    let expected: HashMap<u64, String> = (1..=100).map(|id| (id, value(id))).collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), expected);
+    }
+    let counts = source.counts();
+    assert_eq!(counts.len(), 100);
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "every id fetched exactly once: {counts:?}"
+    );
+}
+
+async fn lock_without_expiry_times_out(t: Target) {
+    let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&t.ns()))
+        .timeout(Duration::from_millis(300))
+        .backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let lock = cache.keys(&1).unwrap().lock;
+    cmd::<()>(
+        cache.connection(),
+        "SET",
+        (&lock, "a crashed filler, no PX"),
+    )
+    .await;
+    let source = Source::default();
+    let err = cache
+        .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], |ids| source.fetch(ids))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TestError::Cache(msg) if msg.contains("timed out")),
+        "{err:?}"
+    );
+    assert_eq!(
+        source.calls(),
+        vec![vec![2]],
+        "the unlocked id was still filled"
+    );
+    assert!(cache.stats().lock_waits > 0);
+}
+
+both!(
+    concurrent_callers_fetch_each_id_exactly_once,
+    lock_without_expiry_times_out
+);
