@@ -62,6 +62,23 @@ async fn main() -> Result<(), AppError> {
         third[&2].name,
         service.db.queries()
     );
+
+    // 100 concurrent requests for one cold id: one query, everyone gets the row.
+    let before = service.db.queries();
+    let service = std::sync::Arc::new(service);
+    let requests: Vec<_> = (0..100)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move { service.get_widgets(vec![500]).await })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.expect("request task")?.len(), 1);
+    }
+    println!(
+        "100 concurrent requests for cold id 500: {} query",
+        service.db.queries() - before
+    );
     println!("stats: {:?}", service.cache.stats());
     Ok(())
 }

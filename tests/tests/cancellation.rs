@@ -1,0 +1,100 @@
+//! Nothing lost to cancellation: a caller dropped after its fetch returned still commits; a caller
+//! dropped during its fetch releases its locks at once instead of blocking others for the lock TTL.
+
+mod support;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use ruecache_tests::{both, Target};
+use support::{exists, value, Gate, TestError};
+
+/// Waits (bounded) until `check` holds; the effect under test happens in a spawned task.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn dropped_after_fetch_returned_still_commits(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let fetched = Arc::new(AtomicBool::new(false));
+    let flag = fetched.clone();
+    {
+        let call = cache.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], move |ids| {
+            let flag = flag.clone();
+            async move {
+                flag.store(true, Ordering::SeqCst);
+                Ok::<_, TestError>(
+                    ids.into_iter()
+                        .map(|id| (id, value(id)))
+                        .collect::<Vec<_>>(),
+                )
+            }
+        });
+        let mut call = pin!(call);
+        // Poll the call until the poll in which its fetch returned, then drop it right there.
+        std::future::poll_fn(|cx| {
+            let poll = call.as_mut().poll(cx);
+            assert!(
+                poll.is_pending(),
+                "the commit is still in flight when the fetch returns"
+            );
+            if fetched.load(Ordering::SeqCst) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    } // dropped here
+    let conn = cache.connection().clone();
+    let key = cache.data_key(&2).unwrap();
+    eventually("the commit", async || exists(&conn, &key).await).await;
+    assert!(exists(&conn, cache.data_key(&1).unwrap()).await);
+    assert!(!exists(&conn, cache.keys(&1).unwrap().lock).await);
+}
+
+async fn dropped_during_fetch_releases_locks(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let mut gate = Gate::default();
+    let handle = gate.handle();
+    let c = cache.clone();
+    let task = tokio::spawn(async move {
+        c.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], |ids| {
+            let handle = handle.clone();
+            async move {
+                handle.pause(&ids).await;
+                Ok::<_, TestError>(Vec::<(u64, String)>::new())
+            }
+        })
+        .await
+    });
+    let (_, _release) = gate.paused().await; // the fetch is running and holds both locks
+    let lock = cache.keys(&1).unwrap().lock;
+    assert!(exists(cache.connection(), &lock).await);
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let conn = cache.connection().clone();
+    eventually("the lock release", async || !exists(&conn, &lock).await).await;
+    assert!(!exists(&conn, cache.keys(&2).unwrap().lock).await);
+    assert!(
+        !exists(&conn, cache.data_key(&1).unwrap()).await,
+        "nothing was written"
+    );
+}
+
+both!(
+    dropped_after_fetch_returned_still_commits,
+    dropped_during_fetch_releases_locks
+);
