@@ -12,6 +12,9 @@ mod options;
 mod scripts;
 mod stats;
 
+#[cfg(feature = "macros")]
+pub use ruecache_macros::cached_batch;
+
 pub use cache::{fetch_one, BoxFetch, Cache, CacheBuilder, HasConnection, IdKeys, Keyed, Spec};
 #[cfg(feature = "prost")]
 pub use codec::Prost;

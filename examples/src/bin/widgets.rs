@@ -1,0 +1,86 @@
+//! The main example: a widget service over SQLite, cached with one attribute.
+//!
+//! Run it with `cargo run -p ruecache-examples --bin widgets` against `REDIS_URL`
+//! (default `redis://127.0.0.1:6379`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ruecache_examples::{connect_redis, init_tracing, AppError, Db, Widget};
+
+struct WidgetService {
+    db: Db,
+    redis: ruecache::Connection,
+}
+
+impl ruecache::HasConnection for WidgetService {
+    fn cache_connection(&self) -> &ruecache::Connection {
+        &self.redis
+    }
+}
+
+impl WidgetService {
+    #[ruecache::cached_batch(key = "ruecache-example:widgets:{{{id}}}", ttl = "5m")]
+    async fn get_widgets(&self, ids: Vec<u64>) -> Result<HashMap<u64, Widget>, AppError> {
+        self.db.load_widgets(&ids).await // runs only for the ids the cache is missing
+    }
+
+    async fn rename_widget(&self, id: u64, name: &str) -> Result<(), AppError> {
+        // Write the source first, then invalidate: a fill racing the write cannot store the old row.
+        let written = self.db.rename(id, name);
+        self.get_widgets_cache().invalidate([id]).await?;
+        written
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), AppError> {
+    init_tracing();
+    let service = Arc::new(WidgetService {
+        db: Db::seeded(1000, Duration::from_millis(20))?,
+        redis: connect_redis().await,
+    });
+    service.get_widgets_cache().invalidate(1..=1000).await?; // start cold
+
+    let ids = vec![1, 2, 3, 999_999];
+    let first = service.get_widgets(ids.clone()).await?;
+    println!(
+        "1. first call: {} widgets found, {} database query (id 999999 does not exist and is cached as absent)",
+        first.len(),
+        service.db.queries()
+    );
+
+    let second = service.get_widgets(ids).await?;
+    assert_eq!(first, second);
+    println!(
+        "2. second call: {} widgets, still {} query: all hits",
+        second.len(),
+        service.db.queries()
+    );
+
+    service.rename_widget(2, "renamed widget").await?;
+    let third = service.get_widgets(vec![2]).await?;
+    println!(
+        "3. after rename + invalidate: widget 2 is {:?}, {} queries",
+        third[&2].name,
+        service.db.queries()
+    );
+
+    let before = service.db.queries();
+    let requests: Vec<_> = (0..100)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move { service.get_widgets(vec![500]).await })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.expect("request task")?.len(), 1);
+    }
+    println!(
+        "4. 100 concurrent requests for cold widget 500: {} query",
+        service.db.queries() - before
+    );
+    println!("stats: {:?}", service.get_widgets_cache().stats());
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! Parses the attribute's arguments: `key = "...", ttl = "5m", ...`.
+//!
+//! Each value is parsed on its own, so a bad value, an unknown name or a duplicate is reported and
+//! parsing goes on with the next argument: one build shows every mistake.
+
+use proc_macro2::{TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::{Ident, Lit, LitStr, Path, Token};
+
+use crate::errors::Errors;
+
+mod kw {
+    syn::custom_keyword!(key);
+    syn::custom_keyword!(ttl);
+    syn::custom_keyword!(lock_ttl);
+    syn::custom_keyword!(timeout);
+    syn::custom_keyword!(jitter);
+    syn::custom_keyword!(codec);
+}
+
+/// Every argument, in the order the error messages list them.
+const NAMES: &str = "`key`, `ttl`, `lock_ttl`, `timeout`, `jitter`, `codec` or `crate`";
+
+/// The arguments as written; values are checked by `validate`. `None` means not given.
+#[derive(Default)]
+pub(crate) struct Args {
+    /// `key = "widgets:{{{id}}}"`.
+    pub(crate) key: Option<LitStr>,
+    /// `ttl = "5m"` or `"none"`.
+    pub(crate) ttl: Option<LitStr>,
+    /// `lock_ttl = "5s"`.
+    pub(crate) lock_ttl: Option<LitStr>,
+    /// `timeout = "30s"`.
+    pub(crate) timeout: Option<LitStr>,
+    /// `jitter = 0.2`; any literal, so that `jitter = 0` gets a precise message.
+    pub(crate) jitter: Option<Lit>,
+    /// `codec = ruecache::Raw`.
+    pub(crate) codec: Option<Path>,
+    /// `crate = "my_reexport::ruecache"`.
+    pub(crate) krate: Option<LitStr>,
+}
+
+impl Args {
+    /// Parses the attribute's arguments, pushing every mistake to `errors` and keeping the rest.
+    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
+        let mut args = Self::default();
+        let parser = |input: ParseStream<'_>| {
+            while !input.is_empty() {
+                args.parse_one(input, errors)?;
+                if !input.is_empty() {
+                    input.parse::<Token![,]>()?;
+                }
+            }
+            Ok(())
+        };
+        if let Err(error) = parser.parse2(tokens) {
+            errors.push(error);
+        }
+        args
+    }
+
+    fn parse_one(&mut self, input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<()> {
+        let lookahead = input.lookahead1();
+        if lookahead.peek(kw::key) {
+            arg::<kw::key, _>(input, "key", STRING, &mut self.key, errors)
+        } else if lookahead.peek(kw::ttl) {
+            arg::<kw::ttl, _>(input, "ttl", DURATION, &mut self.ttl, errors)
+        } else if lookahead.peek(kw::lock_ttl) {
+            arg::<kw::lock_ttl, _>(input, "lock_ttl", DURATION, &mut self.lock_ttl, errors)
+        } else if lookahead.peek(kw::timeout) {
+            arg::<kw::timeout, _>(input, "timeout", DURATION, &mut self.timeout, errors)
+        } else if lookahead.peek(kw::jitter) {
+            arg::<kw::jitter, _>(input, "jitter", FRACTION, &mut self.jitter, errors)
+        } else if lookahead.peek(kw::codec) {
+            arg::<kw::codec, _>(input, "codec", CODEC, &mut self.codec, errors)
+        } else if lookahead.peek(Token![crate]) {
+            arg::<Token![crate], _>(input, "crate", CRATE, &mut self.krate, errors)
+        } else if input.peek(Ident::peek_any) {
+            let name = input.call(Ident::parse_any)?;
+            errors.push(syn::Error::new(
+                name.span(),
+                format!("unknown argument `{name}`, expected {NAMES}"),
+            ));
+            value_tokens(input)?;
+            Ok(())
+        } else {
+            let found: TokenTree = input.parse()?;
+            errors.push(syn::Error::new(
+                found.span(),
+                format!("expected an argument such as `key = \"widgets:{{{{{{id}}}}}}\"`, found `{found}`; the arguments are {NAMES}"),
+            ));
+            value_tokens(input)?;
+            Ok(())
+        }
+    }
+}
+
+/// What each argument expects, for the message when its value does not parse.
+const STRING: &str = "a string literal, such as `key = \"widgets:{{{id}}}\"`";
+const DURATION: &str = "a duration string, such as `\"5m\"`, `\"1h30m\"` or `\"500ms\"`";
+const FRACTION: &str = "a fraction between `0.0` and `1.0`, such as `0.2`";
+const CODEC: &str = "a codec type, such as `ruecache::Raw`";
+const CRATE: &str = "the path of `ruecache` as a string, such as `crate = \"my_crate::ruecache\"`";
+
+/// Parses `name = value` into `slot`: the name is a keyword `K`, the value everything up to the
+/// next top-level comma, parsed as `V`.
+fn arg<K, V>(
+    input: ParseStream<'_>,
+    name: &str,
+    expected: &str,
+    slot: &mut Option<V>,
+    errors: &mut Errors,
+) -> syn::Result<()>
+where
+    K: Parse + ToTokens,
+    V: Parse,
+{
+    let keyword: K = input.parse()?;
+    let Some(eq) = input.parse::<Option<Token![=]>>()? else {
+        errors.push(syn::Error::new_spanned(
+            &keyword,
+            format!("expected `=` and a value after `{name}`, {expected}"),
+        ));
+        value_tokens(input)?;
+        return Ok(());
+    };
+    let tokens = value_tokens(input)?;
+    if tokens.is_empty() {
+        errors.push(syn::Error::new(
+            eq.span,
+            format!("missing value for `{name}`, expected {expected}"),
+        ));
+        return Ok(());
+    }
+    match syn::parse2::<V>(tokens.clone()) {
+        Ok(value) => set_once(slot, value, &keyword, name, errors),
+        Err(_) => errors.push(syn::Error::new_spanned(
+            tokens,
+            format!("`{name}` expects {expected}"),
+        )),
+    }
+    Ok(())
+}
+
+/// Stores an argument's value, or reports a duplicate on its second name.
+fn set_once<T>(
+    slot: &mut Option<T>,
+    value: T,
+    name_token: &dyn ToTokens,
+    name: &str,
+    errors: &mut Errors,
+) {
+    if slot.is_some() {
+        errors.push(syn::Error::new_spanned(
+            name_token,
+            format!("duplicate argument `{name}`"),
+        ));
+    } else {
+        *slot = Some(value);
+    }
+}
+
+/// The tokens up to the next comma outside brackets and generic arguments (`codec = C<A, B>`).
+fn value_tokens(input: ParseStream<'_>) -> syn::Result<TokenStream> {
+    input.step(|cursor| {
+        let mut tokens = TokenStream::new();
+        let mut rest = *cursor;
+        let mut angle_depth = 0usize;
+        while let Some((tt, next)) = rest.token_tree() {
+            if let TokenTree::Punct(p) = &tt {
+                match p.as_char() {
+                    ',' if angle_depth == 0 => break,
+                    '<' => angle_depth += 1,
+                    '>' => angle_depth = angle_depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            tokens.extend([tt]);
+            rest = next;
+        }
+        Ok((tokens, rest))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn parse(tokens: TokenStream) -> (Args, Vec<String>) {
+        let mut errors = Errors::default();
+        let args = Args::parse(tokens, &mut errors);
+        let messages = match errors.finish() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (args, messages)
+    }
+
+    #[test]
+    fn parses_every_argument() {
+        let (args, errors) = parse(quote! {
+            key = "w:{id}", ttl = "5m", lock_ttl = "10s", timeout = "1m",
+            jitter = 0.1, codec = ruecache::Raw, crate = "x::ruecache",
+        });
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(args.key.unwrap().value(), "w:{id}");
+        assert_eq!(args.ttl.unwrap().value(), "5m");
+        assert_eq!(args.lock_ttl.unwrap().value(), "10s");
+        assert_eq!(args.timeout.unwrap().value(), "1m");
+        assert!(args.jitter.is_some());
+        assert!(args.codec.is_some());
+        assert_eq!(args.krate.unwrap().value(), "x::ruecache");
+    }
+
+    #[test]
+    fn reports_every_mistake() {
+        let (args, errors) = parse(quote! {
+            tll = "5m", key = 5, ttl = "1m", ttl = "2m", jitter, codec = , 42, lock_ttl = "1s"
+        });
+        assert_eq!(
+            errors,
+            [
+                "unknown argument `tll`, expected `key`, `ttl`, `lock_ttl`, `timeout`, `jitter`, `codec` or `crate`",
+                "`key` expects a string literal, such as `key = \"widgets:{{{id}}}\"`",
+                "duplicate argument `ttl`",
+                "expected `=` and a value after `jitter`, a fraction between `0.0` and `1.0`, such as `0.2`",
+                "missing value for `codec`, expected a codec type, such as `ruecache::Raw`",
+                "expected an argument such as `key = \"widgets:{{{id}}}\"`, found `42`; the arguments are `key`, `ttl`, `lock_ttl`, `timeout`, `jitter`, `codec` or `crate`",
+            ]
+        );
+        assert_eq!(args.ttl.unwrap().value(), "1m");
+        assert_eq!(args.lock_ttl.unwrap().value(), "1s");
+    }
+}
