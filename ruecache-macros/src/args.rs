@@ -40,6 +40,9 @@ pub(crate) struct Args {
     pub(crate) codec: Option<Path>,
     /// `crate = "my_reexport::ruecache"`.
     pub(crate) krate: Option<LitStr>,
+    /// The names given so far, valid value or not: for duplicates, and so that a bad `key` is
+    /// not also reported as missing.
+    pub(crate) given: Vec<&'static str>,
 }
 
 impl Args {
@@ -64,19 +67,37 @@ impl Args {
     fn parse_one(&mut self, input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<()> {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::key) {
-            arg::<kw::key, _>(input, "key", STRING, &mut self.key, errors)
+            arg::<kw::key, _>(input, "key", STRING, &mut self.key, &mut self.given, errors)
         } else if lookahead.peek(kw::ttl) {
-            arg::<kw::ttl, _>(input, "ttl", DURATION, &mut self.ttl, errors)
+            arg::<kw::ttl, _>(
+                input,
+                "ttl",
+                DURATION,
+                &mut self.ttl,
+                &mut self.given,
+                errors,
+            )
         } else if lookahead.peek(kw::lock_ttl) {
-            arg::<kw::lock_ttl, _>(input, "lock_ttl", DURATION, &mut self.lock_ttl, errors)
+            let slot = &mut self.lock_ttl;
+            arg::<kw::lock_ttl, _>(input, "lock_ttl", DURATION, slot, &mut self.given, errors)
         } else if lookahead.peek(kw::timeout) {
-            arg::<kw::timeout, _>(input, "timeout", DURATION, &mut self.timeout, errors)
+            let slot = &mut self.timeout;
+            arg::<kw::timeout, _>(input, "timeout", DURATION, slot, &mut self.given, errors)
         } else if lookahead.peek(kw::jitter) {
-            arg::<kw::jitter, _>(input, "jitter", FRACTION, &mut self.jitter, errors)
+            let slot = &mut self.jitter;
+            arg::<kw::jitter, _>(input, "jitter", FRACTION, slot, &mut self.given, errors)
         } else if lookahead.peek(kw::codec) {
-            arg::<kw::codec, _>(input, "codec", CODEC, &mut self.codec, errors)
+            arg::<kw::codec, _>(
+                input,
+                "codec",
+                CODEC,
+                &mut self.codec,
+                &mut self.given,
+                errors,
+            )
         } else if lookahead.peek(Token![crate]) {
-            arg::<Token![crate], _>(input, "crate", CRATE, &mut self.krate, errors)
+            let slot = &mut self.krate;
+            arg::<Token![crate], _>(input, "crate", CRATE, slot, &mut self.given, errors)
         } else if input.peek(Ident::peek_any) {
             let name = input.call(Ident::parse_any)?;
             errors.push(syn::Error::new(
@@ -108,9 +129,10 @@ const CRATE: &str = "the path of `ruecache` as a string, such as `crate = \"my_c
 /// next top-level comma, parsed as `V`.
 fn arg<K, V>(
     input: ParseStream<'_>,
-    name: &str,
+    name: &'static str,
     expected: &str,
     slot: &mut Option<V>,
+    given: &mut Vec<&'static str>,
     errors: &mut Errors,
 ) -> syn::Result<()>
 where
@@ -118,6 +140,10 @@ where
     V: Parse,
 {
     let keyword: K = input.parse()?;
+    if !set_once(given, name, &keyword, errors) {
+        value_tokens(input)?;
+        return Ok(());
+    }
     let Some(eq) = input.parse::<Option<Token![=]>>()? else {
         errors.push(syn::Error::new_spanned(
             &keyword,
@@ -135,7 +161,7 @@ where
         return Ok(());
     }
     match syn::parse2::<V>(tokens.clone()) {
-        Ok(value) => set_once(slot, value, &keyword, name, errors),
+        Ok(value) => *slot = Some(value),
         Err(_) => errors.push(syn::Error::new_spanned(
             tokens,
             format!("`{name}` expects {expected}"),
@@ -144,22 +170,23 @@ where
     Ok(())
 }
 
-/// Stores an argument's value, or reports a duplicate on its second name.
-fn set_once<T>(
-    slot: &mut Option<T>,
-    value: T,
+/// Records that `name` is given; `false` (and a duplicate reported on this occurrence's name) if
+/// it already was.
+fn set_once(
+    given: &mut Vec<&'static str>,
+    name: &'static str,
     name_token: &dyn ToTokens,
-    name: &str,
     errors: &mut Errors,
-) {
-    if slot.is_some() {
+) -> bool {
+    if given.contains(&name) {
         errors.push(syn::Error::new_spanned(
             name_token,
             format!("duplicate argument `{name}`"),
         ));
-    } else {
-        *slot = Some(value);
+        return false;
     }
+    given.push(name);
+    true
 }
 
 /// The tokens up to the next comma outside brackets and generic arguments (`codec = C<A, B>`).

@@ -1,8 +1,7 @@
 //! Writes the cached method and its `_cache` companion.
 
-use proc_macro2::{Literal, Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
-use syn::spanned::Spanned;
 use syn::{Ident, ImplItemFn, Pat, PatIdent};
 
 use crate::args::Args;
@@ -49,18 +48,18 @@ fn try_expand(args: TokenStream, func: &ImplItemFn) -> syn::Result<TokenStream> 
     Ok(quote!(#cached #companion))
 }
 
-/// The user's method, its body turned into the fetch of a `get_and_fill`:
+/// The user's method, its body turned into the fetch of the cache's fill:
 ///
 /// ```text
 /// async fn get_widgets(&self, __ruecache_ids: Vec<WidgetId>) -> Result<HashMap<..>, AppError> {
-///     ::ruecache::__private::fill::<Vec<WidgetId>, Result<HashMap<..>, AppError>, _, _, _>(
+///     <Result<HashMap<..>, AppError> as ::ruecache::__private::Form<Vec<WidgetId>>>::fill(
 ///         Self::get_widgets_cache(self),
 ///         __ruecache_ids,
 ///         move |ids: Vec<WidgetId>| async move {
 ///             if false { return ::ruecache::__private::unreachable::<Result<..>>(); }
 ///             self.db.load_widgets(&ids).await
 ///         },
-///         ::ruecache::__private::error_from::<<Result<..> as ::ruecache::__private::ReturnType>::Error>,
+///         ::ruecache::__private::error_from::<<Result<..> as ::ruecache::__private::Form<..>>::Error>,
 ///     )
 ///     .await
 /// }
@@ -71,60 +70,61 @@ fn cached_method(
     method: &Method<'_>,
     companion: &Ident,
 ) -> TokenStream {
-    let private = private(settings);
     let Method {
         self_token,
         ids_pat,
         ids_ty,
         ret_ty,
-        error_span,
+        error_ty,
     } = method;
-    let ids = Ident::new("__ruecache_ids", Span::mixed_site());
+    let form = Form::new(settings, ret_ty, ids_ty);
+    let at = form.span;
+    let ids = Ident::new("__ruecache_ids", Span::mixed_site().located_at(at));
 
     let mut sig = func.sig.clone();
     for input in &mut sig.inputs {
         if let syn::FnArg::Typed(typed) = input {
-            let pat = Pat::Ident(PatIdent {
+            *typed.pat = Pat::Ident(PatIdent {
                 attrs: Vec::new(),
                 by_ref: None,
                 mutability: None,
                 ident: ids.clone(),
                 subpat: None,
             });
-            *typed.pat = pat;
         }
     }
 
-    let ret_span = ret_ty.span();
-    let fill = quote_spanned!(ret_span=> #private::fill::<#ids_ty, #ret_ty, _, _, _>);
-    let error_from = quote_spanned!(*error_span=>
-        #private::error_from::<<#ret_ty as #private::ReturnType>::Error>
-    );
-    // Fixes the async block's output to the declared return type before the body is checked,
-    // so `?` and `Ok(..)` in the body infer as they would in the method itself.
-    let fake_return = quote_spanned!(ret_span=>
-        if false {
-            return #private::unreachable::<#ret_ty>();
-        }
-    );
+    let private = private(settings, at);
+    // Fixes the async block's output to the declared type before the body is checked, so that
+    // `?` and `Ok(..)` in the body infer as they would in the method itself.
+    let ret = &form.ret;
     let stmts = &func.block.stmts;
+    let fetch = quote_spanned! {at=>
+        move |#ids_pat: #ids_ty| async move {
+            if false {
+                return #private::unreachable::<#ret>();
+            }
+            #(#stmts)*
+        }
+    };
+    // `error_from`, its type `fn(ruecache::Error) -> E` inferred from the form, so that a
+    // missing `From` is reported at `E` (or at the alias that hides it).
+    let error_from = {
+        let at = first_span(error_ty.unwrap_or(ret_ty));
+        let private = self::private(settings, at);
+        quote_spanned!(at=> #private::error_from)
+    };
+    let fill = form.item("fill");
+    let args = quote_spanned!(at=> Self::#companion(#self_token), #ids, #fetch, #error_from);
+    let body = quote_spanned!(at=> #fill(#args).await);
     let attrs = &func.attrs;
     let vis = &func.vis;
     let defaultness = &func.defaultness;
+    let mut block = Group::new(Delimiter::Brace, body);
+    block.set_span(func.block.brace_token.span.join());
     quote! {
         #(#attrs)*
-        #vis #defaultness #sig {
-            #fill(
-                Self::#companion(#self_token),
-                #ids,
-                move |#ids_pat: #ids_ty| async move {
-                    #fake_return
-                    #(#stmts)*
-                },
-                #error_from,
-            )
-            .await
-        }
+        #vis #defaultness #sig #block
     }
 }
 
@@ -136,22 +136,24 @@ fn companion(
     method: &Method<'_>,
     name: &Ident,
 ) -> TokenStream {
-    let krate = &settings.krate;
-    let private = private(settings);
     let Method {
         self_token,
         ids_ty,
         ret_ty,
         ..
     } = method;
+    let form = Form::new(settings, ret_ty, ids_ty);
+    let krate = krate(settings, form.span);
+    let private = private(settings, Span::call_site());
     let spec = Ident::new("__RUECACHE_SPEC", Span::mixed_site());
 
-    let form = quote_spanned!(ret_ty.span()=>
-        <<#ret_ty as #private::ReturnType>::Ok as #private::Form<#ids_ty>>
-    );
+    let (id, value) = (form.item("Id"), form.item("Value"));
     let codec = match settings.codec {
         Some(path) => path.to_token_stream(),
-        None => quote_spanned!(ret_ty.span()=> #krate::MsgPack),
+        None => {
+            let krate = self::krate(settings, form.span);
+            quote_spanned!(form.span=> #krate::MsgPack)
+        }
     };
     let key_span = settings.key.span();
     let parts = settings.key_parts.iter().map(|part| {
@@ -173,9 +175,17 @@ fn companion(
         }
         None => quote!(::core::option::Option::None),
     };
+    let self_krate = self::krate(settings, self_token.span);
     let connection = quote_spanned!(self_token.span=>
-        <Self as #krate::HasConnection>::cache_connection(#self_token)
+        <Self as #self_krate::HasConnection>::cache_connection(#self_token)
     );
+    // The id's own requirement (`Display`, for keys) is reported at the ids parameter's type.
+    let ids_span = first_span(ids_ty);
+    let ids_private = self::private(settings, ids_span);
+    let args = quote!(#connection, &#spec, <#codec as ::core::default::Default>::default());
+    let cache = quote_spanned!(ids_span=> #ids_private::cache(#args));
+
+    let cache_ty = quote_spanned!(form.span=> #krate::Cache<#id, #value, #codec>);
 
     let method_name = &func.sig.ident;
     let doc = format!(
@@ -190,24 +200,89 @@ fn companion(
     quote! {
         #(#cfgs)*
         #[doc = #doc]
-        #vis fn #name #generics(&#self_token) -> #krate::Cache<#form::Id, #form::Value, #codec>
+        #[allow(clippy::type_complexity)]
+        #vis fn #name #generics(&#self_token) -> #cache_ty
         #where_clause
         {
             static #spec: #private::Spec = #private::Spec::new(
                 #private::KeyTemplate::from_parts(&[#(#parts),*]),
                 #private::options(#ttl, #jitter, #lock_ttl, #timeout),
             );
-            #private::cache(
-                #connection,
-                &#spec,
-                <#codec as ::core::default::Default>::default(),
-            )
+            #cache
         }
     }
 }
 
-/// `::ruecache::__private`, or the `crate = "..."` override's.
-fn private(settings: &Settings<'_>) -> TokenStream {
-    let krate = &settings.krate;
-    quote!(#krate::__private)
+/// `<Ret as ruecache::__private::Form<Ids>>`: what the compiler knows about the method from its
+/// declared return and ids types. All of it, the user's types included, is located at the
+/// first token of the return type (keeping each token's own name resolution), so that when the
+/// types do not fit, every use reports the same error at the same place and the compiler shows
+/// it once.
+struct Form {
+    /// Where errors about the method's types point.
+    span: Span,
+    /// The return type, relocated.
+    ret: TokenStream,
+    /// `<Ret as Form<Ids>>`.
+    form: TokenStream,
+}
+
+impl Form {
+    fn new(settings: &Settings<'_>, ret_ty: &syn::Type, ids_ty: &syn::Type) -> Self {
+        let span = first_span(ret_ty);
+        let ret = relocate(ret_ty.to_token_stream(), span);
+        let ids = relocate(ids_ty.to_token_stream(), span);
+        let private = private(settings, span);
+        let form = quote_spanned!(span=> <#ret as #private::Form<#ids>>);
+        Self { span, ret, form }
+    }
+
+    /// `<Ret as Form<Ids>>::name`.
+    fn item(&self, name: &str) -> TokenStream {
+        let form = &self.form;
+        let name = Ident::new(name, self.span);
+        quote_spanned!(self.span=> #form::#name)
+    }
+}
+
+/// The span of the first token: on stable Rust a span cannot cover several tokens.
+fn first_span(tokens: &dyn ToTokens) -> Span {
+    tokens
+        .to_token_stream()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |token| token.span())
+}
+
+/// The tokens, each located at `span` but resolving names as before.
+fn relocate(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|token| match token {
+            TokenTree::Group(group) => {
+                let mut relocated = Group::new(group.delimiter(), relocate(group.stream(), span));
+                relocated.set_span(span.resolved_at(group.span()));
+                TokenTree::Group(relocated)
+            }
+            mut token => {
+                token.set_span(span.resolved_at(token.span()));
+                token
+            }
+        })
+        .collect()
+}
+
+/// `::ruecache::__private` (or the `crate = "..."` override's) with the given span.
+fn private(settings: &Settings<'_>, span: Span) -> TokenStream {
+    let krate = krate(settings, span);
+    quote_spanned!(span=> #krate::__private)
+}
+
+/// `::ruecache`, or the `crate = "..."` override (which keeps the span of its literal, so that
+/// a wrong path is reported there).
+fn krate(settings: &Settings<'_>, span: Span) -> TokenStream {
+    match &settings.krate {
+        Some(path) => path.to_token_stream(),
+        None => quote_spanned!(span=> ::ruecache),
+    }
 }

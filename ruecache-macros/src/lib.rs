@@ -13,7 +13,109 @@ mod validate;
 
 use proc_macro::TokenStream;
 
-/// DOCS
+/// Caches an `async fn` method's `ids -> map` lookup in Redis: the body runs only for the ids
+/// the cache is missing, and the method returns the whole map.
+///
+/// ```no_run
+/// use std::collections::HashMap;
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Widget { name: String }
+///
+/// #[derive(Debug)]
+/// enum AppError { Cache(ruecache::Error), Db }
+///
+/// impl From<ruecache::Error> for AppError {
+///     fn from(error: ruecache::Error) -> Self { Self::Cache(error) }
+/// }
+///
+/// struct WidgetService { redis: ruecache::Connection }
+///
+/// impl ruecache::HasConnection for WidgetService {
+///     fn cache_connection(&self) -> &ruecache::Connection { &self.redis }
+/// }
+///
+/// impl WidgetService {
+///     #[ruecache::cached_batch(key = "widgets:{{{id}}}", ttl = "5m")]
+///     async fn get_widgets(&self, ids: Vec<u64>) -> Result<HashMap<u64, Widget>, AppError> {
+///         // Runs only for the ids the cache is missing: `ids` holds just those.
+///         Ok(ids.into_iter().map(|id| (id, Widget { name: format!("widget {id}") })).collect())
+///     }
+///
+///     #[ruecache::cached_batch(key = "widgets:{{{id}}}", ttl = "5m")]
+///     async fn get_widget(&self, id: u64) -> Result<Option<Widget>, AppError> {
+///         Ok(Some(Widget { name: format!("widget {id}") }))
+///     }
+///
+///     async fn rename(&self, id: u64) -> Result<(), AppError> {
+///         // db.rename(id, ...).await?;
+///         self.get_widgets_cache().invalidate([id]).await?;
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// # The method
+///
+/// `async fn name(&self, ids: Ids) -> Ret` in an `impl` block of a type that implements
+/// `ruecache::HasConnection` (which says which Redis connection its cached methods use). The
+/// method keeps its name, signature, visibility and attributes. Its body becomes the fetch: it
+/// sees its ids parameter (whatever it is called) holding only the ids Redis does not have, and
+/// returns what the source has for them. Ids it leaves out are cached as absent.
+///
+/// **Batch or single item: the types decide.** The form is chosen by the compiler from the
+/// declared types, never from their names, so aliases (`type AppResult<T> = Result<T, AppError>`,
+/// `type Ids = Vec<WidgetId>`) work anywhere:
+///
+/// | returns | takes | form |
+/// | --- | --- | --- |
+/// | `Result<HashMap<Id, T>, E>` (any hasher), `Result<BTreeMap<Id, T>, E>` or `Result<Vec<(Id, T)>, E>` | `Vec<Id>` | batch: `Cache::get_and_fill` |
+/// | `Result<Option<T>, E>` | `Id` | single item: `Cache::get_and_fill_one`; `Ok(None)` means the source has no such id (cached too) |
+///
+/// Other map types (`IndexMap`, `hashbrown::HashMap`) are not supported: use `ruecache::Cache`
+/// directly for those. An `Option` *inside* a map (`HashMap<Id, Option<T>>`) is a value like any
+/// other.
+///
+/// Requirements, each checked by the compiler and reported at the type at fault: `Id` is
+/// `Display + Eq + Hash + Clone + Send + Sync + 'static` (the key is the template rendered with
+/// the id's `Display`); `T` works with the codec (`Serialize + DeserializeOwned` for the
+/// default `MsgPack`); `E: From<ruecache::Error>` (Redis failures and timeouts become your
+/// error; the body's own errors are returned unchanged).
+///
+/// The method takes `&self` and exactly one more parameter: anything else would not be part of
+/// the cache key. It cannot have type or const parameters (lifetimes are fine). Methods of
+/// generic `impl` blocks work; the instantiations share one spec (template, options, counters).
+///
+/// # The companion
+///
+/// Each cached method `name` comes with one more method, `name_cache(&self)`, with the same
+/// visibility, returning the `ruecache::Cache<Id, T, Codec>` behind it. It is the only name the
+/// attribute adds:
+///
+/// - `self.name_cache().invalidate(ids).await?` after writing to the source, so that readers
+///   stop getting the old values (a fill racing the write can then no longer store them);
+/// - `self.name_cache().stats()` for its hit, miss and fetch counters;
+/// - `data_key`, `keys`, `preload_scripts` and the rest of the `Cache` API.
+///
+/// The cache's spec (template, options, counters) is a `static` inside the companion, so the
+/// template is parsed at compile time and never repeated.
+///
+/// # Arguments
+///
+/// | argument | value | default |
+/// | --- | --- | --- |
+/// | `key` | the key template (required): `{id}` is the id, `{{` and `}}` literal braces, `<<<id>>>` the id in a Redis Cluster hash tag; `"widgets:{{{id}}}"` and `"widgets:<<<id>>>"` both store `widgets:{42}` for id 42 | |
+/// | `ttl` | how long values stay cached: a duration, or `"none"` for no expiry | `"5m"` |
+/// | `jitter` | spreads each id's TTL by up to ± this fraction, a float from `0.0` to `1.0` | `0.2` |
+/// | `lock_ttl` | how long a filler's lock lasts: the longest a crashed filler blocks others | `"5s"` |
+/// | `timeout` | the longest one call may take, waiting for other fillers included | `"30s"` |
+/// | `codec` | a codec type implementing `ruecache::Codec<T> + Default`, such as `ruecache::Raw` | `ruecache::MsgPack` |
+/// | `crate` | the path of `ruecache` as a string, for crates that re-export it: `crate = "my_crate::ruecache"` | `"::ruecache"` |
+///
+/// Durations are numbers with units `ms`, `s`, `m`, `h` and `d`, combined from largest to
+/// smallest: `"500ms"`, `"30s"`, `"1h30m"`, `"7d"`. Every argument is checked when the code
+/// compiles, and every mistake is reported at once, at the argument at fault; the method is then
+/// left as written so that its callers still compile.
 #[proc_macro_attribute]
 pub fn cached_batch(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(args.into(), item.into()).into()

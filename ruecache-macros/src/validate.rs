@@ -2,7 +2,6 @@
 //! compiler, through the trait bounds of `ruecache::__private`.
 
 use proc_macro2::Span;
-use syn::spanned::Spanned;
 use syn::{
     FnArg, GenericArgument, GenericParam, ImplItemFn, Lit, LitStr, Pat, Path, PathArguments,
     Receiver, ReturnType, Type,
@@ -15,8 +14,8 @@ use crate::template;
 
 /// The validated arguments.
 pub(crate) struct Settings<'a> {
-    /// The path of the runtime crate: `::ruecache` unless `crate = "..."` says otherwise.
-    pub(crate) krate: Path,
+    /// The path of the runtime crate given with `crate = "..."`; `None` for `::ruecache`.
+    pub(crate) krate: Option<Path>,
     /// The key template's literal pieces around the id slots.
     pub(crate) key_parts: Vec<String>,
     /// The `key` literal, for spans.
@@ -40,23 +39,22 @@ pub(crate) struct Method<'a> {
     pub(crate) ids_ty: &'a Type,
     /// The declared return type.
     pub(crate) ret_ty: &'a Type,
-    /// Where errors about the error type `E` point: at `E` in `Result<T, E>` when it is written
-    /// there, else at the whole return type (an alias such as `AppResult<T>`). Only a span: the
-    /// error type itself is found by the compiler, never by reading names.
-    pub(crate) error_span: Span,
+    /// `E` in a return type written `Result<T, E>`, for error spans only: errors about the error
+    /// type point there, or at the whole return type when it is an alias such as `AppResult<T>`.
+    /// The error type itself is found by the compiler, never by reading names.
+    pub(crate) error_ty: Option<&'a Type>,
 }
-
-const DEFAULT_CRATE: &str = "::ruecache";
 
 /// Checks every argument's value. Each mistake is pushed to `errors`; the result is only
 /// meaningful if there are none.
 pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Option<Settings<'a>> {
-    let key = errors.check(args.key.as_ref().ok_or_else(|| {
-        syn::Error::new(
+    let key = args.key.as_ref();
+    if !args.given.contains(&"key") {
+        errors.push(syn::Error::new(
             Span::call_site(),
             "missing argument `key`, such as `#[cached_batch(key = \"widgets:{{{id}}}\")]`",
-        )
-    }));
+        ));
+    }
     let key_parts = key.and_then(|key| {
         errors.check(template::parse(&key.value()).map_err(|reason| {
             syn::Error::new(key.span(), format!("invalid `key` template: {reason}"))
@@ -74,13 +72,13 @@ pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Option<Settin
         .as_ref()
         .and_then(|lit| errors.check(fraction(lit)));
     let krate = match &args.krate {
-        Some(lit) => errors.check(lit.parse::<Path>().map_err(|_| {
+        Some(lit) => Some(errors.check(lit.parse::<Path>().map_err(|_| {
             syn::Error::new(
                 lit.span(),
                 "`crate` expects the path of `ruecache`, such as `crate = \"my_crate::ruecache\"`",
             )
-        }))?,
-        None => syn::parse_str(DEFAULT_CRATE).expect("a valid path"),
+        }))?),
+        None => None,
     };
     Some(Settings {
         krate,
@@ -153,8 +151,8 @@ pub(crate) fn method<'a>(func: &'a ImplItemFn, errors: &mut Errors) -> Option<Me
     }
     for param in &sig.generics.params {
         if !matches!(param, GenericParam::Lifetime(_)) {
-            fail(syn::Error::new(
-                param.span(),
+            fail(syn::Error::new_spanned(
+                param,
                 "`#[cached_batch]` methods cannot have type or const parameters, the cache key would not tell them apart",
             ));
         }
@@ -183,15 +181,15 @@ pub(crate) fn method<'a>(func: &'a ImplItemFn, errors: &mut Errors) -> Option<Me
         ));
     }
     for extra in typed {
-        fail(syn::Error::new(
-            extra.span(),
+        fail(syn::Error::new_spanned(
+            extra,
             "unexpected parameter, `#[cached_batch]` methods take only `&self` and the ids: the cache key is made from the ids alone",
         ));
     }
     if let Some(ids) = ids {
         if let Type::ImplTrait(_) = &*ids.ty {
-            fail(syn::Error::new(
-                ids.ty.span(),
+            fail(syn::Error::new_spanned(
+                &ids.ty,
                 "`impl Trait` ids are not supported, write `Vec<Id>` for a batch or `Id` for a single item",
             ));
         }
@@ -214,7 +212,7 @@ pub(crate) fn method<'a>(func: &'a ImplItemFn, errors: &mut Errors) -> Option<Me
         ids_pat: &ids.pat,
         ids_ty: &ids.ty,
         ret_ty,
-        error_span: error_type_span(ret_ty),
+        error_ty: written_error_type(ret_ty),
     })
 }
 
@@ -223,16 +221,16 @@ fn check_receiver(receiver: &Receiver) -> syn::Result<syn::token::SelfValue> {
         || receiver.mutability.is_some()
         || receiver.colon_token.is_some()
     {
-        return Err(syn::Error::new(
-            receiver.span(),
+        return Err(syn::Error::new_spanned(
+            receiver,
             "`#[cached_batch]` methods take `&self`, not `self` by value, `&mut self` or `self: Type`",
         ));
     }
     Ok(receiver.self_token)
 }
 
-/// The span of `E` in a return type written `Something<T, E>`, else of the whole type.
-fn error_type_span(ret_ty: &Type) -> Span {
+/// `E` in a return type written `Something<T, E>`.
+fn written_error_type(ret_ty: &Type) -> Option<&Type> {
     if let Type::Path(path) = ret_ty {
         if let Some(PathArguments::AngleBracketed(args)) =
             path.path.segments.last().map(|s| &s.arguments)
@@ -240,12 +238,15 @@ fn error_type_span(ret_ty: &Type) -> Span {
             let types: Vec<_> = args
                 .args
                 .iter()
-                .filter(|arg| matches!(arg, GenericArgument::Type(_)))
+                .filter_map(|arg| match arg {
+                    GenericArgument::Type(ty) => Some(ty),
+                    _ => None,
+                })
                 .collect();
             if let [_, error] = types[..] {
-                return error.span();
+                return Some(error);
             }
         }
     }
-    ret_ty.span()
+    None
 }

@@ -51,35 +51,6 @@ pub fn cache<Id: Display, T, C>(
     crate::cache::from_static(conn.clone(), spec, codec)
 }
 
-/// The declared return type of a cached method: a `Result` (or an alias of one), by trait
-/// rather than by name.
-#[diagnostic::on_unimplemented(
-    message = "a `#[cached_batch]` method must return a `Result`, not `{Self}`",
-    label = "expected `Result<HashMap<Id, T>, E>` or `Result<Option<T>, E>`",
-    note = "a batch method returns `Result<HashMap<Id, T>, E>` (or a `BTreeMap` or `Vec<(Id, T)>`), a single-item method `Result<Option<T>, E>`"
-)]
-pub trait ReturnType: Sized {
-    /// What the method returns on success.
-    type Ok;
-    /// The method's error type.
-    type Error;
-    /// The result as `Result<Ok, Error>`.
-    fn into_result(self) -> Result<Self::Ok, Self::Error>;
-    /// The declared type from a `Result<Ok, Error>`.
-    fn from_result(result: Result<Self::Ok, Self::Error>) -> Self;
-}
-
-impl<T, E> ReturnType for Result<T, E> {
-    type Ok = T;
-    type Error = E;
-    fn into_result(self) -> Self {
-        self
-    }
-    fn from_result(result: Self) -> Self {
-        result
-    }
-}
-
 /// The ids parameter of a batch method: `Vec<Id>` (or an alias of it).
 #[diagnostic::on_unimplemented(
     message = "the ids parameter of a batch `#[cached_batch]` method must be a `Vec` of ids, not `{Self}`",
@@ -105,36 +76,39 @@ impl<Id> IdList for Vec<Id> {
     }
 }
 
-/// What a cached method returns on success, given its parameter type `P`, decides how it is
-/// cached: a map of ids to values (`HashMap`, `BTreeMap`, `Vec<(Id, T)>`) with `P = Vec<Id>` is
-/// the batch form, `Option<T>` with `P = Id` the single-item form. The implementations have
-/// distinct `Self` types, so the compiler picks the form, through aliases too.
+/// The declared return type of a cached method, given its parameter type `P`, decides how it
+/// is cached: `Result<map, E>` (`HashMap`, `BTreeMap` or `Vec<(Id, T)>`) with `P = Vec<Id>` is
+/// the batch form, `Result<Option<T>, E>` with `P = Id` the single-item form. The
+/// implementations have distinct `Self` types, so the compiler picks the form, through aliases
+/// too, and the macro never reads type names.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is neither a map of ids to values nor an `Option` of one value",
-    label = "the success type of a `#[cached_batch]` method",
-    note = "a batch method returns `Result<HashMap<Id, T>, E>` (or a `BTreeMap` or `Vec<(Id, T)>`) and takes `ids: Vec<Id>`; a single-item method returns `Result<Option<T>, E>` and takes `id: Id`"
+    message = "a `#[cached_batch]` method returns `Result<HashMap<Id, T>, E>` or `Result<Option<T>, E>`, not `{Self}`",
+    label = "expected `Result<HashMap<Id, T>, E>` or `Result<Option<T>, E>`",
+    note = "a batch method returns `Result<HashMap<Id, T>, E>` (or a `BTreeMap<Id, T>` or `Vec<(Id, T)>`) and takes `ids: Vec<Id>`; a single-item method returns `Result<Option<T>, E>` and takes `id: Id`"
 )]
 pub trait Form<P>: Sized {
     /// The id type.
     type Id;
     /// The cached value type.
     type Value;
+    /// The method's error type.
+    type Error;
 
     /// Runs the cache for one call: `fetch` is the method's body.
-    fn fill<C, E, F, Fut>(
+    fn fill<C, F, Fut>(
         cache: Cache<Self::Id, Self::Value, C>,
         arg: P,
         fetch: F,
-        from_error: fn(Error) -> E,
-    ) -> impl Future<Output = Result<Self, E>>
+        from_error: fn(Error) -> Self::Error,
+    ) -> impl Future<Output = Self>
     where
         Self::Id: Eq + Hash + Clone + Send + Sync + 'static,
         C: Codec<Self::Value>,
         F: FnMut(P) -> Fut,
-        Fut: Future<Output = Result<Self, E>>;
+        Fut: Future<Output = Self>;
 }
 
-impl<P, K, V, S> Form<P> for HashMap<K, V, S>
+impl<P, K, V, E, S> Form<P> for Result<HashMap<K, V, S>, E>
 where
     P: IdList<Id = K>,
     K: Eq + Hash,
@@ -142,85 +116,89 @@ where
 {
     type Id = K;
     type Value = V;
+    type Error = E;
 
-    fn fill<C, E, F, Fut>(
+    fn fill<C, F, Fut>(
         cache: Cache<K, V, C>,
         ids: P,
         fetch: F,
         from_error: fn(Error) -> E,
-    ) -> impl Future<Output = Result<Self, E>>
+    ) -> impl Future<Output = Self>
     where
         K: Eq + Hash + Clone + Send + Sync + 'static,
         C: Codec<V>,
         F: FnMut(P) -> Fut,
-        Fut: Future<Output = Result<Self, E>>,
+        Fut: Future<Output = Self>,
     {
         batch(cache, ids, fetch, from_error)
     }
 }
 
-impl<P, K, V> Form<P> for BTreeMap<K, V>
+impl<P, K, V, E> Form<P> for Result<BTreeMap<K, V>, E>
 where
     P: IdList<Id = K>,
     K: Ord,
 {
     type Id = K;
     type Value = V;
+    type Error = E;
 
-    fn fill<C, E, F, Fut>(
+    fn fill<C, F, Fut>(
         cache: Cache<K, V, C>,
         ids: P,
         fetch: F,
         from_error: fn(Error) -> E,
-    ) -> impl Future<Output = Result<Self, E>>
+    ) -> impl Future<Output = Self>
     where
         K: Eq + Hash + Clone + Send + Sync + 'static,
         C: Codec<V>,
         F: FnMut(P) -> Fut,
-        Fut: Future<Output = Result<Self, E>>,
+        Fut: Future<Output = Self>,
     {
         batch(cache, ids, fetch, from_error)
     }
 }
 
-impl<P, K, V> Form<P> for Vec<(K, V)>
+impl<P, K, V, E> Form<P> for Result<Vec<(K, V)>, E>
 where
     P: IdList<Id = K>,
 {
     type Id = K;
     type Value = V;
+    type Error = E;
 
-    fn fill<C, E, F, Fut>(
+    fn fill<C, F, Fut>(
         cache: Cache<K, V, C>,
         ids: P,
         fetch: F,
         from_error: fn(Error) -> E,
-    ) -> impl Future<Output = Result<Self, E>>
+    ) -> impl Future<Output = Self>
     where
         K: Eq + Hash + Clone + Send + Sync + 'static,
         C: Codec<V>,
         F: FnMut(P) -> Fut,
-        Fut: Future<Output = Result<Self, E>>,
+        Fut: Future<Output = Self>,
     {
         batch(cache, ids, fetch, from_error)
     }
 }
 
-impl<Id, T> Form<Id> for Option<T> {
+impl<Id, T, E> Form<Id> for Result<Option<T>, E> {
     type Id = Id;
     type Value = T;
+    type Error = E;
 
-    async fn fill<C, E, F, Fut>(
+    async fn fill<C, F, Fut>(
         cache: Cache<Id, T, C>,
         id: Id,
         mut fetch: F,
         from_error: fn(Error) -> E,
-    ) -> Result<Self, E>
+    ) -> Self
     where
         Id: Eq + Hash + Clone + Send + Sync + 'static,
         C: Codec<T>,
         F: FnMut(Id) -> Fut,
-        Fut: Future<Output = Result<Self, E>>,
+        Fut: Future<Output = Self>,
     {
         cache
             .get_and_fill_one(id, |id| {
@@ -276,33 +254,6 @@ impl<E> Failed<E> {
         }
     }
 }
-
-/// The body of a cached method: `cache` from its `_cache` companion, `arg` its ids parameter,
-/// `fetch` its original body, `from_error` is [`error_from`] for its error type.
-pub async fn fill<P, R, C, F, Fut>(
-    cache: CacheOf<R, P, C>,
-    arg: P,
-    mut fetch: F,
-    from_error: fn(Error) -> R::Error,
-) -> R
-where
-    R: ReturnType,
-    R::Ok: Form<P>,
-    <R::Ok as Form<P>>::Id: Eq + Hash + Clone + Send + Sync + 'static,
-    C: Codec<<R::Ok as Form<P>>::Value>,
-    F: FnMut(P) -> Fut,
-    Fut: Future<Output = R>,
-{
-    let fetch = |arg: P| {
-        let fetched = fetch(arg);
-        async move { fetched.await.into_result() }
-    };
-    R::from_result(<R::Ok as Form<P>>::fill(cache, arg, fetch, from_error).await)
-}
-
-/// The cache of a method returning `R` with the ids parameter `P`.
-pub type CacheOf<R, P, C> =
-    Cache<<<R as ReturnType>::Ok as Form<P>>::Id, <<R as ReturnType>::Ok as Form<P>>::Value, C>;
 
 /// Names the requirement on the method's error type where the user wrote it.
 #[diagnostic::on_unimplemented(

@@ -1,0 +1,15 @@
+use std::collections::HashMap;
+
+struct Service {
+    redis: ruecache::Connection,
+}
+
+impl Service {
+    #[ruecache::cached_batch(key = "w:{id}")]
+    async fn get(&self, ids: Vec<u64>) -> Result<HashMap<u64, u64>, ruecache::Error> {
+        let _ = &self.redis;
+        Ok(ids.into_iter().map(|id| (id, id)).collect())
+    }
+}
+
+fn main() {}

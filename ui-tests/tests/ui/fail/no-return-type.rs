@@ -1,0 +1,18 @@
+struct Service {
+    redis: ruecache::Connection,
+}
+
+impl ruecache::HasConnection for Service {
+    fn cache_connection(&self) -> &ruecache::Connection {
+        &self.redis
+    }
+}
+
+impl Service {
+    #[ruecache::cached_batch(key = "w:{id}")]
+    async fn get(&self, ids: Vec<u64>) {
+        let _ = ids;
+    }
+}
+
+fn main() {}

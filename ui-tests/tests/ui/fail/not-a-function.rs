@@ -1,0 +1,4 @@
+#[ruecache::cached_batch(key = "w:{id}")]
+struct Service;
+
+fn main() {}

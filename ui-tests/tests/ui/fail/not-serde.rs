@@ -1,0 +1,22 @@
+use std::collections::HashMap;
+
+struct Service {
+    redis: ruecache::Connection,
+}
+
+impl ruecache::HasConnection for Service {
+    fn cache_connection(&self) -> &ruecache::Connection {
+        &self.redis
+    }
+}
+
+struct NotSerde(u64);
+
+impl Service {
+    #[ruecache::cached_batch(key = "w:{id}")]
+    async fn get(&self, ids: Vec<u64>) -> Result<HashMap<u64, NotSerde>, ruecache::Error> {
+        Ok(ids.into_iter().map(|id| (id, NotSerde(id))).collect())
+    }
+}
+
+fn main() {}
