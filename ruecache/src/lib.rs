@@ -1,3 +1,77 @@
+//! A Redis-backed, self-filling batch cache that stays correct when many processes share one
+//! Redis or a Redis Cluster.
+//!
+//! Put it in front of any `ids -> map` lookup: the cache reads what Redis has, calls your fetch
+//! function **once** for the ids it is missing, writes those back, and returns the whole map.
+//!
+//! ```no_run
+//! use std::collections::HashMap;
+//!
+//! use ruecache::{Cache, Connection};
+//!
+//! # async fn load_names(ids: &[u64]) -> Result<HashMap<u64, String>, ruecache::Error> { todo!() }
+//! # async fn run() -> Result<(), ruecache::Error> {
+//! let conn = Connection::open("redis://127.0.0.1:6379").await?;
+//! let names: Cache<u64, String> = Cache::builder(conn, "names:{{{id}}}").build()?;
+//!
+//! let found: HashMap<u64, String> = names
+//!     .get_and_fill(vec![1, 2, 3], |missing| async move { load_names(&missing).await })
+//!     .await?;
+//! names.invalidate([2]).await?; // after writing id 2 to the database
+//! # Ok(()) }
+//! ```
+//!
+//! # The protocol
+//!
+//! Each id has three keys in one cluster slot: the **data** key (from your template), a
+//! **version** key and a **lock** key (derived, see [`Cache::keys`]).
+//!
+//! 1. All data keys are read in one round trip (`GET`/`MGET`, grouped by slot on a cluster).
+//!    Hits are decoded and returned; a cached "absent" marker means the source has no such id.
+//! 2. For the misses one Lua script per id, all in one round trip, re-checks the data, reads (or
+//!    creates) the version, and takes the lock with `SET lock token NX PX lock_ttl`.
+//! 3. The fetch function is called once with the ids this caller locked.
+//! 4. One script per fetched id, again in one round trip, releases our lock and writes the value
+//!    (with TTL and deterministic jitter) **only if the version is unchanged**. Ids the fetch left
+//!    out are written as absent.
+//! 5. Ids locked by another caller are polled with backoff (25 ms to 1 s) and go through step 2
+//!    again until they are filled, or the call times out.
+//!
+//! [`Cache::invalidate`] deletes the data and replaces the version with a fresh random one, so a
+//! fill that read the old version can never write: stale data is returned at most to the caller
+//! whose read raced the write (as a database read would be), never stored. Because a commit also
+//! refuses when the version key is *missing*, losing a version key to eviction or expiry can only
+//! refuse a write, never let a stale one in.
+//!
+//! A fetch error is returned unchanged and releases the locks. If the caller stops waiting after
+//! the fetch returned, the commit still completes in a spawned task; if it stops waiting during
+//! the fetch, the locks are released.
+//!
+//! # The attribute
+//!
+//! [`cached_batch`] (feature `macros`, on by default) turns a service method into a cached one
+//! with one line; the method's body becomes the fetch. See its documentation for every argument.
+//!
+//! # Connections
+//!
+//! [`Connection`] wraps the redis-rs connections you already have: `MultiplexedConnection`,
+//! `ConnectionManager` (reconnects) and `cluster_async::ClusterConnection`. All of them pipeline
+//! concurrent callers' commands over one socket. Set their response timeout deliberately (redis-rs
+//! defaults to 500 ms); [`Connection::open`] and [`Connection::open_cluster`] use
+//! [`DEFAULT_RESPONSE_TIMEOUT`].
+//!
+//! # Values
+//!
+//! Values go through a [`Codec`]: [`MsgPack`] (serde, the default), [`Raw`] bytes, or `Prost`
+//! (feature `prost`). Anything in Redis that is not in the cache's format is treated as a miss and
+//! refilled, never returned.
+#![warn(
+    missing_docs,
+    unreachable_pub,
+    rust_2018_idioms,
+    missing_debug_implementations
+)]
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
