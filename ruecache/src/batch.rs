@@ -8,7 +8,7 @@
 use std::future::Future;
 
 use futures_util::future::try_join_all;
-use redis::Value;
+use redis::{Cmd, RedisWrite as _, Value};
 
 use crate::keys::slot;
 use crate::{Connection, Error};
@@ -66,6 +66,24 @@ fn groups<K: AsRef<[u8]>>(cluster: bool, keys: &[K]) -> Vec<Vec<usize>> {
         groups.extend(all.chunks(CHUNK).map(<[usize]>::to_vec));
     }
     groups
+}
+
+/// A `GET` whose key is written by `key`, straight into the command buffer (no key string).
+pub(crate) fn get_cmd(
+    key: impl FnOnce(&mut dyn std::fmt::Write) -> Result<(), Error>,
+) -> Result<Cmd, Error> {
+    /// `fmt::Write` over the command's buffer for its next argument.
+    struct Arg<W>(W);
+    impl<W: std::io::Write> std::fmt::Write for Arg<W> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.write_all(s.as_bytes()).map_err(|_| std::fmt::Error)
+        }
+    }
+    // Room for "GET" and a key of up to 125 bytes without growing.
+    let mut cmd = Cmd::with_capacity(2, 128);
+    cmd.arg("GET");
+    key(&mut Arg(cmd.writer_for_next_arg()))?;
+    Ok(cmd)
 }
 
 /// Reads many string keys: `GET` for one, `MGET` per group for more.

@@ -1,6 +1,6 @@
 //! The typed cache handle and its builder.
 
-use std::fmt::Display;
+use std::fmt::{self, Display};
 use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -66,7 +66,7 @@ type CustomKeyFn<Id> = Arc<dyn Fn(&Id) -> String + Send + Sync>;
 pub(crate) enum KeyFn<Id> {
     /// Renders the spec's template; a function pointer because only the builder knows
     /// `Id: Display`.
-    Template(fn(&KeyTemplate, &Id, &mut String) -> Result<(), Error>),
+    Template(fn(&KeyTemplate, &Id, &mut dyn fmt::Write) -> Result<(), Error>),
     Custom(CustomKeyFn<Id>),
 }
 
@@ -79,7 +79,11 @@ impl<Id> Clone for KeyFn<Id> {
     }
 }
 
-fn render<Id: Display>(template: &KeyTemplate, id: &Id, out: &mut String) -> Result<(), Error> {
+fn render<Id: Display>(
+    template: &KeyTemplate,
+    id: &Id,
+    out: &mut dyn fmt::Write,
+) -> Result<(), Error> {
     template.write(id, out)
 }
 
@@ -221,7 +225,22 @@ impl<Id, T, C> Cache<Id, T, C> {
     ///
     /// [`Error::InvalidId`] or [`Error::KeyTooLong`].
     pub fn data_key(&self, id: &Id) -> Result<String, Error> {
-        let mut key = String::new();
+        match &self.key_fn {
+            KeyFn::Template(_) => {
+                let mut key = String::new();
+                self.write_data_key(id, &mut key)?;
+                Ok(key)
+            }
+            KeyFn::Custom(f) => {
+                let key = f(id);
+                check_len(key.len())?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// Appends the data key of `id` to `out`; the hit path renders it straight into the `GET`.
+    pub(crate) fn write_data_key(&self, id: &Id, out: &mut dyn fmt::Write) -> Result<(), Error> {
         match &self.key_fn {
             KeyFn::Template(render) => {
                 let template = self
@@ -229,14 +248,14 @@ impl<Id, T, C> Cache<Id, T, C> {
                     .template
                     .as_ref()
                     .expect("template caches have one");
-                render(template, id, &mut key)?;
+                render(template, id, out)
             }
             KeyFn::Custom(f) => {
-                key = f(id);
+                let key = f(id);
                 check_len(key.len())?;
+                out.write_str(&key).map_err(|_| Error::InvalidId)
             }
         }
-        Ok(key)
     }
 
     /// The three keys of one id: data, version and lock (for debugging with `redis-cli`).
@@ -310,8 +329,19 @@ where
         R: IntoIterator<Item = (Id, T)>,
         E: From<Error>,
     {
+        let mut ids = ids.into_iter();
+        let Some(first) = ids.next() else {
+            return Ok(M::from_iter(None));
+        };
+        let Some(second) = ids.next() else {
+            let found = crate::fill::get_and_fill_one(self, first, fetch).await?;
+            return Ok(M::from_iter(found));
+        };
+        let mut all = Vec::with_capacity(ids.size_hint().0 + 2);
+        all.extend([first, second]);
+        all.extend(ids);
         let mut out = Vec::new();
-        crate::fill::get_and_fill(self, ids.into_iter().collect(), fetch, &mut out).await?;
+        crate::fill::get_and_fill(self, all, fetch, &mut out).await?;
         Ok(out.into_iter().collect())
     }
 
@@ -339,7 +369,6 @@ where
         Fut: Future<Output = Result<Option<T>, E>>,
         E: From<Error>,
     {
-        let mut out = Vec::with_capacity(1);
         let fetch = |ids: Vec<Id>| {
             let id = ids
                 .into_iter()
@@ -348,8 +377,8 @@ where
             let fut = fetch(id.clone());
             async move { Ok::<_, E>(fut.await?.map(|value| (id, value))) }
         };
-        crate::fill::get_and_fill(self, vec![id], fetch, &mut out).await?;
-        Ok(out.pop().map(|(_, value)| value))
+        let found = crate::fill::get_and_fill_one(self, id, fetch).await?;
+        Ok(found.map(|(_, value)| value))
     }
 
     /// Like [`get_and_fill`](Self::get_and_fill) for a source that returns self-identifying items

@@ -46,6 +46,17 @@ pub trait Codec<T>: Send + Sync + 'static {
     ///
     /// The bytes are not a valid encoding; the cache treats the id as a miss.
     fn decode(&self, bytes: &[u8]) -> Result<T, Error>;
+
+    /// Decodes a value from a buffer the cache is done with: the codec's bytes are
+    /// `buffer[start..]`. The default lends them to [`decode`](Self::decode); a codec whose values
+    /// can take the buffer over, as [`Raw`]'s do, overrides this to save a copy.
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Self::decode).
+    fn decode_owned(&self, buffer: Vec<u8>, start: usize) -> Result<T, Error> {
+        self.decode(&buffer[start..])
+    }
 }
 
 /// MessagePack through serde (the default): compact, self-describing, tolerant of added fields.
@@ -78,6 +89,11 @@ impl Codec<Vec<u8>> for Raw {
     fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, Error> {
         Ok(bytes.to_vec())
     }
+
+    fn decode_owned(&self, mut buffer: Vec<u8>, start: usize) -> Result<Vec<u8>, Error> {
+        buffer.drain(..start);
+        Ok(buffer)
+    }
 }
 
 /// Protocol Buffers messages through `prost` (feature `prost`), like the Go `ProtoMapCoder`.
@@ -102,19 +118,22 @@ pub(crate) const MAGIC: u8 = 0xC1;
 const PRESENT: u8 = b'P';
 const ABSENT: u8 = b'A';
 
+/// Where the codec's bytes start in a present value.
+pub(crate) const PAYLOAD_START: usize = 2;
+
 /// What a cached value says about an id.
 #[derive(Debug)]
-pub(crate) enum Cached<'a> {
-    /// The source has the id; these are the codec's bytes.
-    Present(&'a [u8]),
+pub(crate) enum Cached {
+    /// The source has the id; the codec's bytes start at [`PAYLOAD_START`].
+    Present,
     /// The source does not have the id.
     Absent,
 }
 
 /// Reads the envelope; `None` for anything not in our format (a miss).
-pub(crate) fn open(bytes: &[u8]) -> Option<Cached<'_>> {
+pub(crate) fn open(bytes: &[u8]) -> Option<Cached> {
     match bytes {
-        [MAGIC, PRESENT, rest @ ..] => Some(Cached::Present(rest)),
+        [MAGIC, PRESENT, ..] => Some(Cached::Present),
         [MAGIC, ABSENT] => Some(Cached::Absent),
         _ => None,
     }
@@ -144,13 +163,18 @@ mod tests {
         let absent = seal::<u32>(&MsgPack, None).unwrap();
         let empty = seal(&Raw, Some(&Vec::new())).unwrap();
         let decode = |b: &[u8]| match open(b) {
-            Some(Cached::Present(p)) => Some(Codec::<Option<u32>>::decode(&MsgPack, p).unwrap()),
+            Some(Cached::Present) => {
+                Some(Codec::<Option<u32>>::decode(&MsgPack, &b[PAYLOAD_START..]).unwrap())
+            }
             _ => None,
         };
         assert_eq!(decode(&some), Some(Some(5)));
         assert_eq!(decode(&none), Some(None));
         assert!(matches!(open(&absent), Some(Cached::Absent)));
-        assert!(matches!(open(&empty), Some(Cached::Present([]))));
+        assert!(matches!(open(&empty), Some(Cached::Present)));
+        assert_eq!(empty.len(), PAYLOAD_START);
+        let raw = seal(&Raw, Some(&b"bytes".to_vec())).unwrap();
+        assert_eq!(Raw.decode_owned(raw, PAYLOAD_START).unwrap(), b"bytes");
         assert!(open(b"hand written").is_none());
         assert!(open(b"").is_none());
     }

@@ -29,6 +29,9 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Connection {
     kind: Kind,
+    /// Set when this crate opened the connection, so it knows that every single request fails
+    /// by itself within this long (a response timeout, no concurrency limit, no retries).
+    request_bound: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -45,7 +48,10 @@ impl std::fmt::Debug for Connection {
             Kind::Manager(_) => "ConnectionManager",
             Kind::Cluster(_) => "ClusterConnection",
         };
-        f.debug_struct("Connection").field("kind", &kind).finish()
+        f.debug_struct("Connection")
+            .field("kind", &kind)
+            .field("request_bound", &self.request_bound)
+            .finish()
     }
 }
 
@@ -71,7 +77,10 @@ impl Connection {
         let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        Ok(conn.into())
+        Ok(Self {
+            kind: Kind::Multiplexed(conn),
+            request_bound: Some(DEFAULT_RESPONSE_TIMEOUT),
+        })
     }
 
     /// Opens a cluster connection from one or more seed node URLs, with
@@ -99,12 +108,21 @@ impl Connection {
     pub fn is_cluster(&self) -> bool {
         matches!(self.kind, Kind::Cluster(_))
     }
+
+    /// How long a single request (one command or pipeline) can take at most before the
+    /// connection fails it by itself, if known. A cluster connection retries on other nodes and
+    /// a reconnecting one may wait for a reconnect, so only a plain multiplexed connection
+    /// opened by [`Connection::open`] knows.
+    pub(crate) fn request_bound(&self) -> Option<Duration> {
+        self.request_bound
+    }
 }
 
 impl From<MultiplexedConnection> for Connection {
     fn from(conn: MultiplexedConnection) -> Self {
         Self {
             kind: Kind::Multiplexed(conn),
+            request_bound: None,
         }
     }
 }
@@ -113,6 +131,7 @@ impl From<ConnectionManager> for Connection {
     fn from(conn: ConnectionManager) -> Self {
         Self {
             kind: Kind::Manager(conn),
+            request_bound: None,
         }
     }
 }
@@ -121,6 +140,7 @@ impl From<ClusterConnection> for Connection {
     fn from(conn: ClusterConnection) -> Self {
         Self {
             kind: Kind::Cluster(conn),
+            request_bound: None,
         }
     }
 }

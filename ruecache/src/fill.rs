@@ -18,9 +18,9 @@ use redis::{Pipeline, Value};
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, warn};
 
-use crate::batch::{for_groups, get_many};
+use crate::batch::{for_groups, get_cmd, get_many};
 use crate::cache::{Cache, Shared, Spec};
-use crate::codec::{open, seal, Cached, Codec};
+use crate::codec::{open, seal, Cached, Codec, PAYLOAD_START};
 use crate::keys::{lock_key, version_key};
 use crate::scripts::{COMMIT, INVALIDATE, PREPARE, UNLOCK};
 use crate::stats::Counters;
@@ -44,7 +44,7 @@ struct Locked<Id> {
 pub(crate) async fn get_and_fill<Id, T, C, F, Fut, R, E>(
     cache: &Cache<Id, T, C>,
     mut ids: Vec<Id>,
-    mut fetch: F,
+    fetch: F,
     out: &mut Vec<(Id, T)>,
 ) -> Result<(), E>
 where
@@ -67,11 +67,11 @@ where
         .map(|id| cache.data_key(id))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let values = within(deadline, options.timeout, get_many(&cache.conn, &keys)).await?;
+    let values = read_within(cache, deadline, get_many(&cache.conn, &keys)).await?;
     let mut pending = Vec::new();
     let mut hits = 0;
     for ((id, key), value) in ids.into_iter().zip(keys).zip(values) {
-        match read(&cache.codec, &value) {
+        match read(&cache.codec, value) {
             Read::Value(v) => {
                 hits += 1;
                 out.push((id, v));
@@ -81,6 +81,69 @@ where
         }
     }
     Counters::add(&stats.hits, hits);
+    fill(cache, pending, fetch, out, deadline).await
+}
+
+/// [`get_and_fill`] of a single id: one `GET`, and on a hit nothing else (no dedup, no key
+/// vector, no batch of replies). `Ok(None)` when the source does not have the id.
+pub(crate) async fn get_and_fill_one<Id, T, C, F, Fut, R, E>(
+    cache: &Cache<Id, T, C>,
+    id: Id,
+    fetch: F,
+) -> Result<Option<(Id, T)>, E>
+where
+    Id: Eq + Hash + Clone + Send + Sync + 'static,
+    C: Codec<T>,
+    F: FnMut(Vec<Id>) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+    R: IntoIterator<Item = (Id, T)>,
+    E: From<Error>,
+{
+    let options = &cache.spec.options;
+    let deadline = Instant::now() + options.timeout;
+    let get = get_cmd(|key| cache.write_data_key(&id, key))?;
+    let value = read_within(cache, deadline, async {
+        Ok(get.query_async(&mut cache.conn.clone()).await?)
+    })
+    .await?;
+    let force = match read(&cache.codec, value) {
+        Read::Value(v) => {
+            Counters::add(&cache.spec.stats.hits, 1);
+            return Ok(Some((id, v)));
+        }
+        Read::Absent => {
+            Counters::add(&cache.spec.stats.hits, 1);
+            return Ok(None);
+        }
+        Read::Miss { force } => force,
+    };
+    // A miss: from here on the key is needed as a string.
+    let key = cache.data_key(&id)?;
+    let mut out = Vec::with_capacity(1);
+    let pending = vec![Pending { id, key, force }];
+    // Boxed: the hit path's future stays small.
+    Box::pin(fill(cache, pending, fetch, &mut out, deadline)).await?;
+    Ok(out.pop())
+}
+
+/// Steps 2 to 5 for the ids the first read missed.
+async fn fill<Id, T, C, F, Fut, R, E>(
+    cache: &Cache<Id, T, C>,
+    mut pending: Vec<Pending<Id>>,
+    mut fetch: F,
+    out: &mut Vec<(Id, T)>,
+    deadline: Instant,
+) -> Result<(), E>
+where
+    Id: Eq + Hash + Clone + Send + Sync + 'static,
+    C: Codec<T>,
+    F: FnMut(Vec<Id>) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+    R: IntoIterator<Item = (Id, T)>,
+    E: From<Error>,
+{
+    let options = &cache.spec.options;
+    let stats = &cache.spec.stats;
     Counters::add(&stats.misses, pending.len());
     if pending.is_empty() {
         return Ok(());
@@ -95,7 +158,7 @@ where
         let mut waiting = Vec::new();
         for (p, reply) in pending.into_iter().zip(replies) {
             match reply {
-                Prepared::Data(bytes) => match read(&cache.codec, &Value::BulkString(bytes)) {
+                Prepared::Data(bytes) => match read(&cache.codec, Value::BulkString(bytes)) {
                     Read::Value(v) => out.push((p.id, v)),
                     Read::Absent => {}
                     Read::Miss { .. } => waiting.push(Pending { force: true, ..p }),
@@ -424,12 +487,12 @@ enum Read<T> {
 }
 
 /// Interprets a cached value: anything not in our format, or not decodable, is a miss.
-fn read<T>(codec: &impl Codec<T>, value: &Value) -> Read<T> {
+fn read<T>(codec: &impl Codec<T>, value: Value) -> Read<T> {
     let Value::BulkString(bytes) = value else {
         return Read::Miss { force: false };
     };
-    match open(bytes) {
-        Some(Cached::Present(payload)) => match codec.decode(payload) {
+    match open(&bytes) {
+        Some(Cached::Present) => match codec.decode_owned(bytes, PAYLOAD_START) {
             Ok(v) => Read::Value(v),
             Err(e) => {
                 debug!(error = %e, "cached value does not decode; refilling it");
@@ -452,6 +515,22 @@ fn dedup<Id: Eq + Hash>(ids: &mut Vec<Id>) {
     };
     let mut keep = keep.into_iter();
     ids.retain(|_| keep.next().unwrap_or(false));
+}
+
+/// [`within`] for the first read of a call: requests sent at once, not retried. If the connection
+/// fails each of them by itself before the call's timeout, the timeout's timer could never fire
+/// first, so it is not armed: on the hit path, a timer costs about as much as all the rest of
+/// the cache's own work.
+async fn read_within<Id, T, C, R>(
+    cache: &Cache<Id, T, C>,
+    deadline: Instant,
+    read: impl Future<Output = Result<R, Error>>,
+) -> Result<R, Error> {
+    let timeout = cache.spec.options.timeout;
+    match cache.conn.request_bound() {
+        Some(bound) if bound < timeout => read.await,
+        _ => within(deadline, timeout, read).await,
+    }
 }
 
 async fn within<T>(

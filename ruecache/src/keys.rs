@@ -7,7 +7,7 @@
 //! never equal any data key; and since the tag holds no `}`, the data key can be read back out of
 //! a derived key, so two ids never share a derived key.
 
-use std::fmt::{Display, Write as _};
+use std::fmt::{self, Display, Write as _};
 use std::sync::OnceLock;
 
 use crate::Error;
@@ -133,22 +133,43 @@ impl KeyTemplate {
         Ok(out)
     }
 
-    pub(crate) fn write(&self, id: &dyn Display, out: &mut String) -> Result<(), Error> {
-        fn go<S: AsRef<str>>(parts: &[S], id: &dyn Display, out: &mut String) -> Result<(), Error> {
+    /// Appends the data key of `id` to `out` (a `String`, or a command buffer on the hit path).
+    pub(crate) fn write(&self, id: &dyn Display, out: &mut dyn fmt::Write) -> Result<(), Error> {
+        fn go<S: AsRef<str>>(
+            parts: &[S],
+            id: &dyn Display,
+            out: &mut Counted<'_>,
+        ) -> Result<(), fmt::Error> {
             let (first, rest) = parts
                 .split_first()
                 .expect("a template has at least two parts");
-            out.push_str(first.as_ref());
+            out.write_str(first.as_ref())?;
             for part in rest {
-                write!(out, "{id}").map_err(|_| Error::InvalidId)?;
-                out.push_str(part.as_ref());
+                write!(out, "{id}")?;
+                out.write_str(part.as_ref())?;
             }
-            check_len(out.len())
+            Ok(())
         }
+        let mut out = Counted { out, len: 0 };
         match &self.parts {
-            Parts::Static(parts) => go(parts, id, out),
-            Parts::Owned(parts) => go(parts, id, out),
+            Parts::Static(parts) => go(parts, id, &mut out),
+            Parts::Owned(parts) => go(parts, id, &mut out),
         }
+        .map_err(|_| Error::InvalidId)?;
+        check_len(out.len)
+    }
+}
+
+/// A writer that counts what passes through it.
+struct Counted<'a> {
+    out: &'a mut dyn fmt::Write,
+    len: usize,
+}
+
+impl fmt::Write for Counted<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.len += s.len();
+        self.out.write_str(s)
     }
 }
 
