@@ -21,8 +21,8 @@ use tracing::{debug, warn};
 use crate::batch::{for_groups, get_cmd, get_many};
 use crate::cache::{Cache, Shared, Spec};
 use crate::codec::{open, seal, Cached, Codec, PAYLOAD_START};
-use crate::keys::{lock_key, version_key};
-use crate::scripts::{COMMIT, INVALIDATE, PREPARE, UNLOCK};
+use crate::keys::{lock_key, version_key, Derived};
+use crate::scripts::{Arg, COMMIT, INVALIDATE, PREPARE, UNLOCK};
 use crate::stats::Counters;
 use crate::{Connection, Error};
 
@@ -153,7 +153,13 @@ where
     let mut backoff = options.backoff_min;
     loop {
         Counters::add(&stats.lock_attempts, pending.len());
-        let replies = within(deadline, options.timeout, prepare(cache, &token, &pending)).await?;
+        let replies = bounded(
+            &cache.conn,
+            deadline,
+            options.timeout,
+            prepare(cache, token, &pending),
+        )
+        .await?;
         let mut locked = Vec::new();
         let mut waiting = Vec::new();
         for (p, reply) in pending.into_iter().zip(replies) {
@@ -172,7 +178,7 @@ where
             }
         }
         if !locked.is_empty() {
-            fill_locked(cache, &token, locked, &mut fetch, out).await?;
+            fill_locked(cache, token, locked, &mut fetch, out).await?;
         }
         if waiting.is_empty() {
             return Ok(());
@@ -196,7 +202,7 @@ where
 /// caller stops waiting before it returns.
 async fn fill_locked<Id, T, C, F, Fut, R, E>(
     cache: &Cache<Id, T, C>,
-    token: &str,
+    token: Token,
     locked: Vec<Locked<Id>>,
     fetch: &mut F,
     out: &mut Vec<(Id, T)>,
@@ -211,10 +217,10 @@ where
 {
     let stats = &cache.spec.stats;
     let mut guard = LockGuard {
-        conn: cache.conn.clone(),
-        spec: cache.spec.clone(),
-        token: token.to_owned(),
-        keys: locked.iter().map(|l| l.key.clone()).collect(),
+        conn: &cache.conn,
+        spec: &cache.spec,
+        token,
+        locked: &locked,
         taken_at: Instant::now(),
     };
     Counters::add(&stats.fetches, 1);
@@ -239,42 +245,46 @@ where
         }
     }
     guard.disarm();
+    drop(guard);
 
+    let mut entries = Vec::with_capacity(locked.len());
+    for (Locked { id, key, version }, value) in locked.into_iter().zip(sealed) {
+        if let Some(v) = fetched.remove(&id) {
+            out.push((id, v));
+        }
+        entries.push((key, version, value));
+    }
     let commit = Commit {
         conn: cache.conn.clone(),
         spec: cache.spec.clone(),
-        token: token.to_owned(),
-        entries: locked
-            .iter()
-            .zip(sealed)
-            .map(|(l, value)| (l.key.clone(), l.version.clone(), value))
-            .collect(),
+        token,
+        entries,
     };
-    // Spawned so the fetched data is committed (and the locks released) even if this caller's
-    // future is dropped while the commit is in flight.
-    let committed = tokio::spawn(commit.run());
-    for l in locked {
-        if let Some(v) = fetched.remove(&l.id) {
-            out.push((l.id, v));
-        }
-    }
-    match committed.await {
-        Ok(result) => result.map_err(E::from),
-        Err(join) => std::panic::resume_unwind(join.into_panic()),
-    }
+    commit.run_to_end().await.map_err(E::from)
 }
 
-/// The commit of one fetch, owned so that it can run in its own task.
+/// The commit of one fetch, owned so that it can be finished by a task of its own.
 struct Commit {
     conn: Connection,
     spec: Shared<Spec>,
-    token: String,
+    token: Token,
     /// Data key, version read before the fetch, sealed value.
     entries: Vec<(String, Vec<u8>, Vec<u8>)>,
 }
 
 impl Commit {
-    async fn run(self) -> Result<(), Error> {
+    /// Runs the commit in this task. If the caller stops waiting before it is done, the commit is
+    /// sent again from a spawned task, so the fetched data is still written and the locks
+    /// released. Sending it twice is harmless: a commit only writes the value read under our
+    /// version, and refuses once the lock is someone else's.
+    async fn run_to_end(self) -> Result<(), Error> {
+        let mut unfinished = Unfinished(Some(self));
+        let result = unfinished.0.as_ref().expect("not yet finished").run().await;
+        unfinished.0 = None;
+        result
+    }
+
+    async fn run(&self) -> Result<(), Error> {
         let options = &self.spec.options;
         let keys: Vec<&str> = self.entries.iter().map(|(k, _, _)| k.as_str()).collect();
         let entries = &self.entries;
@@ -283,17 +293,23 @@ impl Commit {
             let mut pipe = Pipeline::with_capacity(group.len());
             for &i in &group {
                 let (key, version, value) = &entries[i];
-                let ttl = options.data_ttl_ms(key).to_string();
+                let derived = Derived::of(key);
                 COMMIT.push(
                     &mut pipe,
-                    &[key.as_bytes(), &version_key(key), &lock_key(key)],
-                    &[token, version, value, ttl.as_bytes()],
+                    &[key.as_bytes(), derived.version(), derived.lock()],
+                    &[
+                        Arg::Bytes(token),
+                        Arg::Bytes(version),
+                        Arg::Bytes(value),
+                        Arg::Int(options.data_ttl_ms(key)),
+                    ],
                 );
             }
             COMMIT.query(&mut conn, &pipe).await
         };
         let deadline = Instant::now() + options.timeout;
-        let replies = within(
+        let replies = bounded(
+            &self.conn,
             deadline,
             options.timeout,
             for_groups(&self.conn, &keys, send),
@@ -319,42 +335,66 @@ impl Commit {
     }
 }
 
+/// A commit whose caller stopped waiting: finished by a spawned task.
+struct Unfinished(Option<Commit>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let Some(commit) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = commit.run().await {
+                        warn!(error = %e, "could not commit after the caller stopped waiting");
+                    }
+                });
+            }
+            Err(_) => warn!("no tokio runtime to finish a commit; its locks expire at their TTL"),
+        }
+    }
+}
+
 /// Locks held during a fetch. Released on error, panic or drop unless disarmed.
-struct LockGuard {
-    conn: Connection,
-    spec: Shared<Spec>,
-    token: String,
-    keys: Vec<String>,
+struct LockGuard<'a, Id> {
+    conn: &'a Connection,
+    spec: &'a Shared<Spec>,
+    token: Token,
+    locked: &'a [Locked<Id>],
     taken_at: Instant,
 }
 
-impl LockGuard {
+impl<Id> LockGuard<'_, Id> {
     fn disarm(&mut self) {
-        self.keys.clear();
+        self.locked = &[];
     }
 
     /// Releases the locks now, unless they are about to expire anyway.
     async fn release(&mut self) {
-        let keys = std::mem::take(&mut self.keys);
-        if let Some(unlock) = self.unlock(keys) {
+        if let Some(unlock) = self.unlock() {
             unlock.await;
         }
+        self.disarm();
     }
 
-    fn unlock(&self, keys: Vec<String>) -> Option<impl Future<Output = ()> + Send + 'static> {
+    fn unlock(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
         let options = &self.spec.options;
         let left = options.lock_ttl.saturating_sub(self.taken_at.elapsed());
-        if keys.is_empty() || left < options.unlock_threshold {
+        if self.locked.is_empty() || left < options.unlock_threshold {
             return None;
         }
+        let keys: Vec<String> = self.locked.iter().map(|l| l.key.clone()).collect();
         let conn = self.conn.clone();
-        let token = self.token.clone();
+        let token = self.token;
         let timeout = options.timeout;
         Some(async move {
             let send = |mut conn: Connection, group: Vec<usize>| {
                 let mut pipe = Pipeline::with_capacity(group.len());
                 for &i in &group {
-                    UNLOCK.push(&mut pipe, &[&lock_key(&keys[i])], &[token.as_bytes()]);
+                    UNLOCK.push(
+                        &mut pipe,
+                        &[&lock_key(&keys[i])],
+                        &[Arg::Bytes(token.as_bytes())],
+                    );
                 }
                 async move { UNLOCK.query(&mut conn, &pipe).await }
             };
@@ -366,10 +406,9 @@ impl LockGuard {
     }
 }
 
-impl Drop for LockGuard {
+impl<Id> Drop for LockGuard<'_, Id> {
     fn drop(&mut self) {
-        let keys = std::mem::take(&mut self.keys);
-        if let Some(unlock) = self.unlock(keys) {
+        if let Some(unlock) = self.unlock() {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
                     runtime.spawn(unlock);
@@ -388,27 +427,27 @@ enum Prepared {
 
 async fn prepare<Id, T, C>(
     cache: &Cache<Id, T, C>,
-    token: &str,
+    token: Token,
     pending: &[Pending<Id>],
 ) -> Result<Vec<Prepared>, Error> {
     let options = &cache.spec.options;
-    let lock_ttl = options.lock_ttl.as_millis().to_string();
-    let version_ttl = options.version_ttl.as_millis().to_string();
+    let lock_ttl = options.lock_ttl.as_millis() as u64;
+    let version_ttl = options.version_ttl.as_millis() as u64;
     let keys: Vec<&str> = pending.iter().map(|p| p.key.as_str()).collect();
     let send = |mut conn: Connection, group: Vec<usize>| {
         let mut pipe = Pipeline::with_capacity(group.len());
         for &i in &group {
             let p = &pending[i];
-            let fresh_version = random_version();
+            let derived = Derived::of(&p.key);
             PREPARE.push(
                 &mut pipe,
-                &[p.key.as_bytes(), &version_key(&p.key), &lock_key(&p.key)],
+                &[p.key.as_bytes(), derived.version(), derived.lock()],
                 &[
-                    token.as_bytes(),
-                    lock_ttl.as_bytes(),
-                    version_ttl.as_bytes(),
-                    &fresh_version,
-                    if p.force { b"1" } else { b"0" },
+                    Arg::Bytes(token.as_bytes()),
+                    Arg::Int(lock_ttl),
+                    Arg::Int(version_ttl),
+                    Arg::Bytes(&random_version()),
+                    Arg::Bytes(if p.force { b"1" } else { b"0" }),
                 ],
             );
         }
@@ -456,7 +495,7 @@ where
         return Ok(());
     }
     let options = &cache.spec.options;
-    let version_ttl = options.version_ttl.as_millis().to_string();
+    let version_ttl = options.version_ttl.as_millis() as u64;
     let send = |mut conn: Connection, group: Vec<usize>| {
         let mut pipe = Pipeline::with_capacity(group.len());
         for &i in &group {
@@ -464,7 +503,7 @@ where
             INVALIDATE.push(
                 &mut pipe,
                 &[key.as_bytes(), &version_key(key)],
-                &[&random_version(), version_ttl.as_bytes()],
+                &[Arg::Bytes(&random_version()), Arg::Int(version_ttl)],
             );
         }
         async move { INVALIDATE.query(&mut conn, &pipe).await }
@@ -517,10 +556,8 @@ fn dedup<Id: Eq + Hash>(ids: &mut Vec<Id>) {
     ids.retain(|_| keep.next().unwrap_or(false));
 }
 
-/// [`within`] for the first read of a call: requests sent at once, not retried. If the connection
-/// fails each of them by itself before the call's timeout, the timeout's timer could never fire
-/// first, so it is not armed: on the hit path, a timer costs about as much as all the rest of
-/// the cache's own work.
+/// [`within`] for the first read of a call, made right after the deadline was set: requests
+/// sent at once, not retried (see [`fails_in_time`]).
 async fn read_within<Id, T, C, R>(
     cache: &Cache<Id, T, C>,
     deadline: Instant,
@@ -533,6 +570,29 @@ async fn read_within<Id, T, C, R>(
     }
 }
 
+/// [`within`] for a step of script calls sent at once: at most three requests in a row each
+/// (`NOSCRIPT`, `SCRIPT LOAD`, the retry).
+async fn bounded<T>(
+    conn: &Connection,
+    deadline: Instant,
+    timeout: Duration,
+    step: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    if fails_in_time(conn, deadline, 3) {
+        step.await
+    } else {
+        within(deadline, timeout, step).await
+    }
+}
+
+/// Whether `requests` requests in a row on `conn` end (answered or failed by the connection
+/// itself) before `deadline`. Then the deadline's timer could never fire first, so it is not
+/// armed: on the hit path a timer costs about as much as all the rest of the cache's own work.
+fn fails_in_time(conn: &Connection, deadline: Instant, requests: u32) -> bool {
+    conn.request_bound()
+        .is_some_and(|bound| Instant::now() + bound * requests < deadline)
+}
+
 async fn within<T>(
     deadline: Instant,
     timeout: Duration,
@@ -543,8 +603,24 @@ async fn within<T>(
         .map_err(|_| Error::Timeout(timeout))?
 }
 
-fn random_token() -> String {
-    format!("{:032x}", rand::random::<u128>())
+/// A lock token: 32 random hex digits.
+#[derive(Debug, Clone, Copy)]
+struct Token([u8; 32]);
+
+impl Token {
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn random_token() -> Token {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::random::<u128>();
+    let mut token = [0; 32];
+    for (i, digit) in token.iter_mut().enumerate() {
+        *digit = HEX[(n >> (124 - 4 * i)) as usize & 0xF];
+    }
+    Token(token)
 }
 
 fn random_version() -> [u8; 16] {

@@ -194,15 +194,51 @@ pub(crate) fn lock_key(data_key: &str) -> Vec<u8> {
 }
 
 fn derived_key(data_key: &[u8], kind: u8) -> Vec<u8> {
-    let tag = hash_tag(data_key).unwrap_or_else(|| slot_tag(slot(data_key)));
+    let tag = derived_tag(data_key);
     let mut key = Vec::with_capacity(tag.len() + data_key.len() + 4);
-    key.push(b'{');
-    key.extend_from_slice(tag);
-    key.push(b'}');
-    key.push(DERIVED_MARK);
-    key.push(kind);
-    key.extend_from_slice(data_key);
+    push_derived(&mut key, tag, data_key, kind);
     key
+}
+
+fn derived_tag(data_key: &[u8]) -> &[u8] {
+    hash_tag(data_key).unwrap_or_else(|| slot_tag(slot(data_key)))
+}
+
+fn push_derived(out: &mut Vec<u8>, tag: &[u8], data_key: &[u8], kind: u8) {
+    out.push(b'{');
+    out.extend_from_slice(tag);
+    out.push(b'}');
+    out.push(DERIVED_MARK);
+    out.push(kind);
+    out.extend_from_slice(data_key);
+}
+
+/// The version and lock keys of one data key, built together in one buffer (the miss path needs
+/// both, for each script call).
+#[derive(Debug)]
+pub(crate) struct Derived {
+    keys: Vec<u8>,
+    split: usize,
+}
+
+impl Derived {
+    pub(crate) fn of(data_key: &str) -> Self {
+        let data_key = data_key.as_bytes();
+        let tag = derived_tag(data_key);
+        let mut keys = Vec::with_capacity(2 * (tag.len() + data_key.len() + 4));
+        push_derived(&mut keys, tag, data_key, VERSION_KIND);
+        let split = keys.len();
+        push_derived(&mut keys, tag, data_key, LOCK_KIND);
+        Self { keys, split }
+    }
+
+    pub(crate) fn version(&self) -> &[u8] {
+        &self.keys[..self.split]
+    }
+
+    pub(crate) fn lock(&self) -> &[u8] {
+        &self.keys[self.split..]
+    }
 }
 
 /// The part of a key Redis Cluster hashes: the bytes between the first `{` and the next `}`, if
@@ -218,21 +254,33 @@ pub(crate) fn slot(key: &[u8]) -> u16 {
     crc16(hash_tag(key).unwrap_or(key)) % 16384
 }
 
-/// CRC16/XMODEM, the checksum Redis Cluster uses for slots.
+/// CRC16/XMODEM, the checksum Redis Cluster uses for slots (a byte at a time, from a table).
 fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in bytes {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
+    bytes.iter().fold(0, |crc: u16, &b| {
+        (crc << 8) ^ CRC16_TABLE[usize::from((crc >> 8) as u8 ^ b)]
+    })
+}
+
+/// The CRC16/XMODEM (polynomial 0x1021) of each byte value.
+static CRC16_TABLE: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
             crc = if crc & 0x8000 != 0 {
                 (crc << 1) ^ 0x1021
             } else {
                 crc << 1
             };
+            bit += 1;
         }
+        table[i] = crc;
+        i += 1;
     }
-    crc
-}
+    table
+};
 
 /// A short alphanumeric string that hashes to `slot`, for data keys without a hash tag.
 fn slot_tag(slot: u16) -> &'static [u8] {
@@ -342,6 +390,9 @@ mod tests {
             assert_eq!(slot(&version_key(key)), s, "{key}");
             assert_eq!(slot(&lock_key(key)), s, "{key}");
             assert_ne!(version_key(key), lock_key(key));
+            let both = Derived::of(key);
+            assert_eq!(both.version(), version_key(key));
+            assert_eq!(both.lock(), lock_key(key));
         }
     }
 

@@ -6,9 +6,26 @@
 
 use std::sync::LazyLock;
 
-use redis::{ErrorKind, Pipeline, ServerErrorKind, Value};
+use redis::{Cmd, ErrorKind, Pipeline, ServerErrorKind, Value};
 
 use crate::{Connection, Error};
+
+/// One `ARGV` value of a script call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arg<'a> {
+    Bytes(&'a [u8]),
+    /// Sent in decimal, like a string the script converts with `tonumber`.
+    Int(u64),
+}
+
+impl Arg<'_> {
+    fn max_len(&self) -> usize {
+        match self {
+            Arg::Bytes(bytes) => bytes.len(),
+            Arg::Int(_) => 20,
+        }
+    }
+}
 
 /// One Lua script: its source and SHA1.
 #[derive(Debug)]
@@ -23,15 +40,25 @@ impl Script {
         Self { source, hash }
     }
 
-    /// Adds one call to a pipeline.
-    pub(crate) fn push(&self, pipe: &mut Pipeline, keys: &[&[u8]], args: &[&[u8]]) {
-        let cmd = pipe.cmd("EVALSHA").arg(&self.hash).arg(keys.len());
+    /// Adds one call to a pipeline, as one command sized for its arguments up front.
+    pub(crate) fn push(&self, pipe: &mut Pipeline, keys: &[&[u8]], args: &[Arg<'_>]) {
+        let len = "EVALSHA".len()
+            + self.hash.len()
+            + 4
+            + keys.iter().map(|k| k.len()).sum::<usize>()
+            + args.iter().map(Arg::max_len).sum::<usize>();
+        let mut cmd = Cmd::with_capacity(3 + keys.len() + args.len(), len);
+        cmd.arg("EVALSHA").arg(&self.hash).arg(keys.len());
         for key in keys {
             cmd.arg(*key);
         }
         for arg in args {
-            cmd.arg(*arg);
+            match *arg {
+                Arg::Bytes(bytes) => cmd.arg(bytes),
+                Arg::Int(n) => cmd.arg(n),
+            };
         }
+        pipe.add_command(cmd);
     }
 
     /// Loads the script on every node the connection reaches.
