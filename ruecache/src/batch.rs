@@ -87,18 +87,20 @@ pub(crate) fn get_cmd(
 }
 
 /// Reads many string keys: `GET` for one, `MGET` per group for more.
-pub(crate) async fn get_many(conn: &Connection, keys: &[String]) -> Result<Vec<Value>, Error> {
+pub(crate) async fn get_many(conn: &Connection, keys: &[&str]) -> Result<Vec<Value>, Error> {
     for_groups(conn, keys, |mut conn, group| async move {
         if let [i] = group[..] {
             let value: Value = redis::cmd("GET")
-                .arg(&keys[i])
+                .arg(keys[i])
                 .query_async(&mut conn)
                 .await?;
             return Ok(vec![value]);
         }
-        let mut cmd = redis::cmd("MGET");
+        let len = group.iter().map(|&i| keys[i].len()).sum::<usize>();
+        let mut cmd = Cmd::with_capacity(group.len() + 1, len + 4);
+        cmd.arg("MGET");
         for &i in &group {
-            cmd.arg(&keys[i]);
+            cmd.arg(keys[i]);
         }
         match cmd.query_async(&mut conn).await? {
             Value::Array(values) => Ok(values),

@@ -62,14 +62,26 @@ where
     let options = &cache.spec.options;
     let stats = &cache.spec.stats;
     let deadline = Instant::now() + options.timeout;
-    let keys = ids
+    // All keys in one buffer: one allocation instead of one per id.
+    let mut text = String::with_capacity(ids.len() * 48);
+    let mut ends = Vec::with_capacity(ids.len());
+    for id in &ids {
+        cache.write_data_key(id, &mut text)?;
+        ends.push(text.len());
+    }
+    let keys: Vec<&str> = ends
         .iter()
-        .map(|id| cache.data_key(id))
-        .collect::<Result<Vec<_>, _>>()?;
+        .scan(0, |start, &end| {
+            let key = &text[*start..end];
+            *start = end;
+            Some(key)
+        })
+        .collect();
 
     let values = read_within(cache, deadline, get_many(&cache.conn, &keys)).await?;
     let mut pending = Vec::new();
     let mut hits = 0;
+    out.reserve(ids.len());
     for ((id, key), value) in ids.into_iter().zip(keys).zip(values) {
         match read(&cache.codec, value) {
             Read::Value(v) => {
@@ -77,7 +89,11 @@ where
                 out.push((id, v));
             }
             Read::Absent => hits += 1,
-            Read::Miss { force } => pending.push(Pending { id, key, force }),
+            Read::Miss { force } => pending.push(Pending {
+                id,
+                key: key.to_owned(),
+                force,
+            }),
         }
     }
     Counters::add(&stats.hits, hits);
