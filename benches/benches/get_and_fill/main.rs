@@ -5,9 +5,14 @@
 //! ```text
 //! cargo bench -p ruecache-bench                    # the full run (about a minute)
 //! cargo bench -p ruecache-bench -- --quick         # every row briefly (CI smoke run)
-//! cargo bench -p ruecache-bench -- hit/p=512       # only rows whose name contains this
+//! cargo bench -p ruecache-bench -- hit/p=512 raw/p=512   # only these rows
+//! cargo bench -p ruecache-bench -- miss p=8          # every p of a case, every case of a p
 //! cargo bench -p ruecache-bench -- --ops 20000 hit/p=1   # fixed op count, one round (profiling)
 //! ```
+//!
+//! Row names are `raw`, `hit`, `hit-one`, `miss` (p = 1, 8, 32, 128, 512) and `raw-mget`,
+//! `batch-hit`, `batch-miss` (p = 32). `--ops` also skips the allocation table; `--workers N`
+//! sets the number of tokio worker threads (one worker makes callgrind counts repeatable).
 //!
 //! `RUECACHE_BENCH_QUICK=1` is the same as `--quick`. A private `redis-server` is started unless
 //! `REDIS_URL` is set; on a private server the database is flushed before each miss run so the
@@ -17,7 +22,9 @@
 //! Every case runs p tasks on a multi-thread tokio runtime (one worker per core), released
 //! together by a barrier; each does the same number of operations. ns/op is wall time / total
 //! operations, as Go reports it. Each case is calibrated to a target time, then run for several
-//! rounds interleaved with the other cases of its group; the table shows the median round.
+//! rounds interleaved with the other cases of its group (each round starting with another case);
+//! the table shows the median round. "Redis CPU ns/op" is the server's CPU time (`INFO cpu`, user
+//! + system) during the round divided by its operations: what Redis itself spent per operation.
 //!
 //! Values are 64 random bytes stored with the [`Raw`] codec (`Vec<u8>`), ids are 36-byte
 //! uuid-like strings, the key template is `bench:{id}`.
@@ -71,7 +78,7 @@ impl Case {
         }
     }
 
-    /// The short name used by the command-line filter.
+    /// The name used by the command-line filter.
     fn slug(self) -> &'static str {
         match self {
             Case::RawGet => "raw",
@@ -108,7 +115,11 @@ struct Config {
     target: Duration,
     /// A fixed number of operations per task instead of calibrating (one round).
     ops: Option<u64>,
-    filter: Option<String>,
+    /// Tokio worker threads (default: one per core).
+    workers: Option<usize>,
+    /// Row patterns from the command line: `case/p=N`, `case` or `p=N`; none means all rows.
+    filter: Vec<String>,
+    /// Operations measured per case for the allocation table; 0 skips it.
     alloc_ops: u64,
 }
 
@@ -117,7 +128,8 @@ impl Config {
         let mut quick =
             std::env::var("RUECACHE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
         let mut ops = None;
-        let mut filter = None;
+        let mut workers = None;
+        let mut filter = Vec::new();
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -126,12 +138,16 @@ impl Config {
                     let n = args.next().and_then(|n| n.parse().ok());
                     ops = Some(n.expect("--ops takes a number of operations per task"));
                 }
+                "--workers" => {
+                    let n = args.next().and_then(|n| n.parse().ok());
+                    workers = Some(n.expect("--workers takes a number of threads"));
+                }
                 // Passed by `cargo bench` to every bench binary.
                 "--bench" => {}
                 other if other.starts_with("--") => {
                     eprintln!("ignoring unknown option {other}");
                 }
-                other => filter = Some(other.to_owned()),
+                other => filter.push(other.to_owned()),
             }
         }
         Self {
@@ -143,15 +159,24 @@ impl Config {
                 Duration::from_millis(400)
             },
             ops,
+            workers,
             filter,
-            alloc_ops: if quick { 200 } else { 5_000 },
+            alloc_ops: match (ops, quick) {
+                (Some(_), _) => 0,
+                (None, true) => 200,
+                (None, false) => 5_000,
+            },
         }
     }
 
     fn wants(&self, case: Case, p: usize) -> bool {
-        self.filter
-            .as_deref()
-            .is_none_or(|f| format!("{}/p={p}", case.slug()).contains(f))
+        let parallelism = format!("p={p}");
+        let name = format!("{}/{parallelism}", case.slug());
+        self.filter.is_empty()
+            || self
+                .filter
+                .iter()
+                .any(|f| *f == name || f == case.slug() || *f == parallelism)
     }
 }
 
@@ -263,8 +288,15 @@ async fn op(s: &Setup, conn: &mut Connection, case: Case) {
     }
 }
 
-/// Runs `p` tasks doing `per_task` operations each, released together; returns the wall time.
-async fn run(s: &Arc<Setup>, case: Case, p: usize, per_task: u64) -> Duration {
+/// What one run took: wall time, and the Redis server's CPU time (user + system) meanwhile.
+#[derive(Debug, Clone, Copy)]
+struct Took {
+    wall: Duration,
+    server: Duration,
+}
+
+/// Runs `p` tasks doing `per_task` operations each, released together.
+async fn run(s: &Arc<Setup>, case: Case, p: usize, per_task: u64) -> Took {
     if case.fills() {
         s.flush().await;
     }
@@ -283,12 +315,14 @@ async fn run(s: &Arc<Setup>, case: Case, p: usize, per_task: u64) -> Duration {
             })
         })
         .collect();
+    let server_before = server_cpu(&s.conn).await;
     barrier.wait().await;
     let start = Instant::now();
     for task in tasks {
         task.await.expect("a bench task panicked");
     }
     let elapsed = start.elapsed();
+    let server = server_cpu(&s.conn).await.saturating_sub(server_before);
     if case.hits() {
         let after = s.cache.stats();
         assert_eq!(
@@ -298,22 +332,54 @@ async fn run(s: &Arc<Setup>, case: Case, p: usize, per_task: u64) -> Duration {
             case.name()
         );
     }
-    elapsed
+    Took {
+        wall: elapsed,
+        server,
+    }
+}
+
+/// The server's CPU time so far (`INFO cpu`: user + system, main thread and others).
+async fn server_cpu(conn: &Connection) -> Duration {
+    let mut conn = conn.clone();
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO cpu");
+    let seconds: f64 = info
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("used_cpu_user:")
+                .or_else(|| l.strip_prefix("used_cpu_sys:"))
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum();
+    Duration::from_secs_f64(seconds)
 }
 
 struct Row {
     case: Case,
     p: usize,
-    /// ns per operation of each round.
+    /// Wall ns per operation of each round.
     rounds: Vec<f64>,
+    /// Redis server CPU ns per operation of each round.
+    server: Vec<f64>,
 }
 
 impl Row {
     fn ns_per_op(&self) -> f64 {
-        let mut r = self.rounds.clone();
-        r.sort_by(f64::total_cmp);
-        r[r.len() / 2]
+        median(&self.rounds)
     }
+
+    fn server_ns_per_op(&self) -> f64 {
+        median(&self.server)
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Measures a group of cases at one parallelism, rounds interleaved, so drift in the machine's
@@ -325,11 +391,17 @@ async fn group(s: &Arc<Setup>, cfg: &Config, p: usize, cases: &[Case]) -> Vec<Ro
         let n = match cfg.ops {
             Some(n) => n,
             None => {
-                // The probe doubles as the warm-up.
-                let probe = (400 / p as u64).max(2);
-                let took = run(s, case, p, probe).await;
-                let ns = took.as_nanos() as f64 / (probe * p as u64) as f64;
-                ((cfg.target.as_nanos() as f64 / ns / p as f64).ceil() as u64).max(1)
+                // Probes double as the warm-up: double the operations until a run takes an
+                // eighth of the target, then scale up to the target.
+                let mut probe = 1;
+                loop {
+                    let took = run(s, case, p, probe).await.wall;
+                    if took >= cfg.target / 8 || probe >= 1 << 20 {
+                        let scale = cfg.target.as_secs_f64() / took.as_secs_f64().max(1e-9);
+                        break ((probe as f64 * scale).ceil() as u64).max(1);
+                    }
+                    probe *= 2;
+                }
             }
         };
         per_task.push(n);
@@ -340,13 +412,18 @@ async fn group(s: &Arc<Setup>, cfg: &Config, p: usize, cases: &[Case]) -> Vec<Ro
             case,
             p,
             rounds: Vec::new(),
+            server: Vec::new(),
         })
         .collect();
-    for _ in 0..cfg.rounds {
-        for (row, &n) in rows.iter_mut().zip(&per_task) {
+    for round in 0..cfg.rounds {
+        // Each round starts with another case, so no case always follows the same one.
+        for i in 0..rows.len() {
+            let i = (i + round) % rows.len();
+            let (row, n) = (&mut rows[i], per_task[i]);
             let took = run(s, row.case, p, n).await;
-            row.rounds
-                .push(took.as_nanos() as f64 / (n * p as u64) as f64);
+            let ops = (n * p as u64) as f64;
+            row.rounds.push(took.wall.as_nanos() as f64 / ops);
+            row.server.push(took.server.as_nanos() as f64 / ops);
             eprint!(".");
         }
     }
@@ -390,10 +467,11 @@ fn main() {
             (Some(server), url, true)
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cfg.workers {
+        runtime.worker_threads(n);
+    }
+    let runtime = runtime.enable_all().build().expect("a tokio runtime");
     let report = runtime.block_on(bench(&cfg, &url, private));
     println!("{report}");
 }
@@ -444,11 +522,18 @@ async fn bench(cfg: &Config, url: &str, private: bool) -> String {
         Case::RawGet,
         Case::Hit,
         Case::HitOne,
+        Case::Miss,
         Case::RawMget,
         Case::BatchHit,
+        Case::BatchMiss,
     ] {
-        if cfg.wants(case, 1) || cfg.wants(case, BATCH_P) {
-            allocs.push((case, allocations(&setup, case, cfg.alloc_ops).await));
+        if cfg.alloc_ops > 0 && (cfg.wants(case, 1) || cfg.wants(case, BATCH_P)) {
+            // A batch does 100 ids per operation.
+            let ops = match case.floor() {
+                Case::RawMget => (cfg.alloc_ops / 10).max(1),
+                _ => cfg.alloc_ops,
+            };
+            allocs.push((case, allocations(&setup, case, ops).await));
         }
     }
 
@@ -461,12 +546,16 @@ async fn bench(cfg: &Config, url: &str, private: bool) -> String {
         if cfg.quick { "quick" } else { "full" },
         cfg.rounds,
         if private { "private redis-server" } else { "REDIS_URL" },
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cfg.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get())),
         load_average(),
         started.elapsed(),
     );
-    let _ = writeln!(out, "| case | p | ns/op | ops/s | vs raw |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| case | p | ns/op | ops/s | vs raw | Redis CPU ns/op |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
     for row in &rows {
         let ns = row.ns_per_op();
         let floor = rows
@@ -476,11 +565,12 @@ async fn bench(cfg: &Config, url: &str, private: bool) -> String {
         let ratio = floor.map_or("-".to_owned(), |f| format!("{:.2}x", ns / f));
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {ratio} |",
+            "| {} | {} | {:.0} | {:.0} | {ratio} | {:.0} |",
             row.case.name(),
             row.p,
             ns,
-            1e9 / ns
+            1e9 / ns,
+            row.server_ns_per_op(),
         );
     }
     if !allocs.is_empty() {
