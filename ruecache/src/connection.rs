@@ -1,10 +1,13 @@
 //! One interface over the redis-rs connections users already have.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+use crate::coalesce::Coalescer;
 
 /// The response timeout the convenience constructors set (redis-rs's own default is 500 ms,
 /// short enough to fail a large batch on a busy server).
@@ -32,6 +35,9 @@ pub struct Connection {
     /// Set when this crate opened the connection, so it knows that every single request fails
     /// by itself within this long (a response timeout, no concurrency limit, no retries).
     request_bound: Option<Duration>,
+    /// Shared by clones: concurrent single-id reads on this connection share `MGET`s. Only for
+    /// connections with a `request_bound`, so no wait needs a timer.
+    coalescer: Option<Arc<Coalescer>>,
 }
 
 #[derive(Clone)]
@@ -77,9 +83,14 @@ impl Connection {
         let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        Ok(Self {
+        let conn = Self {
             kind: Kind::Multiplexed(conn),
             request_bound: Some(DEFAULT_RESPONSE_TIMEOUT),
+            coalescer: None,
+        };
+        Ok(Self {
+            coalescer: Some(Arc::new(Coalescer::new(conn.clone()))),
+            ..conn
         })
     }
 
@@ -116,6 +127,10 @@ impl Connection {
     pub(crate) fn request_bound(&self) -> Option<Duration> {
         self.request_bound
     }
+
+    pub(crate) fn coalescer(&self) -> Option<&Arc<Coalescer>> {
+        self.coalescer.as_ref()
+    }
 }
 
 impl From<MultiplexedConnection> for Connection {
@@ -123,6 +138,7 @@ impl From<MultiplexedConnection> for Connection {
         Self {
             kind: Kind::Multiplexed(conn),
             request_bound: None,
+            coalescer: None,
         }
     }
 }
@@ -132,6 +148,7 @@ impl From<ConnectionManager> for Connection {
         Self {
             kind: Kind::Manager(conn),
             request_bound: None,
+            coalescer: None,
         }
     }
 }
@@ -141,6 +158,7 @@ impl From<ClusterConnection> for Connection {
         Self {
             kind: Kind::Cluster(conn),
             request_bound: None,
+            coalescer: None,
         }
     }
 }

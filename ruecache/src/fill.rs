@@ -20,8 +20,9 @@ use tracing::{debug, warn};
 
 use crate::batch::{for_groups, get_cmd, get_many};
 use crate::cache::{Cache, Shared, Spec};
+use crate::coalesce;
 use crate::codec::{open, seal, Cached, Codec, PAYLOAD_START};
-use crate::keys::{lock_key, version_key, Derived};
+use crate::keys::{lock_key, version_key, Derived, KeyBuf};
 use crate::scripts::{Arg, COMMIT, INVALIDATE, PREPARE, UNLOCK};
 use crate::stats::Counters;
 use crate::{Connection, Error};
@@ -117,11 +118,21 @@ where
 {
     let options = &cache.spec.options;
     let deadline = Instant::now() + options.timeout;
-    let get = get_cmd(|key| cache.write_data_key(&id, key))?;
-    let value = read_within(cache, deadline, async {
-        Ok(get.query_async(&mut cache.conn.clone()).await?)
-    })
-    .await?;
+    let value = match cache.conn.coalescer() {
+        // Every wait of a coalesced read ends before the deadline (see `coalesce`).
+        Some(coalescer) if fails_in_time(&cache.conn, deadline, coalesce::REQUESTS) => {
+            let mut key = KeyBuf::new();
+            cache.write_data_key(&id, &mut key)?;
+            coalescer.get(key.as_str()).await?
+        }
+        _ => {
+            let get = get_cmd(|key| cache.write_data_key(&id, key))?;
+            read_within(cache, deadline, async {
+                Ok(get.query_async(&mut cache.conn.clone()).await?)
+            })
+            .await?
+        }
+    };
     let force = match read(&cache.codec, value) {
         Read::Value(v) => {
             Counters::add(&cache.spec.stats.hits, 1);

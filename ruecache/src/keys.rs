@@ -160,6 +160,48 @@ impl KeyTemplate {
     }
 }
 
+/// A data key rendered on the stack when it is short (the usual case), on the heap when not.
+pub(crate) struct KeyBuf {
+    inline: [u8; 128],
+    len: usize,
+    spilled: Option<String>,
+}
+
+impl KeyBuf {
+    pub(crate) fn new() -> Self {
+        Self {
+            inline: [0; 128],
+            len: 0,
+            spilled: None,
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match &self.spilled {
+            Some(key) => key,
+            // Only whole `str`s are ever copied in.
+            None => std::str::from_utf8(&self.inline[..self.len]).expect("UTF-8 pieces"),
+        }
+    }
+}
+
+impl fmt::Write for KeyBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(key) = &mut self.spilled {
+            key.push_str(s);
+        } else if let Some(room) = self.inline.get_mut(self.len..self.len + s.len()) {
+            room.copy_from_slice(s.as_bytes());
+            self.len += s.len();
+        } else {
+            let mut key = String::with_capacity(2 * (self.len + s.len()));
+            key.push_str(self.as_str());
+            key.push_str(s);
+            self.spilled = Some(key);
+        }
+        Ok(())
+    }
+}
+
 /// A writer that counts what passes through it.
 struct Counted<'a> {
     out: &'a mut dyn fmt::Write,
@@ -406,6 +448,18 @@ mod tests {
             buckets.iter().all(|&n| (800..=1200).contains(&n)),
             "{buckets:?}"
         );
+    }
+
+    #[test]
+    fn key_buffer_spills_long_keys_to_the_heap() {
+        let mut short = KeyBuf::new();
+        write!(short, "w:{{{}}}", 42).unwrap();
+        assert_eq!(short.as_str(), "w:{42}");
+        assert!(short.spilled.is_none());
+        let long = "x".repeat(100);
+        let mut buf = KeyBuf::new();
+        write!(buf, "{long}:{long}").unwrap();
+        assert_eq!(buf.as_str(), format!("{long}:{long}"));
     }
 
     #[test]

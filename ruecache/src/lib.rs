@@ -77,6 +77,7 @@
 pub mod __private;
 mod batch;
 mod cache;
+mod coalesce;
 mod codec;
 mod connection;
 mod error;
