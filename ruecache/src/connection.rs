@@ -8,6 +8,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::coalesce::Coalescer;
+use crate::flight::Flights;
 
 /// The response timeout the convenience constructors set (redis-rs's own default is 500 ms,
 /// short enough to fail a large batch on a busy server).
@@ -38,6 +39,8 @@ pub struct Connection {
     /// Shared by clones: concurrent single-id reads on this connection share `MGET`s. Only for
     /// connections with a `request_bound`, so no wait needs a timer.
     coalescer: Option<Arc<Coalescer>>,
+    /// Shared by clones: the ids callers on this connection are filling (see `flight`).
+    flights: Arc<Flights>,
 }
 
 #[derive(Clone)]
@@ -87,6 +90,7 @@ impl Connection {
             kind: Kind::Multiplexed(conn),
             request_bound: Some(DEFAULT_RESPONSE_TIMEOUT),
             coalescer: None,
+            flights: Arc::default(),
         };
         Ok(Self {
             coalescer: Some(Arc::new(Coalescer::new(conn.clone()))),
@@ -131,6 +135,10 @@ impl Connection {
     pub(crate) fn coalescer(&self) -> Option<&Arc<Coalescer>> {
         self.coalescer.as_ref()
     }
+
+    pub(crate) fn flights(&self) -> &Flights {
+        &self.flights
+    }
 }
 
 impl From<MultiplexedConnection> for Connection {
@@ -139,6 +147,7 @@ impl From<MultiplexedConnection> for Connection {
             kind: Kind::Multiplexed(conn),
             request_bound: None,
             coalescer: None,
+            flights: Arc::default(),
         }
     }
 }
@@ -149,6 +158,7 @@ impl From<ConnectionManager> for Connection {
             kind: Kind::Manager(conn),
             request_bound: None,
             coalescer: None,
+            flights: Arc::default(),
         }
     }
 }
@@ -159,6 +169,7 @@ impl From<ClusterConnection> for Connection {
             kind: Kind::Cluster(conn),
             request_bound: None,
             coalescer: None,
+            flights: Arc::default(),
         }
     }
 }

@@ -8,12 +8,17 @@
 //!    lock is ours or free: one round trip. The commit runs in a spawned task, so it completes even
 //!    if the caller stops waiting.
 //! 5. Ids locked by others are polled with backoff and go through step 2 again.
+//!
+//! Before step 2, ids are claimed in the connection's in-process registry (see
+//! [`flight`](crate::flight)): an id another caller on the connection is already filling is
+//! waited for and read again, not locked or fetched a second time.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use redis::{Pipeline, Value};
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, warn};
@@ -22,6 +27,7 @@ use crate::batch::{for_groups, get_cmd, get_many};
 use crate::cache::{Cache, Shared, Spec};
 use crate::coalesce;
 use crate::codec::{open, seal, Cached, Codec, PAYLOAD_START};
+use crate::flight::{Claimed, Flight};
 use crate::keys::{lock_key, version_key, Derived, KeyBuf};
 use crate::scripts::{Arg, COMMIT, INVALIDATE, PREPARE, UNLOCK};
 use crate::stats::Counters;
@@ -153,7 +159,8 @@ where
     Ok(out.pop())
 }
 
-/// Steps 2 to 5 for the ids the first read missed.
+/// Steps 2 to 5 for the ids the first read missed. Ids another caller on this connection is
+/// already filling are waited for and read again instead (see [`flight`](crate::flight)).
 async fn fill<Id, T, C, F, Fut, R, E>(
     cache: &Cache<Id, T, C>,
     mut pending: Vec<Pending<Id>>,
@@ -175,10 +182,76 @@ where
     if pending.is_empty() {
         return Ok(());
     }
-
     let token = random_token();
-    let mut backoff = options.backoff_min;
+    let mut flight = Flight::new(cache.conn.flights());
     loop {
+        let mut lead = Vec::with_capacity(pending.len());
+        let mut follow = Vec::new();
+        let mut landings = Vec::new();
+        for p in pending {
+            match flight.claim(&p.key) {
+                Claimed::Lead => lead.push(p),
+                Claimed::Follow(landing) => {
+                    follow.push(p);
+                    landings.push(landing.wait());
+                }
+            }
+        }
+        Counters::add(&stats.flight_waits, follow.len());
+        // What this caller leads never waits for what it follows, so callers whose batches
+        // overlap cannot wait for each other in a circle.
+        lead_fill(cache, &mut flight, token, lead, &mut fetch, out, deadline).await?;
+        if follow.is_empty() {
+            return Ok(());
+        }
+        debug!(
+            ids = follow.len(),
+            "waiting for fills of other callers on this connection"
+        );
+        timeout_at(deadline, join_all(landings))
+            .await
+            .map_err(|_| Error::Timeout(options.timeout))?;
+        let keys: Vec<&str> = follow.iter().map(|p| p.key.as_str()).collect();
+        let values = within(deadline, options.timeout, get_many(&cache.conn, &keys)).await?;
+        drop(keys);
+        pending = Vec::new();
+        for (p, value) in follow.into_iter().zip(values) {
+            match read(&cache.codec, value) {
+                Read::Value(v) => out.push((p.id, v)),
+                Read::Absent => {}
+                // Not committed (refused as stale, fetch failed, leader dropped): fill it.
+                Read::Miss { force } => pending.push(Pending { force, ..p }),
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+    }
+}
+
+/// Locks, fetches and commits the ids this caller leads; ids locked by other processes are
+/// polled with backoff. Each id is landed (its followers woken) once it is resolved.
+async fn lead_fill<Id, T, C, F, Fut, R, E>(
+    cache: &Cache<Id, T, C>,
+    flight: &mut Flight<'_>,
+    token: Token,
+    mut pending: Vec<Pending<Id>>,
+    fetch: &mut F,
+    out: &mut Vec<(Id, T)>,
+    deadline: Instant,
+) -> Result<(), E>
+where
+    Id: Eq + Hash + Clone + Send + Sync + 'static,
+    C: Codec<T>,
+    F: FnMut(Vec<Id>) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+    R: IntoIterator<Item = (Id, T)>,
+    E: From<Error>,
+{
+    let options = &cache.spec.options;
+    let stats = &cache.spec.stats;
+    let mut backoff = options.backoff_min;
+    while !pending.is_empty() {
         Counters::add(&stats.lock_attempts, pending.len());
         let replies = bounded(
             &cache.conn,
@@ -204,13 +277,17 @@ where
                 Prepared::Busy => waiting.push(p),
             }
         }
+        Counters::add(&stats.lock_waits, waiting.len());
         if !locked.is_empty() {
-            fill_locked(cache, token, locked, &mut fetch, out).await?;
+            fill_locked(cache, token, locked, fetch, out).await?;
         }
         if waiting.is_empty() {
+            flight.land_except(|_| false);
             return Ok(());
         }
-        Counters::add(&stats.lock_waits, waiting.len());
+        let busy: HashSet<&str> = waiting.iter().map(|p| p.key.as_str()).collect();
+        flight.land_except(|key| busy.contains(key));
+        drop(busy);
         if Instant::now() + backoff > deadline {
             return Err(Error::Timeout(options.timeout).into());
         }
@@ -223,6 +300,7 @@ where
         backoff = (backoff * 2).min(options.backoff_max);
         pending = waiting;
     }
+    Ok(())
 }
 
 /// Fetches the locked ids and commits them; releases the locks if the fetch fails, panics, or the

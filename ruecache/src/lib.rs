@@ -82,6 +82,7 @@ mod codec;
 mod connection;
 mod error;
 mod fill;
+mod flight;
 mod keys;
 mod options;
 mod scripts;

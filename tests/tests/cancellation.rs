@@ -9,22 +9,9 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use ruecache_tests::{both, Target};
-use support::{exists, value, Gate, TestError};
-
-/// Waits (bounded) until `check` holds; the effect under test happens in a spawned task.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not happen within 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
+use support::{eventually, exists, value, Gate, TestError};
 
 async fn dropped_after_fetch_returned_still_commits(t: Target) {
     let cache = support::cache(t.connect().await, &t.ns());

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use redis::{FromRedisValue, ToRedisArgs};
 use ruecache::{Cache, Connection};
@@ -130,4 +131,16 @@ pub async fn cmd<T: FromRedisValue>(conn: &Connection, name: &str, args: impl To
 
 pub async fn exists(conn: &Connection, key: impl ToRedisArgs) -> bool {
     cmd::<i64>(conn, "EXISTS", key).await == 1
+}
+
+/// Waits (bounded, 2 s) until `check` holds: for an effect that happens in another task.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
