@@ -25,7 +25,11 @@ impl HasConnection for Service {
 
 impl Service {
     async fn new(t: Target) -> Self {
-        Self { redis: t.connect().await, calls: Arc::default(), gate: None }
+        Self {
+            redis: t.connect().await,
+            calls: Arc::default(),
+            gate: None,
+        }
     }
 
     async fn load(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
@@ -33,7 +37,11 @@ impl Service {
         if let Some(gate) = &self.gate {
             gate.pause(&ids).await;
         }
-        Ok(ids.into_iter().filter(|&id| id != 404).map(|id| (id, value(id))).collect())
+        Ok(ids
+            .into_iter()
+            .filter(|&id| id != 404)
+            .map(|id| (id, value(id)))
+            .collect())
     }
 
     fn calls(&self) -> Vec<Vec<u64>> {
@@ -93,7 +101,11 @@ async fn both_key_spellings_store_widgets_42(t: Target) {
     s.get_braces_cache().invalidate([42]).await.unwrap();
     s.get_braces(vec![42]).await.unwrap();
     assert!(exists(&s.redis, "widgets:{42}").await);
-    assert_eq!(s.get_angles(vec![42]).await.unwrap()[&42], value(42), "same key, a hit");
+    assert_eq!(
+        s.get_angles(vec![42]).await.unwrap()[&42],
+        value(42),
+        "same key, a hit"
+    );
     assert_eq!(s.calls().len(), 1);
     s.get_angles_cache().invalidate([42]).await.unwrap();
     assert!(!exists(&s.redis, "widgets:{42}").await);
@@ -108,7 +120,10 @@ async fn pttl_matches_the_ttl_argument(t: Target) {
     s.get_long(vec![7]).await.unwrap();
     s.get_forever(vec![7]).await.unwrap();
     let long: i64 = cmd(&s.redis, "PTTL", "attr:ttl:{7}").await;
-    assert!((4_300_000..=6_480_000).contains(&long), "1h30m ± 20 %: {long}");
+    assert!(
+        (4_300_000..=6_480_000).contains(&long),
+        "1h30m ± 20 %: {long}"
+    );
     let forever: i64 = cmd(&s.redis, "PTTL", "attr:forever:{7}").await;
     assert_eq!(forever, -1);
 }
@@ -122,13 +137,20 @@ async fn single_item_form_and_companion_invalidation(t: Target) {
     assert_eq!(s.calls().len(), 2);
     s.get_one_cache().invalidate([5]).await.unwrap();
     assert_eq!(s.get_one(5).await.unwrap(), Some(value(5)));
-    assert_eq!(s.calls(), vec![vec![5], vec![404], vec![5]], "refetched after invalidation");
+    assert_eq!(
+        s.calls(),
+        vec![vec![5], vec![404], vec![5]],
+        "refetched after invalidation"
+    );
 }
 
 /// Instance A's fill is held open until instance B (another connection) is seen waiting for it.
 async fn two_instances_share_one_fill(t: Target) {
     let mut gate = Gate::default();
-    let a = Arc::new(Service { gate: Some(gate.handle()), ..Service::new(t).await });
+    let a = Arc::new(Service {
+        gate: Some(gate.handle()),
+        ..Service::new(t).await
+    });
     let b = Arc::new(Service::new(t).await);
     let ids: Vec<u64> = (1000..1010).collect();
     a.get_shared_cache().invalidate(ids.clone()).await.unwrap();
