@@ -232,10 +232,10 @@ async fn worker(
             let got: HashMap<u64, Row> = if let [id] = batch[..] {
                 log.single_reads += 1;
                 let row = cache
-                    .get_and_fill_one(id, |id| {
-                        let fetch = fetch;
-                        async move { Ok(fetch(vec![id]).await?.remove(&id)) }
-                    })
+                    .get_and_fill_one(
+                        id,
+                        |id| async move { Ok(fetch(vec![id]).await?.remove(&id)) },
+                    )
                     .await
                     .unwrap_or_else(|e: ruecache::Error| panic!("single read failed: {e}"));
                 row.map(|row| (id, row)).into_iter().collect()
