@@ -283,3 +283,94 @@ async fn panicking_fetch_hits_only_its_caller_and_releases_its_locks(t: Target) 
 }
 
 both!(panicking_fetch_hits_only_its_caller_and_releases_its_locks);
+
+/// A master of a cluster is killed (no replicas, so its slots are gone): calls for its ids fail
+/// with a typed error within the timeout, never hang nor panic; calls for the other masters' ids
+/// succeed or fail typed (the cluster declares itself down after the node timeout). Runs on a
+/// cluster of its own, so no other test loses a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_cluster_master_gives_typed_errors() {
+    let mut cluster = ruecache_tests::start_cluster();
+    let urls = cluster.urls();
+    let cache = cache(
+        Connection::open_cluster(&urls)
+            .await
+            .expect("cluster connection"),
+        &ruecache_tests::ns(),
+    );
+    let ids: Vec<u64> = (0..60).collect();
+    let warm: HashMap<u64, String> = cache.get_and_fill(ids.clone(), fetch).await.unwrap();
+    assert_eq!(warm.len(), ids.len());
+    // The ids whose keys live on the first master: it answers for them, not with MOVED.
+    let mut first = redis::Client::open(urls[0].as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut victims = Vec::new();
+    for &id in &ids {
+        let owned: redis::RedisResult<i64> = redis::cmd("EXISTS")
+            .arg(cache.data_key(&id).unwrap())
+            .query_async(&mut first)
+            .await;
+        if owned.is_ok() {
+            victims.push(id);
+        }
+    }
+    let survivors: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !victims.contains(id))
+        .collect();
+    assert!(!victims.is_empty() && !survivors.is_empty(), "{victims:?}");
+
+    cluster.nodes_mut()[0].kill();
+    let mut outcomes = Vec::new();
+    let all = guarded(
+        "a batch over all masters",
+        cache.get_and_fill::<_, HashMap<_, _>, _, _, _, _>(ids.clone(), fetch),
+    )
+    .await;
+    outcomes.push(format!(
+        "batch of all ids: {}",
+        connection_error("batch of all ids", all)
+    ));
+    let victim = victims[0];
+    let single = guarded(
+        "a read of a lost id",
+        cache.get_and_fill_one(
+            victim,
+            |id| async move { Ok::<_, Failure>(Some(value(id))) },
+        ),
+    )
+    .await;
+    outcomes.push(format!(
+        "single lost id: {}",
+        connection_error("single lost id", single)
+    ));
+    let invalidate = guarded("invalidating a lost id", cache.invalidate([victim])).await;
+    outcomes.push(format!(
+        "invalidate lost id: {}",
+        connection_error("invalidate lost id", invalidate.map_err(Failure::Cache))
+    ));
+    match guarded(
+        "a batch on the surviving masters",
+        cache.get_and_fill::<_, HashMap<_, _>, _, _, _, _>(survivors.clone(), fetch),
+    )
+    .await
+    {
+        Ok(got) => {
+            assert_eq!(got.len(), survivors.len());
+            outcomes.push("batch of surviving ids: Ok".to_owned());
+        }
+        Err(e) => outcomes.push(format!(
+            "batch of surviving ids: {}",
+            connection_error("batch of surviving ids", Err::<(), _>(e))
+        )),
+    }
+    eprintln!(
+        "faults: killed 1 of 3 cluster masters ({} of {} ids lost): {outcomes:?}",
+        victims.len(),
+        ids.len()
+    );
+}
