@@ -7,7 +7,7 @@
 
 use std::future::Future;
 
-use futures_util::future::try_join_all;
+use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use redis::{Cmd, RedisWrite as _, Value};
 
 use crate::keys::slot;
@@ -15,6 +15,11 @@ use crate::{Connection, Error};
 
 /// The most ids in one request.
 pub(crate) const CHUNK: usize = 512;
+
+/// The most groups in flight at once. A request's response timeout runs from the moment it is
+/// queued, so sending every group of a huge cluster batch at once (up to one per slot) would let
+/// the last ones time out while they wait behind the others.
+const IN_FLIGHT: usize = 128;
 
 /// Splits `keys` into groups that may share one request, runs `send` for each group
 /// concurrently, and returns the replies in the order of `keys`.
@@ -34,7 +39,18 @@ where
         return send(conn.clone(), (0..keys.len()).collect()).await;
     }
     let groups = groups(conn.is_cluster(), keys);
-    let replies = try_join_all(groups.iter().map(|g| send(conn.clone(), g.clone()))).await?;
+    let mut queued = groups.iter();
+    let mut in_flight = FuturesOrdered::new();
+    for group in queued.by_ref().take(IN_FLIGHT) {
+        in_flight.push_back(send(conn.clone(), group.clone()));
+    }
+    let mut replies = Vec::with_capacity(groups.len());
+    while let Some(reply) = in_flight.next().await {
+        replies.push(reply?);
+        if let Some(group) = queued.next() {
+            in_flight.push_back(send(conn.clone(), group.clone()));
+        }
+    }
     let mut out = vec![Value::Nil; keys.len()];
     for (group, replies) in groups.into_iter().zip(replies) {
         if replies.len() != group.len() {

@@ -10,9 +10,12 @@ use crate::server::{info_field, query, redis_cli_bin, run_with_timeout, Mode, Re
 const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
 const MASTERS: usize = 3;
 
-/// The running cluster. Its nodes are killed when this is dropped, or at process exit when it
-/// lives in a static.
-pub(crate) struct Cluster {
+/// A running 3-master cluster (no replicas). Its nodes are killed when this is dropped, or at
+/// process exit when it lives in a static.
+///
+/// Get a private one with [`start_cluster`](crate::start_cluster).
+#[derive(Debug)]
+pub struct Cluster {
     nodes: Vec<RedisServer>,
 }
 
@@ -91,8 +94,14 @@ impl Cluster {
         Ok(cluster)
     }
 
-    pub(crate) fn urls(&self) -> Vec<String> {
+    /// The masters' URLs, `redis://127.0.0.1:<port>/`.
+    pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The master servers, for killing one (see [`RedisServer::kill`]).
+    pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
+        &mut self.nodes
     }
 
     fn logs(&self) -> String {

@@ -31,7 +31,8 @@
 //!
 //! Tests sharing a server must keep to their own keys: prefix every key with a fresh
 //! [`Target::ns`]. Tests that need their own server or special configuration (say
-//! `maxmemory`), or want to kill and restart it, use [`start_standalone_with`].
+//! `maxmemory`), or want to kill and restart it, use [`start_standalone_with`]; tests that kill
+//! a cluster node start their own cluster with [`start_cluster`].
 //!
 //! The harness never touches a server it did not start, such as one on the default port
 //! 6379, unless told to with these environment variables:
@@ -60,6 +61,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+pub use cluster::Cluster;
 pub use server::RedisServer;
 
 #[doc(hidden)]
@@ -222,6 +224,16 @@ impl<A, S> Shared<A, S> {
 pub fn start_standalone_with(args: &[&str]) -> RedisServer {
     RedisServer::launch(server::Mode::Standalone, args)
         .unwrap_or_else(|why| panic!("cannot start a private redis-server {args:?}: {why}"))
+}
+
+/// Starts a private 3-master cluster (never `$REDIS_CLUSTER_URLS`), for tests that kill a
+/// node; the shared cluster of [`Target::Cluster`] is left alone. Killed when dropped.
+///
+/// # Panics
+///
+/// The cluster does not come up; the message includes the node logs.
+pub fn start_cluster() -> Cluster {
+    Cluster::start().unwrap_or_else(|why| panic!("cannot start a private redis cluster: {why}"))
 }
 
 fn env_value(name: &str) -> Option<String> {

@@ -1,0 +1,376 @@
+//! Faults: a Redis server killed or frozen mid-run, and a fetch that panics. Every call returns a
+//! typed error (or its own panic) and never hangs; the cache recovers once the fault is gone.
+
+mod support;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use ruecache::{Cache, Connection};
+use ruecache_tests::{both, start_standalone_with, Target};
+use support::{exists, value, Gate, Source, TestError};
+
+/// The test's error type, keeping the cache's error typed so tests can match its variant.
+#[derive(Debug)]
+enum Failure {
+    Cache(ruecache::Error),
+}
+
+impl From<ruecache::Error> for Failure {
+    fn from(e: ruecache::Error) -> Self {
+        Self::Cache(e)
+    }
+}
+
+/// The timeout the caches under test are built with.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// A guard against hangs, far above [`TIMEOUT`]; not a speed assertion.
+const HANG_GUARD: Duration = Duration::from_secs(10);
+
+fn cache(conn: Connection, ns: &str) -> Cache<u64, String> {
+    Cache::builder(conn, &support::template(ns))
+        .timeout(TIMEOUT)
+        .build()
+        .expect("valid config")
+}
+
+async fn fetch(ids: Vec<u64>) -> Result<HashMap<u64, String>, Failure> {
+    Ok(ids.into_iter().map(|id| (id, value(id))).collect())
+}
+
+/// Awaits `call`, failing the test if it hangs; returns its result.
+async fn guarded<T>(what: &str, call: impl Future<Output = T>) -> T {
+    tokio::time::timeout(HANG_GUARD, call)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung for {HANG_GUARD:?} (cache timeout {TIMEOUT:?})"))
+}
+
+/// Asserts that a call failed with a connection-level `ruecache::Error` (`Redis` or `Timeout`)
+/// and returns the variant's name.
+fn connection_error<T: std::fmt::Debug>(what: &str, result: Result<T, Failure>) -> &'static str {
+    match result {
+        Err(Failure::Cache(ruecache::Error::Redis(_))) => "Redis",
+        Err(Failure::Cache(ruecache::Error::Timeout(_))) => "Timeout",
+        other => panic!("{what}: expected a Redis or Timeout error, got {other:?}"),
+    }
+}
+
+/// Every entry point against an unreachable server: a typed error, within the timeout.
+async fn every_call_fails_typed(label: &str, cache: &Cache<u64, String>) -> Vec<String> {
+    let mut seen = Vec::new();
+    let batch = guarded(
+        label,
+        cache.get_and_fill::<_, HashMap<_, _>, _, _, _, _>([1, 2, 3], fetch),
+    )
+    .await;
+    seen.push(format!("{label} batch: {}", connection_error(label, batch)));
+    let single = guarded(
+        label,
+        cache.get_and_fill_one(1, |id| async move { Ok::<_, Failure>(Some(value(id))) }),
+    )
+    .await;
+    seen.push(format!(
+        "{label} single: {}",
+        connection_error(label, single)
+    ));
+    let invalidate = guarded(label, cache.invalidate([1])).await;
+    seen.push(format!(
+        "{label} invalidate: {}",
+        connection_error(label, invalidate.map_err(Failure::Cache))
+    ));
+    seen
+}
+
+/// The server is killed while a fetch is in progress, calls fail with typed errors while it is
+/// down, and after a restart a cache on a `ConnectionManager` works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_server_gives_typed_errors_then_recovers() {
+    let mut server = start_standalone_with(&[]);
+    let ns = ruecache_tests::ns();
+    let plain = cache(server.connect().await, &ns);
+    let managed = cache(server.connection_manager().await, &ns);
+    let warm: HashMap<u64, String> = managed.get_and_fill([1, 2], fetch).await.unwrap();
+    assert_eq!(warm.len(), 2);
+
+    // Killed mid-fetch: the commit cannot reach Redis.
+    let mut gate = Gate::default();
+    let handle = gate.handle();
+    let task = {
+        let plain = plain.clone();
+        tokio::spawn(async move {
+            plain
+                .get_and_fill::<_, HashMap<_, _>, _, _, _, _>([10, 11], |ids| {
+                    let handle = handle.clone();
+                    async move {
+                        handle.pause(&ids).await;
+                        fetch(ids).await
+                    }
+                })
+                .await
+        })
+    };
+    let (_, release) = gate.paused().await;
+    server.kill();
+    release.send(()).unwrap();
+    let mid_fetch = guarded("the fill killed mid-fetch", task)
+        .await
+        .expect("no panic");
+    let mut faults = vec![format!(
+        "killed mid-fetch: {}",
+        connection_error("killed mid-fetch", mid_fetch)
+    )];
+
+    // Down: every entry point of both connection kinds fails, typed, without hanging.
+    faults.extend(every_call_fails_typed("multiplexed", &plain).await);
+    faults.extend(every_call_fails_typed("manager", &managed).await);
+
+    // Back (empty: no persistence): the ConnectionManager reconnects by itself.
+    server.restart();
+    let mut attempts = 0;
+    let recovered: HashMap<u64, String> = loop {
+        attempts += 1;
+        match guarded(
+            "a call after the restart",
+            managed.get_and_fill([1, 2], fetch),
+        )
+        .await
+        {
+            Ok(got) => break got,
+            Err(e) if attempts < 50 => {
+                connection_error("while reconnecting", Err::<(), _>(e));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no recovery after {attempts} attempts: {e:?}"),
+        }
+    };
+    assert_eq!(recovered, [(1, value(1)), (2, value(2))].into());
+    eprintln!(
+        "faults: {} faults injected while down: {faults:?}; recovered after the restart on \
+         attempt {attempts}",
+        faults.len()
+    );
+}
+
+/// A frozen server (SIGSTOP: connections stay open, nothing answers) makes calls fail with a
+/// typed error within the cache's timeout; once it resumes, the same cache works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_server_times_out_typed_then_recovers() {
+    let server = start_standalone_with(&[]);
+    let ns = ruecache_tests::ns();
+    let plain = cache(server.connect().await, &ns);
+    let managed = cache(server.connection_manager().await, &ns);
+    let _: HashMap<u64, String> = plain.get_and_fill([1], fetch).await.unwrap();
+    let pid = libc::pid_t::try_from(server.pid().expect("running")).unwrap();
+    // SAFETY: signals our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let mut faults = every_call_fails_typed("multiplexed", &plain).await;
+    faults.extend(every_call_fails_typed("manager", &managed).await);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    for cache in [&plain, &managed] {
+        let got: HashMap<u64, String> =
+            guarded("after the freeze", cache.get_and_fill([1, 2], fetch))
+                .await
+                .unwrap();
+        assert_eq!(got, [(1, value(1)), (2, value(2))].into());
+    }
+    eprintln!(
+        "faults: {} calls against a frozen server: {faults:?}",
+        faults.len()
+    );
+}
+
+/// Waits (bounded) until `check` holds; the unlock after a panic runs in a spawned task.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A fetch that panics: the panic reaches its own caller only, its locks are released, a
+/// concurrent caller for other ids is unaffected, and the next call for the same ids succeeds at
+/// once: the cache's timeout (10 s) is shorter than the lock TTL (30 s), so a lock left behind
+/// would make it fail.
+async fn panicking_fetch_hits_only_its_caller_and_releases_its_locks(t: Target) {
+    let cache: Cache<u64, String> = Cache::builder(t.connect().await, &support::template(&t.ns()))
+        .lock_ttl(Duration::from_secs(30))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // Another caller, for other ids, paused inside its fetch.
+    let mut gate = Gate::default();
+    let handle = gate.handle();
+    let other = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_and_fill::<_, HashMap<_, _>, _, _, _, _>([3, 4], |ids| {
+                    let handle = handle.clone();
+                    async move {
+                        handle.pause(&ids).await;
+                        Ok::<_, TestError>(
+                            ids.into_iter()
+                                .map(|id| (id, value(id)))
+                                .collect::<Vec<_>>(),
+                        )
+                    }
+                })
+                .await
+        })
+    };
+    let (_, release) = gate.paused().await;
+
+    // The panicking fetches, batch and single, while the other caller is mid-fetch.
+    let boom = |ids: Vec<u64>| async move {
+        if !ids.is_empty() {
+            panic!("the source exploded for {ids:?}");
+        }
+        Ok::<Vec<(u64, String)>, TestError>(Vec::new())
+    };
+    let batch = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_and_fill::<_, HashMap<_, _>, _, _, _, _>([1, 2], boom)
+                .await
+        })
+    };
+    let single = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_and_fill_one(5, |id| async move {
+                    boom(vec![id]).await.map(|_| None::<String>)
+                })
+                .await
+        })
+    };
+    for (what, result) in [
+        ("batch", batch.await.map(|_| ())),
+        ("single", single.await.map(|_| ())),
+    ] {
+        let err = result.expect_err("the panic reaches its caller");
+        assert!(err.is_panic(), "{what}: {err:?}");
+    }
+    for id in [1, 2, 5] {
+        let lock = cache.keys(&id).unwrap().lock;
+        eventually(&format!("releasing the lock of id {id}"), async || {
+            !exists(cache.connection(), &lock).await
+        })
+        .await;
+    }
+
+    release.send(()).unwrap();
+    let others = other
+        .await
+        .expect("the other caller does not panic")
+        .unwrap();
+    assert_eq!(others, [(3, value(3)), (4, value(4))].into());
+
+    let source = Source::default();
+    let again: HashMap<u64, String> = cache
+        .get_and_fill([1, 2, 5], |ids| source.fetch(ids))
+        .await
+        .expect("no lock left to wait for");
+    assert_eq!(again, [(1, value(1)), (2, value(2)), (5, value(5))].into());
+    assert_eq!(source.calls(), vec![vec![1, 2, 5]]);
+}
+
+both!(panicking_fetch_hits_only_its_caller_and_releases_its_locks);
+
+/// A master of a cluster is killed (no replicas, so its slots are gone): calls for its ids fail
+/// with a typed error within the timeout, never hang nor panic; calls for the other masters' ids
+/// succeed or fail typed (the cluster declares itself down after the node timeout). Runs on a
+/// cluster of its own, so no other test loses a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_cluster_master_gives_typed_errors() {
+    let mut cluster = ruecache_tests::start_cluster();
+    let urls = cluster.urls();
+    let cache = cache(
+        Connection::open_cluster(&urls)
+            .await
+            .expect("cluster connection"),
+        &ruecache_tests::ns(),
+    );
+    let ids: Vec<u64> = (0..60).collect();
+    let warm: HashMap<u64, String> = cache.get_and_fill(ids.clone(), fetch).await.unwrap();
+    assert_eq!(warm.len(), ids.len());
+    // The ids whose keys live on the first master: it answers for them, not with MOVED.
+    let mut first = redis::Client::open(urls[0].as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut victims = Vec::new();
+    for &id in &ids {
+        let owned: redis::RedisResult<i64> = redis::cmd("EXISTS")
+            .arg(cache.data_key(&id).unwrap())
+            .query_async(&mut first)
+            .await;
+        if owned.is_ok() {
+            victims.push(id);
+        }
+    }
+    let survivors: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !victims.contains(id))
+        .collect();
+    assert!(!victims.is_empty() && !survivors.is_empty(), "{victims:?}");
+
+    cluster.nodes_mut()[0].kill();
+    let mut outcomes = Vec::new();
+    let all = guarded(
+        "a batch over all masters",
+        cache.get_and_fill::<_, HashMap<_, _>, _, _, _, _>(ids.clone(), fetch),
+    )
+    .await;
+    outcomes.push(format!(
+        "batch of all ids: {}",
+        connection_error("batch of all ids", all)
+    ));
+    let victim = victims[0];
+    let single = guarded(
+        "a read of a lost id",
+        cache.get_and_fill_one(
+            victim,
+            |id| async move { Ok::<_, Failure>(Some(value(id))) },
+        ),
+    )
+    .await;
+    outcomes.push(format!(
+        "single lost id: {}",
+        connection_error("single lost id", single)
+    ));
+    let invalidate = guarded("invalidating a lost id", cache.invalidate([victim])).await;
+    outcomes.push(format!(
+        "invalidate lost id: {}",
+        connection_error("invalidate lost id", invalidate.map_err(Failure::Cache))
+    ));
+    match guarded(
+        "a batch on the surviving masters",
+        cache.get_and_fill::<_, HashMap<_, _>, _, _, _, _>(survivors.clone(), fetch),
+    )
+    .await
+    {
+        Ok(got) => {
+            assert_eq!(got.len(), survivors.len());
+            outcomes.push("batch of surviving ids: Ok".to_owned());
+        }
+        Err(e) => outcomes.push(format!(
+            "batch of surviving ids: {}",
+            connection_error("batch of surviving ids", Err::<(), _>(e))
+        )),
+    }
+    eprintln!(
+        "faults: killed 1 of 3 cluster masters ({} of {} ids lost): {outcomes:?}",
+        victims.len(),
+        ids.len()
+    );
+}

@@ -1,0 +1,559 @@
+//! Consistency torture: several "processes" (each with its own Redis connection) read through the
+//! cache and write a real SQLite database at random, with fetches that nap to widen every race.
+//!
+//! Two properties are checked:
+//!
+//! - **No stale read after an invalidation**: a read that started after the invalidation of id X
+//!   completed never returns a version of X older than the write that invalidation followed.
+//! - **No stale data left in Redis**: once everything has stopped, every cached value equals the
+//!   database's current row, or is absent.
+//!
+//! Each variant runs for a few seconds; set `RUECACHE_TORTURE_SECS` for a longer run.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use ruecache::{Cache, Connection};
+use ruecache_tests::{both, start_standalone_with, Target};
+use serde::{Deserialize, Serialize};
+use support::cmd;
+
+/// Concurrent workers, each with its own connection (as separate processes would have).
+const WORKERS: usize = 4;
+
+/// A database row as cached: its version counter and its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Row {
+    version: u64,
+    value: String,
+}
+
+/// What one variant runs on.
+struct Setup {
+    /// Rows `0..ids` in the database.
+    ids: u64,
+    /// Bytes of padding in every value (large values make eviction bite).
+    padding: usize,
+}
+
+/// The row's value for a version: self-describing, so a mixed-up value is caught too.
+fn row_value(id: u64, version: u64, padding: usize) -> String {
+    let mut value = format!("row {id} at version {version}:");
+    value.extend(std::iter::repeat_n('x', padding));
+    value
+}
+
+fn run_time() -> Duration {
+    std::env::var("RUECACHE_TORTURE_SECS")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(3))
+}
+
+/// The source of truth: a real SQLite database file, one connection per worker.
+struct Db {
+    conn: Mutex<rusqlite::Connection>,
+}
+
+impl Db {
+    fn create(path: &Path, setup: &Setup) {
+        let mut conn = rusqlite::Connection::open(path).expect("open the database");
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .expect("WAL mode");
+        assert_eq!(mode, "wal");
+        conn.execute_batch(
+            "CREATE TABLE rows (id INTEGER PRIMARY KEY, version INTEGER NOT NULL, value TEXT NOT NULL)",
+        )
+        .expect("create the table");
+        let tx = conn.transaction().expect("begin");
+        for id in 0..setup.ids {
+            tx.execute(
+                "INSERT INTO rows (id, version, value) VALUES (?1, 1, ?2)",
+                rusqlite::params![id as i64, row_value(id, 1, setup.padding)],
+            )
+            .expect("insert a row");
+        }
+        tx.commit().expect("commit");
+    }
+
+    fn open(path: &Path) -> Arc<Self> {
+        let conn = rusqlite::Connection::open(path).expect("open the database");
+        conn.busy_timeout(Duration::from_secs(30))
+            .expect("busy timeout");
+        Arc::new(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn load(&self, ids: &[u64]) -> HashMap<u64, Row> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare_cached("SELECT version, value FROM rows WHERE id = ?1")
+            .expect("prepare");
+        let mut rows = HashMap::with_capacity(ids.len());
+        for &id in ids {
+            let row = stmt
+                .query_row([id as i64], |r| {
+                    Ok(Row {
+                        version: r.get::<_, i64>(0)? as u64,
+                        value: r.get(1)?,
+                    })
+                })
+                .expect("every id has a row");
+            rows.insert(id, row);
+        }
+        rows
+    }
+
+    /// Bumps the version of each id in one transaction; returns the versions written.
+    fn bump(&self, ids: &[u64], padding: usize) -> Vec<(u64, u64)> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().expect("begin");
+        let mut written = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let version: i64 = tx
+                .query_row(
+                    "UPDATE rows SET version = version + 1 WHERE id = ?1 RETURNING version",
+                    [id as i64],
+                    |r| r.get(0),
+                )
+                .expect("bump the version");
+            let version = version as u64;
+            tx.execute(
+                "UPDATE rows SET value = ?2 WHERE id = ?1",
+                rusqlite::params![id as i64, row_value(id, version, padding)],
+            )
+            .expect("write the value");
+            written.push((id, version));
+        }
+        tx.commit().expect("commit");
+        written
+    }
+}
+
+async fn load(db: &Arc<Db>, ids: Vec<u64>) -> HashMap<u64, Row> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || db.load(&ids))
+        .await
+        .expect("the database read does not panic")
+}
+
+/// One read: when it started, and the version it returned for each id.
+struct ReadRecord {
+    start: Instant,
+    got: Vec<(u64, u64)>,
+}
+
+/// One completed update of one id: when its invalidation returned, and the version it wrote.
+struct WriteRecord {
+    done: Instant,
+    id: u64,
+    version: u64,
+}
+
+#[derive(Default)]
+struct Log {
+    reads: Vec<ReadRecord>,
+    writes: Vec<WriteRecord>,
+    batch_reads: u64,
+    single_reads: u64,
+    updates: u64,
+    /// Problems seen by the worker itself: missing ids, values that don't match their version.
+    violations: Vec<String>,
+}
+
+async fn worker(
+    cache: Cache<u64, Row>,
+    db: Arc<Db>,
+    ids: u64,
+    padding: usize,
+    until: Instant,
+    seed: u64,
+) -> Log {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut log = Log::default();
+    while Instant::now() < until {
+        let before = Duration::from_micros(rng.random_range(0..=5_000));
+        let after = Duration::from_micros(rng.random_range(0..=5_000));
+        let fetch = |missing: Vec<u64>| {
+            let db = db.clone();
+            async move {
+                tokio::time::sleep(before).await;
+                let rows = load(&db, missing).await;
+                // The widest race: the rows are read, the commit has not happened yet.
+                tokio::time::sleep(after).await;
+                Ok::<_, ruecache::Error>(rows)
+            }
+        };
+        let roll = rng.random_range(0..100);
+        if roll < 25 {
+            // Update: write the database, then invalidate.
+            let n = rng.random_range(1..=3);
+            let mut batch: Vec<u64> = (0..n).map(|_| rng.random_range(0..ids)).collect();
+            batch.sort_unstable();
+            batch.dedup();
+            let written = {
+                let db = db.clone();
+                let batch = batch.clone();
+                tokio::task::spawn_blocking(move || db.bump(&batch, padding))
+                    .await
+                    .expect("the database write does not panic")
+            };
+            cache
+                .invalidate(batch)
+                .await
+                .unwrap_or_else(|e| panic!("invalidate failed: {e}"));
+            let done = Instant::now();
+            log.updates += 1;
+            log.writes
+                .extend(
+                    written
+                        .into_iter()
+                        .map(|(id, version)| WriteRecord { done, id, version }),
+                );
+        } else {
+            let batch: Vec<u64> = if roll < 40 {
+                vec![rng.random_range(0..ids)]
+            } else {
+                let n = rng.random_range(2..=8);
+                (0..n).map(|_| rng.random_range(0..ids)).collect()
+            };
+            let start = Instant::now();
+            let got: HashMap<u64, Row> = if let [id] = batch[..] {
+                log.single_reads += 1;
+                let row = cache
+                    .get_and_fill_one(
+                        id,
+                        |id| async move { Ok(fetch(vec![id]).await?.remove(&id)) },
+                    )
+                    .await
+                    .unwrap_or_else(|e: ruecache::Error| panic!("single read failed: {e}"));
+                row.map(|row| (id, row)).into_iter().collect()
+            } else {
+                log.batch_reads += 1;
+                cache
+                    .get_and_fill(batch.clone(), fetch)
+                    .await
+                    .unwrap_or_else(|e| panic!("batch read failed: {e}"))
+            };
+            let mut record = ReadRecord {
+                start,
+                got: Vec::with_capacity(got.len()),
+            };
+            for &id in &batch {
+                match got.get(&id) {
+                    None => log
+                        .violations
+                        .push(format!("read of id {id} returned nothing; the row exists")),
+                    Some(row) if row.value != row_value(id, row.version, padding) => {
+                        log.violations.push(format!(
+                            "id {id}: value {:?} does not belong to version {}",
+                            row.value.get(..40),
+                            row.version
+                        ))
+                    }
+                    Some(row) => record.got.push((id, row.version)),
+                }
+            }
+            log.reads.push(record);
+        }
+    }
+    log
+}
+
+/// Reads that started after an invalidation of id X completed and returned a version of X older
+/// than the write it followed.
+fn stale_reads(reads: &[ReadRecord], writes: &[WriteRecord]) -> Vec<String> {
+    // Per id: completion instants in order, with the highest version written up to each.
+    let mut by_id: HashMap<u64, Vec<(Instant, u64)>> = HashMap::new();
+    for w in writes {
+        by_id.entry(w.id).or_default().push((w.done, w.version));
+    }
+    for list in by_id.values_mut() {
+        list.sort_by_key(|&(done, _)| done);
+        let mut max = 0;
+        for entry in list.iter_mut() {
+            max = max.max(entry.1);
+            entry.1 = max;
+        }
+    }
+    let mut violations = Vec::new();
+    for read in reads {
+        for &(id, version) in &read.got {
+            let Some(list) = by_id.get(&id) else { continue };
+            let before = list.partition_point(|&(done, _)| done < read.start);
+            if before > 0 && list[before - 1].1 > version {
+                violations.push(format!(
+                    "id {id}: a read started {:?} after version {} was written and invalidated, \
+                     and returned version {version}",
+                    read.start.duration_since(list[before - 1].0),
+                    list[before - 1].1
+                ));
+            }
+        }
+    }
+    violations
+}
+
+#[derive(Debug)]
+enum Probe {
+    NotCached,
+    Cache(ruecache::Error),
+}
+
+impl From<ruecache::Error> for Probe {
+    fn from(e: ruecache::Error) -> Self {
+        Self::Cache(e)
+    }
+}
+
+/// After quiescence: every cached value equals the database's row, or is absent; no lock is
+/// left behind. Returns the violations and how many ids were cached.
+async fn check_redis_against_db(
+    conn: Connection,
+    template: &str,
+    db: &Arc<Db>,
+    ids: u64,
+) -> (Vec<String>, u64) {
+    // A cache whose fetch refuses: it can only report what Redis holds.
+    let probe: Cache<u64, Row> = Cache::builder(conn.clone(), template)
+        .build()
+        .expect("valid config");
+    let truth = load(db, (0..ids).collect()).await;
+    let mut violations = Vec::new();
+    let mut cached = 0;
+    for id in 0..ids {
+        let keys = probe.keys(&id).unwrap();
+        if cmd::<i64>(&conn, "EXISTS", &keys.lock).await != 0 {
+            violations.push(format!("id {id}: a lock is left behind"));
+        }
+        match probe
+            .get_and_fill_one(id, |_| async { Err::<Option<Row>, _>(Probe::NotCached) })
+            .await
+        {
+            Ok(Some(row)) => {
+                cached += 1;
+                if row != truth[&id] {
+                    violations.push(format!(
+                        "id {id}: Redis holds version {}, the database has version {}",
+                        row.version, truth[&id].version
+                    ));
+                }
+            }
+            Ok(None) => violations.push(format!(
+                "id {id}: Redis says the row is absent, the database has it"
+            )),
+            Err(Probe::NotCached) => {}
+            Err(Probe::Cache(e)) => panic!("reading Redis failed: {e}"),
+        }
+    }
+    (violations, cached)
+}
+
+/// Runs the workers on `conns` (one each, plus one for the final check) and checks both
+/// properties. Returns the caches' summed statistics for variant-specific checks.
+async fn torture(label: &str, conns: Vec<Connection>, ns: &str, setup: Setup) -> ruecache::Stats {
+    assert_eq!(conns.len(), WORKERS + 1);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("rows.sqlite3");
+    Db::create(&path, &setup);
+    let template = format!("{ns}row:{}", "{{{id}}}");
+    let run_time = run_time();
+    let seed: u64 = rand::random();
+    let until = Instant::now() + run_time;
+    let mut conns = conns.into_iter();
+    let mut caches = Vec::new();
+    let mut workers = Vec::new();
+    for n in 0..WORKERS {
+        let cache: Cache<u64, Row> = Cache::builder(conns.next().unwrap(), &template)
+            .backoff(Duration::from_millis(1), Duration::from_millis(20))
+            .build()
+            .expect("valid config");
+        caches.push(cache.clone());
+        workers.push(tokio::spawn(worker(
+            cache,
+            Db::open(&path),
+            setup.ids,
+            setup.padding,
+            until,
+            seed.wrapping_add(n as u64),
+        )));
+    }
+    let mut log = Log::default();
+    for w in workers {
+        let l = w.await.expect("a worker panicked");
+        log.reads.extend(l.reads);
+        log.writes.extend(l.writes);
+        log.batch_reads += l.batch_reads;
+        log.single_reads += l.single_reads;
+        log.updates += l.updates;
+        log.violations.extend(l.violations);
+    }
+    let db = Db::open(&path);
+    let stale = stale_reads(&log.reads, &log.writes);
+    let (left, cached) =
+        check_redis_against_db(conns.next().unwrap(), &template, &db, setup.ids).await;
+
+    let mut stats = ruecache::Stats::default();
+    for c in &caches {
+        let s = c.stats();
+        stats.hits += s.hits;
+        stats.misses += s.misses;
+        stats.fetches += s.fetches;
+        stats.commits += s.commits;
+        stats.stale_commits += s.stale_commits;
+        stats.lost_locks += s.lost_locks;
+        stats.invalidations += s.invalidations;
+    }
+    let violations = log.violations.len() + stale.len() + left.len();
+    eprintln!(
+        "torture[{label}]: {run_time:?}, seed {seed}, {WORKERS} workers, {} ids: \
+         {} batch reads + {} single reads ({} id reads), {} updates ({} ids), \
+         {} hits, {} misses, {} fetches, {} commits, {} stale commits refused, {} lost locks; \
+         {cached}/{} ids cached at the end; violations: {} in reads, {} stale reads, {} in Redis",
+        setup.ids,
+        log.batch_reads,
+        log.single_reads,
+        log.reads.iter().map(|r| r.got.len()).sum::<usize>(),
+        log.updates,
+        log.writes.len(),
+        stats.hits,
+        stats.misses,
+        stats.fetches,
+        stats.commits,
+        stats.stale_commits,
+        stats.lost_locks,
+        setup.ids,
+        log.violations.len(),
+        stale.len(),
+        left.len(),
+    );
+    for v in log.violations.iter().chain(&stale).chain(&left).take(20) {
+        eprintln!("torture[{label}]: VIOLATION {v}");
+    }
+    assert_eq!(violations, 0, "consistency violations (first ones printed)");
+    assert!(
+        log.updates > 0 && log.batch_reads > 0 && log.single_reads > 0 && stats.fetches > 0,
+        "the run exercised reads, fills and updates"
+    );
+    stats
+}
+
+async fn readers_never_see_invalidated_versions_and_redis_matches_db(t: Target) {
+    let mut conns = Vec::new();
+    for _ in 0..=WORKERS {
+        conns.push(t.connect().await);
+    }
+    let label = if t.is_cluster() {
+        "cluster"
+    } else {
+        "standalone"
+    };
+    torture(
+        label,
+        conns,
+        &t.ns(),
+        Setup {
+            ids: 64,
+            padding: 16,
+        },
+    )
+    .await;
+}
+
+both!(readers_never_see_invalidated_versions_and_redis_matches_db);
+
+/// Counts the keys Redis evicts, by kind, from keyspace notifications.
+#[derive(Default)]
+struct Evictions {
+    data: AtomicU64,
+    version: AtomicU64,
+    lock: AtomicU64,
+}
+
+/// The same torture on a server so small that it keeps evicting keys of every kind, version
+/// keys of fills in flight included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torture_with_eviction_of_version_keys_mid_fill() {
+    let server = start_standalone_with(&[
+        "--maxmemory",
+        "2mb",
+        "--maxmemory-policy",
+        "allkeys-random",
+        "--notify-keyspace-events",
+        "Ee",
+    ]);
+    let evictions = Arc::new(Evictions::default());
+    let mut pubsub = redis::Client::open(server.url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .expect("a pub/sub connection");
+    pubsub
+        .subscribe("__keyevent@0__:evicted")
+        .await
+        .expect("subscribe to evictions");
+    let counter = evictions.clone();
+    let listener = tokio::spawn(async move {
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            let key: Vec<u8> = msg.get_payload().unwrap_or_default();
+            let kind = key
+                .windows(2)
+                .find(|w| w[0] == 0xFF)
+                .map(|w| w[1])
+                .unwrap_or(0);
+            match kind {
+                b'v' => &counter.version,
+                b'l' => &counter.lock,
+                _ => &counter.data,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+        }
+    });
+
+    let mut conns = Vec::new();
+    for _ in 0..=WORKERS {
+        conns.push(server.connect().await);
+    }
+    let info_conn = conns[0].clone();
+    let stats = torture(
+        "evicting standalone",
+        conns,
+        "",
+        Setup {
+            ids: 256,
+            padding: 8 * 1024,
+        },
+    )
+    .await;
+    let info: String = cmd(&info_conn, "INFO", "stats").await;
+    let evicted: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("evicted_keys:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("INFO stats has evicted_keys");
+    listener.abort();
+    let (data, version, lock) = (
+        evictions.data.load(Ordering::Relaxed),
+        evictions.version.load(Ordering::Relaxed),
+        evictions.lock.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "torture[evicting standalone]: evicted_keys {evicted} (notified: {data} data, \
+         {version} version, {lock} lock keys); {} stale commits refused",
+        stats.stale_commits
+    );
+    assert!(evicted > 0, "the server evicted keys");
+    assert!(version > 0, "version keys were evicted during the run");
+}
