@@ -68,6 +68,9 @@ impl Connection {
     /// Opens a multiplexed connection to a standalone server, with
     /// [`DEFAULT_RESPONSE_TIMEOUT`].
     ///
+    /// `rediss://` (TLS) URLs need the `tls` feature; a user and password go in the URL
+    /// (`redis://user:password@host:6379`).
+    ///
     /// # Errors
     ///
     /// The URL is invalid or the server does not answer.

@@ -60,6 +60,44 @@
 //! defaults to 500 ms); [`Connection::open`] and [`Connection::open_cluster`] use
 //! [`DEFAULT_RESPONSE_TIMEOUT`].
 //!
+//! # TLS and Redis users
+//!
+//! With the `tls` feature (off by default: rustls with the `ring` provider), `rediss://` URLs
+//! work, and the server's certificate is verified against the system's trust store (or
+//! `SSL_CERT_FILE`). A user and password go in the URL: `rediss://user:password@host:6380`.
+//! For a private certificate authority, build the redis-rs client with it and convert the
+//! connection:
+//!
+//! ```no_run
+//! # #[cfg(feature = "tls")]
+//! # async fn run() -> redis::RedisResult<()> {
+//! let ca = std::fs::read("ca.crt")?;
+//! let client = redis::Client::build_with_tls(
+//!     "rediss://cache:cache-password@redis.internal:6380",
+//!     redis::TlsCertificates { client_tls: None, root_cert: Some(ca) },
+//! )?;
+//! let config = redis::AsyncConnectionConfig::new()
+//!     .set_response_timeout(Some(ruecache::DEFAULT_RESPONSE_TIMEOUT));
+//! let conn: ruecache::Connection = client
+//!     .get_multiplexed_async_connection_with_config(&config)
+//!     .await?
+//!     .into();
+//! # Ok(()) }
+//! ```
+//!
+//! The least a Redis ACL user needs is seven commands on its own keys; for the template
+//! `widgets:{{{id}}}`:
+//!
+//! ```text
+//! ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xff[vl]widgets:*" +get +mget +evalsha +script|load +set +del +pexpire
+//! ```
+//!
+//! The second key pattern covers the version and lock keys (`\xff` is the byte `0xFF`, see
+//! [`Cache::keys`]); `SET`, `DEL` and `PEXPIRE` are what the Lua scripts call, which Redis checks
+//! against the caller's rights. The README's "Security" section explains each rule.
+//!
+//! At `INFO` and above the engine logs no key, id, value or password.
+//!
 //! # Values
 //!
 //! Values go through a [`Codec`]: [`MsgPack`] (serde, the default), [`Raw`] bytes, or `Prost`

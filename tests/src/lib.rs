@@ -34,6 +34,9 @@
 //! `maxmemory`), or want to kill and restart it, use [`start_standalone_with`]; tests that kill
 //! a cluster node start their own cluster with [`start_cluster`].
 //!
+//! - **TLS and ACL**: [`start_secure`] starts a private server that speaks only TLS (with
+//!   certificates made at test time by [`TestCa`]) and/or has the `default` user disabled.
+//!
 //! The harness never touches a server it did not start, such as one on the default port
 //! 6379, unless told to with these environment variables:
 //!
@@ -56,6 +59,7 @@
 
 mod cluster;
 mod server;
+mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -63,6 +67,7 @@ use std::time::Duration;
 
 pub use cluster::Cluster;
 pub use server::RedisServer;
+pub use tls::TestCa;
 
 #[doc(hidden)]
 pub use pastey as __pastey;
@@ -108,7 +113,12 @@ impl Target {
     /// connection reconnects by itself), or the server cannot be reached.
     pub async fn connection_manager(&self) -> ruecache::Connection {
         match self {
-            Target::Standalone => open_manager(&standalone_url()).await,
+            Target::Standalone => {
+                let url = standalone_url();
+                let client = redis::Client::open(url.as_str())
+                    .unwrap_or_else(|e| panic!("invalid redis url {url}: {e}"));
+                open_manager(client, &url).await
+            }
             Target::Cluster => panic!(
                 "Target::Cluster has no ConnectionManager: use Target::connect() for a cluster \
                  connection, or Target::Standalone.connection_manager()"
@@ -236,6 +246,30 @@ pub fn start_cluster() -> Cluster {
     Cluster::start().unwrap_or_else(|why| panic!("cannot start a private redis cluster: {why}"))
 }
 
+/// How a server from [`start_secure`] is locked down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Secure {
+    /// TLS only: `--tls-port` with a certificate signed by [`TestCa::shared`], no plain port
+    /// (`--port 0`), clients need no certificate. URLs are `rediss://`.
+    pub tls: bool,
+    /// ACL users: the `default` user is off (`user default off`), so every client must log
+    /// in. The harness adds its own all-powerful user for itself and
+    /// [`RedisServer::connect`]; tests add the users they need with `ACL SETUSER` through it.
+    pub acl: bool,
+}
+
+/// Starts a private standalone server with TLS and/or ACL users (see [`Secure`]), with `args`
+/// appended like [`start_standalone_with`]. Killed when dropped.
+///
+/// # Panics
+///
+/// The server does not come up; the message includes its log.
+pub fn start_secure(secure: Secure, args: &[&str]) -> RedisServer {
+    RedisServer::launch_secure(server::Mode::Standalone, secure, args).unwrap_or_else(|why| {
+        panic!("cannot start a private redis-server ({secure:?}, {args:?}): {why}")
+    })
+}
+
 fn env_value(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -246,12 +280,11 @@ pub(crate) async fn open_standalone(url: &str) -> ruecache::Connection {
         .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
 }
 
-pub(crate) async fn open_manager(url: &str) -> ruecache::Connection {
+pub(crate) async fn open_manager(client: redis::Client, url: &str) -> ruecache::Connection {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_response_timeout(Some(ruecache::DEFAULT_RESPONSE_TIMEOUT))
         .set_connection_timeout(Some(Duration::from_secs(2)));
-    redis::Client::open(url)
-        .unwrap_or_else(|e| panic!("invalid redis url {url}: {e}"))
+    client
         .get_connection_manager_with_config(config)
         .await
         .map(ruecache::Connection::from)

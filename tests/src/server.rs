@@ -3,11 +3,16 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError, TryLockError};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use crate::tls::TestCa;
+use crate::Secure;
 
 /// How long a server gets to answer `PING` after it was spawned.
 const READY_DEADLINE: Duration = Duration::from_secs(10);
@@ -15,6 +20,9 @@ const READY_DEADLINE: Duration = Duration::from_secs(10);
 const START_ATTEMPTS: usize = 5;
 /// Redis Cluster's bus port is the client port plus this offset.
 const CLUSTER_BUS_OFFSET: u16 = 10_000;
+/// The all-powerful user the harness adds to servers started with [`Secure::acl`], for
+/// checking readiness and for [`RedisServer::connect`].
+pub(crate) const ADMIN_USER: &str = "ruecache-harness";
 
 /// A `redis-server` process this harness started, on a private loopback port and a private
 /// temporary directory.
@@ -30,6 +38,9 @@ pub struct RedisServer {
     dir: PathBuf,
     mode: Mode,
     extra_args: Vec<String>,
+    secure: Secure,
+    /// The password of [`ADMIN_USER`], with [`Secure::acl`].
+    admin_password: Option<String>,
     child: Option<Child>,
 }
 
@@ -42,6 +53,19 @@ pub(crate) enum Mode {
 impl RedisServer {
     /// Starts a server on a free port, retrying on other ports if it exits early.
     pub(crate) fn launch(mode: Mode, extra_args: &[&str]) -> Result<Self, String> {
+        Self::launch_secure(mode, Secure::default(), extra_args)
+    }
+
+    /// [`launch`](Self::launch), with TLS and/or ACL users (standalone only).
+    pub(crate) fn launch_secure(
+        mode: Mode,
+        secure: Secure,
+        extra_args: &[&str],
+    ) -> Result<Self, String> {
+        assert!(
+            mode == Mode::Standalone || secure == Secure::default(),
+            "TLS and ACL servers are standalone"
+        );
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
@@ -58,6 +82,10 @@ impl RedisServer {
                 dir,
                 mode,
                 extra_args: extra_args.clone(),
+                secure,
+                admin_password: secure
+                    .acl
+                    .then(|| format!("{:032x}", rand::random::<u128>())),
                 child: None,
             };
             match server.spawn_and_wait() {
@@ -78,9 +106,72 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>/`.
+    /// `redis://127.0.0.1:<port>/`, or `rediss://127.0.0.1:<port>/` with [`Secure::tls`]
+    /// (trust [`TestCa::shared`] to connect). Without credentials: with [`Secure::acl`] use
+    /// [`url_as`](Self::url_as).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("{}://127.0.0.1:{}/", self.scheme(), self.port)
+    }
+
+    /// [`url`](Self::url) with a user name and password (used as given: keep them to
+    /// characters that need no percent-encoding).
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!(
+            "{}://{user}:{password}@127.0.0.1:{}/",
+            self.scheme(),
+            self.port
+        )
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.secure.tls {
+            "rediss"
+        } else {
+            "redis"
+        }
+    }
+
+    /// The URL [`connect`](Self::connect) uses: [`url`](Self::url), or with
+    /// [`Secure::acl`] the harness's own user, which may run every command on every key.
+    pub fn admin_url(&self) -> String {
+        match &self.admin_password {
+            Some(password) => self.url_as(ADMIN_USER, password),
+            None => self.url(),
+        }
+    }
+
+    /// A client for `url` (one of this server's URLs) that trusts the test CA when the server
+    /// uses TLS.
+    ///
+    /// # Errors
+    ///
+    /// The URL is invalid.
+    pub fn client(&self, url: &str) -> redis::RedisResult<redis::Client> {
+        if self.secure.tls {
+            redis::Client::build_with_tls(url, TestCa::shared().tls_certificates())
+        } else {
+            redis::Client::open(url)
+        }
+    }
+
+    /// Opens a connection with `url` (one of this server's URLs, say from
+    /// [`url_as`](Self::url_as)): [`ruecache::Connection::open`] on a plain server; on a TLS
+    /// server a multiplexed connection from [`client`](Self::client) (5 s response timeout).
+    ///
+    /// # Errors
+    ///
+    /// The server refuses the connection, for example a wrong password.
+    pub async fn open(&self, url: &str) -> redis::RedisResult<ruecache::Connection> {
+        if !self.secure.tls {
+            return ruecache::Connection::open(url).await;
+        }
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(ruecache::DEFAULT_RESPONSE_TIMEOUT));
+        let conn = self
+            .client(url)?
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(conn.into())
     }
 
     /// The server's working directory (`--dir`); its output goes to `redis.log` in there.
@@ -98,14 +189,22 @@ impl RedisServer {
         read_log_tail(&self.dir)
     }
 
-    /// A new multiplexed connection (5 s response timeout) to this server.
+    /// A new multiplexed connection (5 s response timeout) to this server, as the harness's
+    /// own user with [`Secure::acl`] (see [`admin_url`](Self::admin_url)).
     pub async fn connect(&self) -> ruecache::Connection {
-        crate::open_standalone(&self.url()).await
+        let url = self.admin_url();
+        self.open(&url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url()))
     }
 
-    /// A new `ConnectionManager` (reconnects after [`restart`](Self::restart)) to this server.
+    /// A new `ConnectionManager` (reconnects after [`restart`](Self::restart)) to this server,
+    /// as [`connect`](Self::connect)'s user.
     pub async fn connection_manager(&self) -> ruecache::Connection {
-        crate::open_manager(&self.url()).await
+        let client = self
+            .client(&self.admin_url())
+            .unwrap_or_else(|e| panic!("invalid redis url {}: {e}", self.url()));
+        crate::open_manager(client, &self.url()).await
     }
 
     /// Kills the process with SIGKILL (no shutdown, no save) and waits until it is gone.
@@ -140,7 +239,36 @@ impl RedisServer {
             .open(self.dir.join("redis.log"))?;
         let port = self.port.to_string();
         let mut cmd = Command::new(redis_server_bin());
-        cmd.args(["--port", &port, "--bind", "127.0.0.1"])
+        if self.secure.tls {
+            // TLS only: no plain port. The harness itself checks readiness on a private Unix
+            // socket, so it needs no TLS client of its own.
+            let files = TestCa::shared().write_server_files(&self.dir)?;
+            cmd.args(["--port", "0", "--tls-port", &port])
+                .arg("--tls-cert-file")
+                .arg(&files.cert)
+                .arg("--tls-key-file")
+                .arg(&files.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&files.ca)
+                .args(["--tls-auth-clients", "no"])
+                .arg("--unixsocket")
+                .arg(self.socket_path())
+                .args(["--unixsocketperm", "700"]);
+        } else {
+            cmd.args(["--port", &port]);
+        }
+        if let Some(password) = &self.admin_password {
+            cmd.args(["--user", "default", "off"]).args([
+                "--user",
+                ADMIN_USER,
+                "on",
+                &format!(">{password}"),
+                "~*",
+                "&*",
+                "+@all",
+            ]);
+        }
+        cmd.args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir);
@@ -197,7 +325,7 @@ impl RedisServer {
                     StartError::Fatal(why)
                 });
             }
-            if let Ok(info) = query(self.port, &["INFO", "server"]) {
+            if let Ok(info) = self.query(&["INFO", "server"]) {
                 if info_field(&info, "process_id") == Some(pid.to_string().as_str()) {
                     return Ok(());
                 }
@@ -213,6 +341,34 @@ impl RedisServer {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+impl RedisServer {
+    fn socket_path(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    /// [`query`] this server the way the harness can: on the Unix socket with TLS, as
+    /// [`ADMIN_USER`] with ACL users.
+    fn query(&self, args: &[&str]) -> io::Result<String> {
+        let mut commands = Vec::with_capacity(2);
+        if let Some(password) = &self.admin_password {
+            commands.push(vec!["AUTH", ADMIN_USER, password.as_str()]);
+        }
+        commands.push(args.to_vec());
+        if self.secure.tls {
+            #[cfg(unix)]
+            {
+                let stream = UnixStream::connect(self.socket_path())?;
+                stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+                stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+                return exchange(stream, &commands);
+            }
+            #[cfg(not(unix))]
+            return Err(io::Error::other("TLS test servers need Unix sockets"));
+        }
+        exchange(tcp(self.port)?, &commands)
     }
 }
 
@@ -285,16 +441,34 @@ pub(crate) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
 /// Sends one command over a fresh blocking connection and returns a simple-string, integer
 /// or bulk-string reply as text. Used before any async runtime is involved.
 pub(crate) fn query(port: u16, args: &[&str]) -> io::Result<String> {
+    exchange(tcp(port)?, &[args.to_vec()])
+}
+
+fn tcp(port: u16) -> io::Result<TcpStream> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut request = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        request.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+    Ok(stream)
+}
+
+/// Sends commands one after another over `stream`; returns the last reply, or the first
+/// error reply.
+fn exchange(stream: impl io::Read + Write, commands: &[Vec<&str>]) -> io::Result<String> {
+    let mut reader = BufReader::new(stream);
+    let mut last = String::new();
+    for args in commands {
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            request.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+        }
+        reader.get_mut().write_all(&request)?;
+        last = read_reply(&mut reader)?;
     }
-    (&stream).write_all(&request)?;
-    let mut reader = BufReader::new(&stream);
+    Ok(last)
+}
+
+fn read_reply(reader: &mut impl BufRead) -> io::Result<String> {
     let mut line = Vec::new();
     reader.read_until(b'\n', &mut line)?;
     let line = String::from_utf8_lossy(&line);
@@ -306,7 +480,7 @@ pub(crate) fn query(port: u16, args: &[&str]) -> io::Result<String> {
         Some(b'$') => {
             let len: usize = line[1..].parse().map_err(|_| invalid())?;
             let mut body = vec![0; len + 2];
-            io::Read::read_exact(&mut reader, &mut body)?;
+            io::Read::read_exact(reader, &mut body)?;
             body.truncate(len);
             Ok(String::from_utf8_lossy(&body).into_owned())
         }
