@@ -253,13 +253,24 @@ where
     let mut backoff = options.backoff_min;
     while !pending.is_empty() {
         Counters::add(&stats.lock_attempts, pending.len());
-        let replies = bounded(
+        let replies = match bounded(
             &cache.conn,
             deadline,
             options.timeout,
             prepare(cache, token, &pending),
         )
-        .await?;
+        .await
+        {
+            Ok(replies) => replies,
+            Err(e) => {
+                // One failed script fails its whole request, but the others in it may have
+                // run and taken their locks: release every lock of this round that is ours,
+                // in the background, so the error is not delayed by a server that is down.
+                let keys = pending.into_iter().map(|p| p.key).collect();
+                tokio::spawn(unlock(cache.conn.clone(), token, keys, options.timeout));
+                return Err(e.into());
+            }
+        };
         let mut locked = Vec::new();
         let mut waiting = Vec::new();
         for (p, reply) in pending.into_iter().zip(replies) {
@@ -487,27 +498,27 @@ impl<Id> LockGuard<'_, Id> {
         if self.locked.is_empty() || left < options.unlock_threshold {
             return None;
         }
-        let keys: Vec<String> = self.locked.iter().map(|l| l.key.clone()).collect();
-        let conn = self.conn.clone();
-        let token = self.token;
-        let timeout = options.timeout;
-        Some(async move {
-            let send = |mut conn: Connection, group: Vec<usize>| {
-                let mut pipe = Pipeline::with_capacity(group.len());
-                for &i in &group {
-                    UNLOCK.push(
-                        &mut pipe,
-                        &[&lock_key(&keys[i])],
-                        &[Arg::Bytes(token.as_bytes())],
-                    );
-                }
-                async move { UNLOCK.query(&mut conn, &pipe).await }
-            };
-            let deadline = Instant::now() + timeout;
-            if let Err(e) = within(deadline, timeout, for_groups(&conn, &keys, send)).await {
-                warn!(error = %e, ids = keys.len(), "could not release locks; they expire at their TTL");
-            }
-        })
+        let keys = self.locked.iter().map(|l| l.key.clone()).collect();
+        Some(unlock(self.conn.clone(), self.token, keys, options.timeout))
+    }
+}
+
+/// Releases the locks of `keys` that `token` holds; others' locks are left alone.
+async fn unlock(conn: Connection, token: Token, keys: Vec<String>, timeout: Duration) {
+    let send = |mut conn: Connection, group: Vec<usize>| {
+        let mut pipe = Pipeline::with_capacity(group.len());
+        for &i in &group {
+            UNLOCK.push(
+                &mut pipe,
+                &[&lock_key(&keys[i])],
+                &[Arg::Bytes(token.as_bytes())],
+            );
+        }
+        async move { UNLOCK.query(&mut conn, &pipe).await }
+    };
+    let deadline = Instant::now() + timeout;
+    if let Err(e) = within(deadline, timeout, for_groups(&conn, &keys, send)).await {
+        warn!(error = %e, ids = keys.len(), "could not release locks; they expire at their TTL");
     }
 }
 

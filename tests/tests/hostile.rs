@@ -753,13 +753,11 @@ async fn failed_batch_releases_the_locks_it_took(t: Target) {
 }
 
 #[ruecache_tests::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug: a failed prepare step leaks the locks it took for the batch's other ids"]
 async fn failed_batch_releases_the_locks_it_took_standalone() {
     failed_batch_releases_the_locks_it_took(Target::Standalone).await
 }
 
 #[ruecache_tests::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug: a failed prepare step leaks the locks it took for the batch's other ids"]
 async fn failed_batch_releases_the_locks_it_took_cluster() {
     failed_batch_releases_the_locks_it_took(Target::Cluster).await
 }
