@@ -9,6 +9,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::coalesce::Coalescer;
 use crate::flight::Flights;
+use crate::liveness::{Liveness, DEFAULT_LIVENESS_WINDOW};
 
 /// The response timeout the convenience constructors set (redis-rs's own default is 500 ms,
 /// short enough to fail a large batch on a busy server).
@@ -41,6 +42,9 @@ pub struct Connection {
     coalescer: Option<Arc<Coalescer>>,
     /// Shared by clones: the ids callers on this connection are filling (see `flight`).
     flights: Arc<Flights>,
+    /// Shared by clones: the id at the start of this connection's lock tokens, and its
+    /// liveness key (see `liveness`).
+    liveness: Arc<Liveness>,
 }
 
 #[derive(Clone)]
@@ -94,6 +98,7 @@ impl Connection {
             request_bound: Some(DEFAULT_RESPONSE_TIMEOUT),
             coalescer: None,
             flights: Arc::default(),
+            liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
         };
         Ok(Self {
             coalescer: Some(Arc::new(Coalescer::new(conn.clone()))),
@@ -142,6 +147,47 @@ impl Connection {
     pub(crate) fn flights(&self) -> &Flights {
         &self.flights
     }
+
+    /// Sets how soon the locks of a process that died stop blocking others: this connection
+    /// keeps a liveness key (`ruecache:live:<id>`) alive, refreshed every third of `window`,
+    /// and a caller waiting on one of its locks takes the lock over once the key has been gone
+    /// for a whole `window`. `None` turns this off: locks then block others until their
+    /// lock TTL ends. Default [`DEFAULT_LIVENESS_WINDOW`].
+    ///
+    /// Call it before cloning the connection: clones share one liveness key.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// use std::time::Duration;
+    /// let conn = ruecache::Connection::open("redis://127.0.0.1:6379")
+    ///     .await?
+    ///     .liveness_window(Some(Duration::from_millis(500)));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn liveness_window(self, window: Option<Duration>) -> Self {
+        Self {
+            liveness: Arc::new(Liveness::new(window)),
+            ..self
+        }
+    }
+
+    pub(crate) fn liveness(&self) -> &Arc<Liveness> {
+        &self.liveness
+    }
+
+    /// A clone that keeps no liveness key alive (and so does not keep this one's alive).
+    pub(crate) fn without_liveness(&self) -> Self {
+        Self {
+            kind: self.kind.clone(),
+            request_bound: self.request_bound,
+            coalescer: None,
+            flights: Arc::default(),
+            liveness: Arc::new(Liveness::new(None)),
+        }
+    }
 }
 
 impl From<MultiplexedConnection> for Connection {
@@ -151,6 +197,7 @@ impl From<MultiplexedConnection> for Connection {
             request_bound: None,
             coalescer: None,
             flights: Arc::default(),
+            liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
         }
     }
 }
@@ -162,6 +209,7 @@ impl From<ConnectionManager> for Connection {
             request_bound: None,
             coalescer: None,
             flights: Arc::default(),
+            liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
         }
     }
 }
@@ -173,6 +221,7 @@ impl From<ClusterConnection> for Connection {
             request_bound: None,
             coalescer: None,
             flights: Arc::default(),
+            liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
         }
     }
 }

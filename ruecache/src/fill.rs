@@ -7,7 +7,8 @@
 //! 4. Commit each fetched id with one script that writes only if the version is unchanged and the
 //!    lock is ours or free: one round trip. The commit runs in a spawned task, so it completes even
 //!    if the caller stops waiting.
-//! 5. Ids locked by others are polled with backoff and go through step 2 again.
+//! 5. Ids locked by others are polled with backoff and go through step 2 again; a lock whose
+//!    holder's liveness key is gone is taken over (see [`liveness`](crate::liveness)).
 //!
 //! Before step 2, ids are claimed in the connection's in-process registry (see
 //! [`flight`](crate::flight)): an id another caller on the connection is already filling is
@@ -29,6 +30,7 @@ use crate::coalesce;
 use crate::codec::{open, seal, Cached, Codec, PAYLOAD_START};
 use crate::flight::{Claimed, Flight};
 use crate::keys::{lock_key, version_key, Derived, KeyBuf};
+use crate::liveness::{self, ID_LEN};
 use crate::scripts::{Arg, COMMIT, INVALIDATE, PREPARE, UNLOCK};
 use crate::stats::Counters;
 use crate::{Connection, Error};
@@ -39,6 +41,8 @@ struct Pending<Id> {
     key: String,
     /// The data is present but our codec cannot read it: lock and refill it anyway.
     force: bool,
+    /// The token of a lock holder found dead: take its lock over.
+    takeover: Option<Vec<u8>>,
 }
 
 /// An id whose lock this caller holds.
@@ -100,6 +104,7 @@ where
                 id,
                 key: key.to_owned(),
                 force,
+                takeover: None,
             }),
         }
     }
@@ -153,7 +158,12 @@ where
     // A miss: from here on the key is needed as a string.
     let key = cache.data_key(&id)?;
     let mut out = Vec::with_capacity(1);
-    let pending = vec![Pending { id, key, force }];
+    let pending = vec![Pending {
+        id,
+        key,
+        force,
+        takeover: None,
+    }];
     // Boxed: the hit path's future stays small.
     Box::pin(fill(cache, pending, fetch, &mut out, deadline)).await?;
     Ok(out.pop())
@@ -182,7 +192,7 @@ where
     if pending.is_empty() {
         return Ok(());
     }
-    let token = random_token();
+    let token = random_token(&cache.conn);
     let mut flight = Flight::new(cache.conn.flights());
     loop {
         let mut lead = Vec::with_capacity(pending.len());
@@ -251,6 +261,11 @@ where
     let options = &cache.spec.options;
     let stats = &cache.spec.stats;
     let mut backoff = options.backoff_min;
+    if !pending.is_empty() {
+        // Others must be able to tell that this connection's locks have a live holder.
+        let liveness = cache.conn.liveness().ensure(&cache.conn);
+        within(deadline, options.timeout, liveness).await?;
+    }
     while !pending.is_empty() {
         Counters::add(&stats.lock_attempts, pending.len());
         let replies = match bounded(
@@ -273,19 +288,31 @@ where
         };
         let mut locked = Vec::new();
         let mut waiting = Vec::new();
+        // The lock holder of each waiting id (empty when there is none to check).
+        let mut holders = Vec::new();
         for (p, reply) in pending.into_iter().zip(replies) {
+            let p = Pending {
+                takeover: None,
+                ..p
+            };
             match reply {
                 Prepared::Data(bytes) => match read(&cache.codec, Value::BulkString(bytes)) {
                     Read::Value(v) => out.push((p.id, v)),
                     Read::Absent => {}
-                    Read::Miss { .. } => waiting.push(Pending { force: true, ..p }),
+                    Read::Miss { .. } => {
+                        waiting.push(Pending { force: true, ..p });
+                        holders.push(Vec::new());
+                    }
                 },
                 Prepared::Locked(version) => locked.push(Locked {
                     id: p.id,
                     key: p.key,
                     version,
                 }),
-                Prepared::Busy => waiting.push(p),
+                Prepared::Busy(holder) => {
+                    waiting.push(p);
+                    holders.push(holder);
+                }
             }
         }
         Counters::add(&stats.lock_waits, waiting.len());
@@ -299,19 +326,63 @@ where
         let busy: HashSet<&str> = waiting.iter().map(|p| p.key.as_str()).collect();
         flight.land_except(|key| busy.contains(key));
         drop(busy);
-        if Instant::now() + backoff > deadline {
-            return Err(Error::Timeout(options.timeout).into());
+        let dead = within(deadline, options.timeout, dead_holders(cache, &holders)).await?;
+        if dead.is_empty() {
+            if Instant::now() + backoff > deadline {
+                return Err(Error::Timeout(options.timeout).into());
+            }
+            debug!(
+                ids = waiting.len(),
+                backoff_ms = backoff.as_millis() as u64,
+                "waiting for other fillers"
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(options.backoff_max);
+        } else {
+            // Locks of a dead holder: take them over right away.
+            Counters::add(&stats.takeovers, dead.len());
+            debug!(ids = dead.len(), "taking over locks of a holder that died");
+            for i in dead {
+                waiting[i].takeover = Some(std::mem::take(&mut holders[i]));
+            }
         }
-        debug!(
-            ids = waiting.len(),
-            backoff_ms = backoff.as_millis() as u64,
-            "waiting for other fillers"
-        );
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(options.backoff_max);
         pending = waiting;
     }
     Ok(())
+}
+
+/// The indices of `holders` whose connection's liveness key is gone: those holders died (see
+/// [`liveness`](crate::liveness)). Holders of this connection are alive by definition.
+async fn dead_holders<Id, T, C>(
+    cache: &Cache<Id, T, C>,
+    holders: &[Vec<u8>],
+) -> Result<Vec<usize>, Error> {
+    let own = cache.conn.liveness().id();
+    let mut keys: Vec<String> = holders
+        .iter()
+        .filter(|h| !h.starts_with(own))
+        .filter_map(|h| liveness::holder_key(h))
+        .collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let alive = get_many(&cache.conn, &refs).await?;
+    let dead: HashSet<&str> = refs
+        .iter()
+        .zip(alive)
+        .filter(|(_, v)| matches!(v, Value::Nil))
+        .map(|(k, _)| *k)
+        .collect();
+    Ok(holders
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.starts_with(own))
+        .filter(|(_, h)| liveness::holder_key(h).is_some_and(|k| dead.contains(k.as_str())))
+        .map(|(i, _)| i)
+        .collect())
 }
 
 /// Fetches the locked ids and commits them; releases the locks if the fetch fails, panics, or the
@@ -538,7 +609,8 @@ impl<Id> Drop for LockGuard<'_, Id> {
 enum Prepared {
     Data(Vec<u8>),
     Locked(Vec<u8>),
-    Busy,
+    /// Locked by another caller: its token.
+    Busy(Vec<u8>),
 }
 
 async fn prepare<Id, T, C>(
@@ -564,6 +636,7 @@ async fn prepare<Id, T, C>(
                     Arg::Int(version_ttl),
                     Arg::Bytes(&random_version()),
                     Arg::Bytes(if p.force { b"1" } else { b"0" }),
+                    Arg::Bytes(p.takeover.as_deref().unwrap_or_default()),
                 ],
             );
         }
@@ -572,27 +645,30 @@ async fn prepare<Id, T, C>(
     for_groups(&cache.conn, &keys, send)
         .await?
         .into_iter()
-        .map(|reply| match reply {
-            Value::Array(mut parts) if parts.len() == 2 => {
-                let (Value::BulkString(bytes), Value::Int(kind)) =
-                    (parts.pop().unwrap(), parts.pop().unwrap())
-                else {
-                    return Err(Error::UnexpectedReply(
-                        "prepare returned malformed parts".into(),
-                    ));
-                };
-                match kind {
-                    1 => Ok(Prepared::Data(bytes)),
-                    2 => Ok(Prepared::Locked(bytes)),
-                    3 => Ok(Prepared::Busy),
-                    _ => Err(Error::UnexpectedReply(format!(
-                        "prepare returned kind {kind}"
-                    ))),
-                }
+        .map(|reply| {
+            let malformed = || Error::UnexpectedReply("prepare returned malformed parts".into());
+            let Value::Array(parts) = reply else {
+                return Err(Error::UnexpectedReply(format!(
+                    "prepare returned {reply:?}"
+                )));
+            };
+            let mut parts = parts.into_iter();
+            let (Some(Value::Int(kind)), Some(Value::BulkString(bytes))) =
+                (parts.next(), parts.next())
+            else {
+                return Err(malformed());
+            };
+            match kind {
+                1 => Ok(Prepared::Data(bytes)),
+                2 => Ok(Prepared::Locked(bytes)),
+                3 => match parts.next() {
+                    Some(Value::BulkString(holder)) => Ok(Prepared::Busy(holder)),
+                    _ => Err(malformed()),
+                },
+                _ => Err(Error::UnexpectedReply(format!(
+                    "prepare returned kind {kind}"
+                ))),
             }
-            other => Err(Error::UnexpectedReply(format!(
-                "prepare returned {other:?}"
-            ))),
         })
         .collect()
 }
@@ -719,9 +795,13 @@ async fn within<T>(
         .map_err(|_| Error::Timeout(timeout))?
 }
 
-/// A lock token: 32 random hex digits.
+/// The length of a lock token.
+pub(crate) const TOKEN_LEN: usize = 32;
+
+/// A lock token: the id of the connection that takes the lock (see
+/// [`liveness`](crate::liveness)), then random hex digits.
 #[derive(Debug, Clone, Copy)]
-struct Token([u8; 32]);
+struct Token([u8; TOKEN_LEN]);
 
 impl Token {
     fn as_bytes(&self) -> &[u8] {
@@ -729,12 +809,13 @@ impl Token {
     }
 }
 
-fn random_token() -> Token {
+fn random_token(conn: &Connection) -> Token {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let n = rand::random::<u128>();
-    let mut token = [0; 32];
-    for (i, digit) in token.iter_mut().enumerate() {
-        *digit = HEX[(n >> (124 - 4 * i)) as usize & 0xF];
+    let mut token = [0; TOKEN_LEN];
+    token[..ID_LEN].copy_from_slice(conn.liveness().id());
+    let n = rand::random::<u64>();
+    for (i, digit) in token[ID_LEN..].iter_mut().enumerate() {
+        *digit = HEX[(n >> (60 - 4 * i)) as usize & 0xF];
     }
     Token(token)
 }

@@ -31,6 +31,9 @@ pub struct Stats {
     /// Times an id was waited for because another caller on the same connection was already
     /// filling it (in-process single-flight).
     pub flight_waits: u64,
+    /// Locks taken over from a holder that died (its liveness key expired) instead of waiting
+    /// for the lock TTL.
+    pub takeovers: u64,
     /// Ids invalidated.
     pub invalidations: u64,
 }
@@ -47,6 +50,7 @@ pub(crate) struct Counters {
     pub(crate) lock_attempts: AtomicU64,
     pub(crate) lock_waits: AtomicU64,
     pub(crate) flight_waits: AtomicU64,
+    pub(crate) takeovers: AtomicU64,
     pub(crate) invalidations: AtomicU64,
 }
 
@@ -63,6 +67,7 @@ impl Counters {
             lock_attempts: AtomicU64::new(0),
             lock_waits: AtomicU64::new(0),
             flight_waits: AtomicU64::new(0),
+            takeovers: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
         }
     }
@@ -85,6 +90,7 @@ impl Counters {
             lock_attempts: self.lock_attempts.load(Relaxed),
             lock_waits: self.lock_waits.load(Relaxed),
             flight_waits: self.flight_waits.load(Relaxed),
+            takeovers: self.takeovers.load(Relaxed),
             invalidations: self.invalidations.load(Relaxed),
         }
     }

@@ -23,8 +23,9 @@ const TEMPLATE: &str = "widgets:{{{id}}}";
 const PASSWORD: &str = "cache-password";
 
 /// The README's minimal ACL, word for word: the arguments of
-/// `ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xff[vl]widgets:*" +get +mget
-/// +evalsha +script|load +set +del +pexpire` (`\xff` is the byte 0xFF).
+/// `ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xff[vl]widgets:*"
+/// ~ruecache:live:* +get +mget +evalsha +script|load +set +del +pexpire` (`\xff` is the byte
+/// 0xFF).
 const MINIMAL_ACL: &[&[u8]] = &[
     b"cache",
     b"reset",
@@ -32,6 +33,7 @@ const MINIMAL_ACL: &[&[u8]] = &[
     b">cache-password",
     b"~widgets:*",
     b"~{*}\xff[vl]widgets:*",
+    b"~ruecache:live:*",
     b"+get",
     b"+mget",
     b"+evalsha",

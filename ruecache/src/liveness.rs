@@ -1,0 +1,131 @@
+//! Lock-holder liveness: the locks of a process that died stop blocking others after a short
+//! window instead of the whole lock TTL.
+//!
+//! Every lock token starts with the id of the [`Connection`] that took it. Before a connection
+//! takes its first lock it sets its liveness key, `ruecache:live:<id>`, with the liveness window
+//! as TTL, and a background task refreshes it every third of the window for as long as the
+//! connection (or a clone of it) exists. A caller that finds an id locked checks the holder's
+//! liveness key; once it is gone, the holder is dead (or has been cut off from Redis for a whole
+//! window) and its lock is taken over: the prepare script deletes the lock only if it still
+//! holds that same token, then locks as usual.
+//!
+//! The stale-write guard does not depend on this: a holder wrongly declared dead finds its lock
+//! gone, and its commit is refused.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use redis::Cmd;
+use tokio::sync::OnceCell;
+use tokio::time::MissedTickBehavior;
+use tracing::debug;
+
+use crate::{Connection, Error};
+
+/// How long a connection's liveness key outlives its last refresh, unless set with
+/// [`Connection::liveness_window`].
+pub const DEFAULT_LIVENESS_WINDOW: Duration = Duration::from_secs(2);
+
+/// The prefix of every liveness key.
+const PREFIX: &[u8] = b"ruecache:live:";
+
+/// The length of a connection's id at the start of its lock tokens.
+pub(crate) const ID_LEN: usize = 16;
+
+/// One connection's liveness: its id, window, and whether its key is kept alive yet.
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    id: [u8; ID_LEN],
+    window: Option<Duration>,
+    started: OnceCell<()>,
+}
+
+impl Liveness {
+    /// A new id; `None` for a connection without a liveness key, whose id is not hex, so that
+    /// its locks are never taken over.
+    pub(crate) fn new(window: Option<Duration>) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = rand::random::<u64>();
+        let mut id = [b'x'; ID_LEN];
+        if window.is_some() {
+            for (i, digit) in id.iter_mut().enumerate() {
+                *digit = HEX[(n >> (60 - 4 * i)) as usize & 0xF];
+            }
+        }
+        Self {
+            id,
+            window,
+            started: OnceCell::new(),
+        }
+    }
+
+    pub(crate) fn id(&self) -> &[u8; ID_LEN] {
+        &self.id
+    }
+
+    /// Makes sure this connection's liveness key exists and is kept alive. Called before the
+    /// connection takes locks; after the first call it costs nothing.
+    pub(crate) async fn ensure(self: &Arc<Self>, conn: &Connection) -> Result<(), Error> {
+        let Some(window) = self.window else {
+            return Ok(());
+        };
+        self.started
+            .get_or_try_init(|| async {
+                let key = key(&self.id);
+                set(&mut conn.without_liveness(), &key, window).await?;
+                tokio::spawn(refresh(
+                    Arc::downgrade(self),
+                    conn.without_liveness(),
+                    key,
+                    window,
+                ));
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// The liveness key of the connection that took a lock, if the lock holds one of our tokens.
+pub(crate) fn holder_key(lock_value: &[u8]) -> Option<String> {
+    let id = lock_value.get(..ID_LEN)?;
+    if lock_value.len() != crate::fill::TOKEN_LEN || !id.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    Some(key(id))
+}
+
+fn key(id: &[u8]) -> String {
+    // Both parts are ASCII.
+    [PREFIX, id].concat().into_iter().map(char::from).collect()
+}
+
+async fn set(conn: &mut Connection, key: &str, window: Duration) -> Result<(), Error> {
+    let mut cmd = Cmd::new();
+    cmd.arg("SET")
+        .arg(key)
+        .arg("1")
+        .arg("PX")
+        .arg(window.as_millis() as u64);
+    cmd.exec_async(conn).await?;
+    Ok(())
+}
+
+/// Refreshes the key until the last clone of its connection is dropped, then deletes it.
+async fn refresh(owner: Weak<Liveness>, mut conn: Connection, key: String, window: Duration) {
+    let mut tick = tokio::time::interval(window / 3);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: the key was just set
+    loop {
+        tick.tick().await;
+        if owner.strong_count() == 0 {
+            let _ = redis::cmd("DEL").arg(&key).exec_async(&mut conn).await;
+            return;
+        }
+        let refreshed = tokio::time::timeout(window / 3, set(&mut conn, &key, window)).await;
+        if !matches!(refreshed, Ok(Ok(()))) {
+            // Others may take this connection's locks over; its commits are then refused.
+            debug!("could not refresh the liveness key; retrying");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! A dead lock holder doesn't stall everyone for the lock TTL: a process killed with SIGKILL in
+//! the middle of its fetch delays others by about its liveness window, while a live holder's
+//! locks are never taken over, however long its fetch runs.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ruecache::Cache;
+use ruecache_tests::{both, cluster_nodes, standalone_url, Target};
+use support::{exists, template, value, Gate, Source, TestError};
+
+type Map = HashMap<u64, String>;
+
+const WINDOW: Duration = Duration::from_millis(500);
+
+/// A child process takes the locks of 1 and 2 (lock TTL 60 s, liveness window 500 ms) and is
+/// killed with SIGKILL while its fetch runs. A caller whose whole timeout (20 s) is shorter than
+/// that lock TTL still gets both ids, because it takes the dead holder's locks over.
+async fn locks_of_a_killed_process_are_taken_over(t: Target) {
+    let ns = t.ns();
+    let (kind, urls) = match t {
+        Target::Standalone => ("standalone", standalone_url()),
+        Target::Cluster => ("cluster", cluster_nodes().join(",")),
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lock_holder"))
+        .args([
+            kind,
+            &urls,
+            &template(&ns),
+            &WINDOW.as_millis().to_string(),
+            "1",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the lock holder");
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    tokio::task::block_in_place(|| stdout.read_line(&mut line)).unwrap();
+    assert!(
+        line.starts_with("fetching"),
+        "the holder is fetching: {line:?}"
+    );
+
+    let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&ns))
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    for id in [1, 2] {
+        assert!(exists(cache.connection(), cache.keys(&id).unwrap().lock).await);
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to release anything
+    child.wait().unwrap();
+    let killed = Instant::now();
+
+    let source = Source::default();
+    let got = cache
+        .get_and_fill::<_, Map, _, _, _, _>([1, 2, 3], |ids| source.fetch(ids))
+        .await
+        .expect("the dead holder's locks are taken over before the timeout");
+    let delay = killed.elapsed();
+    assert_eq!(got, [1, 2, 3].map(|id| (id, value(id))).into());
+    let stats = cache.stats();
+    assert_eq!(stats.takeovers, 2, "{stats:?}");
+    assert_eq!(source.counts(), [(1, 1), (2, 1), (3, 1)].into());
+    eprintln!(
+        "{t:?}: ids of a killed holder filled {:.0} ms after the kill (liveness window {} ms, \
+         lock TTL 60 s)",
+        delay.as_secs_f64() * 1e3,
+        WINDOW.as_millis()
+    );
+}
+
+/// A holder on another connection keeps its locks for six liveness windows; the waiter polls
+/// (and checks the holder's liveness) all along but never takes over, and gets the holder's value.
+async fn locks_of_a_live_holder_are_never_taken_over(t: Target) {
+    let ns = t.ns();
+    let holder: Cache<u64, String> = Cache::builder(
+        t.connect().await.liveness_window(Some(WINDOW)),
+        &template(&ns),
+    )
+    .build()
+    .unwrap();
+    let waiter: Cache<u64, String> = Cache::builder(t.connect().await, &template(&ns))
+        .backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let source = Source::default();
+    let mut gate = Gate::default();
+    let held = tokio::spawn({
+        let (holder, handle, source) = (holder.clone(), gate.handle(), source.clone());
+        async move {
+            holder
+                .get_and_fill::<_, Map, _, _, _, _>([1], |ids| {
+                    let (handle, source) = (handle.clone(), source.clone());
+                    async move {
+                        handle.pause(&ids).await;
+                        source.fetch(ids).await
+                    }
+                })
+                .await
+        }
+    });
+    let (_, release) = gate.paused().await;
+    let waiting = tokio::spawn({
+        let (waiter, source) = (waiter.clone(), source.clone());
+        async move {
+            waiter
+                .get_and_fill::<_, Map, _, _, _, _>([1], |ids| source.fetch(ids))
+                .await
+        }
+    });
+    // Hold the lock for six windows: the holder's key must be refreshed all that time.
+    tokio::time::sleep(WINDOW * 6).await;
+    assert!(waiter.stats().lock_waits > 10, "{:?}", waiter.stats());
+    release.send(()).unwrap();
+    assert_eq!(held.await.unwrap().unwrap()[&1], value(1));
+    assert_eq!(waiting.await.unwrap().unwrap()[&1], value(1));
+    assert_eq!(waiter.stats().takeovers, 0);
+    assert_eq!(
+        holder.stats().commits,
+        1,
+        "the holder's lock was still its own"
+    );
+    assert_eq!(source.calls(), vec![vec![1]]);
+}
+
+/// With liveness off, a holder's locks block others until their TTL, as in the Go original.
+async fn without_liveness_locks_are_waited_out(t: Target) {
+    let ns = t.ns();
+    let holder: Cache<u64, String> =
+        Cache::builder(t.connect().await.liveness_window(None), &template(&ns))
+            .lock_ttl(Duration::from_millis(400))
+            .build()
+            .unwrap();
+    let waiter: Cache<u64, String> = Cache::builder(t.connect().await, &template(&ns))
+        .backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let mut gate = Gate::default();
+    let held = tokio::spawn({
+        let (holder, handle) = (holder.clone(), gate.handle());
+        async move {
+            holder
+                .get_and_fill::<_, Map, _, _, _, _>([1], |ids| {
+                    let handle = handle.clone();
+                    async move {
+                        handle.pause(&ids).await;
+                        Err::<Map, _>(TestError::Source("never answers in time"))
+                    }
+                })
+                .await
+        }
+    });
+    let (_, _release) = gate.paused().await;
+    let source = Source::default();
+    let started = Instant::now();
+    let got = waiter
+        .get_and_fill::<_, Map, _, _, _, _>([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(got[&1], value(1));
+    assert_eq!(waiter.stats().takeovers, 0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the lock was waited out, not taken over"
+    );
+    held.abort();
+}
+
+both!(
+    locks_of_a_killed_process_are_taken_over,
+    locks_of_a_live_holder_are_never_taken_over,
+    without_liveness_locks_are_waited_out
+);
