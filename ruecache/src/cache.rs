@@ -334,14 +334,14 @@ where
             return Ok(M::from_iter(None));
         };
         let Some(second) = ids.next() else {
-            let found = crate::fill::get_and_fill_one(self, first, fetch).await?;
+            let found = crate::fallback::get_and_fill_one(self, first, fetch).await?;
             return Ok(M::from_iter(found));
         };
         let mut all = Vec::with_capacity(ids.size_hint().0 + 2);
         all.extend([first, second]);
         all.extend(ids);
         let mut out = Vec::new();
-        crate::fill::get_and_fill(self, all, fetch, &mut out).await?;
+        crate::fallback::get_and_fill(self, all, fetch, &mut out).await?;
         Ok(out.into_iter().collect())
     }
 
@@ -377,7 +377,7 @@ where
             let fut = fetch(id.clone());
             async move { Ok::<_, E>(fut.await?.map(|value| (id, value))) }
         };
-        let found = crate::fill::get_and_fill_one(self, id, fetch).await?;
+        let found = crate::fallback::get_and_fill_one(self, id, fetch).await?;
         Ok(found.map(|(_, value)| value))
     }
 
@@ -422,7 +422,7 @@ where
                 Ok::<_, E>(items.into_iter().map(|item| (item.cache_id(), item)))
             }
         };
-        crate::fill::get_and_fill(self, ids.into_iter().collect(), fetch, &mut out).await?;
+        crate::fallback::get_and_fill(self, ids.into_iter().collect(), fetch, &mut out).await?;
         Ok(out.into_iter().map(|(_, item)| item).collect())
     }
 
@@ -605,6 +605,34 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// the lock TTL is left, in which case they are left to expire (default 10 ms).
     pub fn unlock_threshold(mut self, threshold: Duration) -> Self {
         self.options.unlock_threshold = threshold;
+        self
+    }
+
+    /// Serves calls straight from the source while Redis is unreachable, instead of failing
+    /// (default off).
+    ///
+    /// When a call fails because Redis cannot be reached (connection refused or dropped, a
+    /// response timeout, the cluster down, or the call's own [timeout](Self::timeout)), the
+    /// ids it was asked for are fetched from the source and returned, and nothing is cached.
+    /// Concurrent callers on one connection still share fetches of the same id. Each id served
+    /// so is counted in [`Stats::served_from_source`](crate::Stats::served_from_source); the
+    /// start and end of an outage are logged once each (`warn` and `info`). Errors that are not
+    /// about reaching Redis (a permission or type error, an invalid id) are returned as usual.
+    ///
+    /// Every call still first waits for Redis to fail, up to the connection's response
+    /// timeout or the cache's timeout: lower those to fail over faster.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .fallback_to_source(true)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fallback_to_source(mut self, enabled: bool) -> Self {
+        self.options.fallback_to_source = enabled;
         self
     }
 

@@ -711,14 +711,14 @@ where
     Ok(())
 }
 
-enum Read<T> {
+pub(crate) enum Read<T> {
     Value(T),
     Absent,
     Miss { force: bool },
 }
 
 /// Interprets a cached value: anything not in our format, or not decodable, is a miss.
-fn read<T>(codec: &impl Codec<T>, value: Value) -> Read<T> {
+pub(crate) fn read<T>(codec: &impl Codec<T>, value: Value) -> Read<T> {
     let Value::BulkString(bytes) = value else {
         return Read::Miss { force: false };
     };
@@ -736,7 +736,7 @@ fn read<T>(codec: &impl Codec<T>, value: Value) -> Read<T> {
 }
 
 /// Removes duplicate ids, keeping the first of each.
-fn dedup<Id: Eq + Hash>(ids: &mut Vec<Id>) {
+pub(crate) fn dedup<Id: Eq + Hash>(ids: &mut Vec<Id>) {
     if ids.len() < 2 {
         return;
     }

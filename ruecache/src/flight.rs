@@ -17,11 +17,16 @@
 //! callers on separate connections coordinate through Redis locks only, as separate processes do.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
 use crate::keys::slot;
+
+/// What a leader may hand its followers: the id's value in the cache's format. Only a leader
+/// serving straight from the source (Redis being unreachable, see
+/// [`fallback`](crate::fallback)) hands values over; otherwise followers read Redis.
+pub(crate) type Sealed = Option<Arc<[u8]>>;
 
 /// Shards of the registry, so that misses of unrelated ids rarely contend for one mutex.
 const SHARDS: usize = 8;
@@ -29,11 +34,11 @@ const SHARDS: usize = 8;
 /// The ids in flight on one connection, by data key.
 #[derive(Default)]
 pub(crate) struct Flights {
-    shards: [Mutex<HashMap<Box<str>, watch::Receiver<()>>>; SHARDS],
+    shards: [Mutex<HashMap<Box<str>, watch::Receiver<Sealed>>>; SHARDS],
 }
 
 impl Flights {
-    fn shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, watch::Receiver<()>>> {
+    fn shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, watch::Receiver<Sealed>>> {
         &self.shards[usize::from(slot(key.as_bytes())) % SHARDS]
     }
 }
@@ -42,7 +47,7 @@ impl Flights {
 pub(crate) struct Flight<'a> {
     flights: &'a Flights,
     /// Claimed data keys, each with the sender its followers wait on.
-    held: HashMap<Box<str>, watch::Sender<()>>,
+    held: HashMap<Box<str>, watch::Sender<Sealed>>,
 }
 
 /// Whether a claimed id is led by this caller or followed.
@@ -53,12 +58,14 @@ pub(crate) enum Claimed {
 }
 
 /// Resolves when the leader of an id is done with it.
-pub(crate) struct Landing(watch::Receiver<()>);
+pub(crate) struct Landing(watch::Receiver<Sealed>);
 
 impl Landing {
-    pub(crate) async fn wait(mut self) {
-        // The leader never sends: the channel closes when it lands the id.
+    /// Waits until the leader lands the id; returns the value it handed over, if any.
+    pub(crate) async fn wait(mut self) -> Sealed {
+        // The channel closes when the leader lands the id.
         while self.0.changed().await.is_ok() {}
+        self.0.borrow().clone()
     }
 }
 
@@ -83,11 +90,23 @@ impl<'a> Flight<'a> {
         if let Some(leader) = shard.get(key) {
             return Claimed::Follow(Landing(leader.clone()));
         }
-        let (sender, receiver) = watch::channel(());
+        let (sender, receiver) = watch::channel(None);
         shard.insert(key.into(), receiver);
         drop(shard);
         self.held.insert(key.into(), sender);
         Claimed::Lead
+    }
+
+    /// Lands one id this caller leads, handing its followers `value`.
+    pub(crate) fn land_with(&mut self, key: &str, value: Arc<[u8]>) {
+        if let Some(sender) = self.held.remove(key) {
+            sender.send_replace(Some(value));
+            self.flights
+                .shard(key)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(key);
+        }
     }
 
     /// Lands every id this caller leads except those `keep` returns true for.

@@ -119,6 +119,7 @@ mod coalesce;
 mod codec;
 mod connection;
 mod error;
+mod fallback;
 mod fill;
 mod flight;
 mod keys;

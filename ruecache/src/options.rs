@@ -17,6 +17,7 @@ pub struct Options {
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) unlock_threshold: Duration,
+    pub(crate) fallback_to_source: bool,
 }
 
 impl Default for Options {
@@ -27,7 +28,8 @@ impl Default for Options {
 
 impl Options {
     /// Data TTL 5 min with ±20 % per-id jitter, lock TTL 5 s, version TTL 10 min, timeout 30 s,
-    /// wait backoff 25 ms to 1 s, unlock threshold 10 ms.
+    /// wait backoff 25 ms to 1 s, unlock threshold 10 ms, no fallback to the source when Redis
+    /// is unreachable.
     pub const DEFAULT: Self = Self {
         ttl: Some(Duration::from_secs(300)),
         jitter: 0.2,
@@ -37,6 +39,7 @@ impl Options {
         backoff_min: Duration::from_millis(25),
         backoff_max: Duration::from_secs(1),
         unlock_threshold: Duration::from_millis(10),
+        fallback_to_source: false,
     };
 
     /// The data TTL, `None` for no expiry.
@@ -57,6 +60,11 @@ impl Options {
     /// The lock TTL.
     pub fn lock_ttl(&self) -> Duration {
         self.lock_ttl
+    }
+
+    /// Whether calls are served straight from the source while Redis is unreachable.
+    pub fn fallback_to_source(&self) -> bool {
+        self.fallback_to_source
     }
 
     pub(crate) fn validate(&self) -> Result<(), Error> {

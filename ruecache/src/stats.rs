@@ -1,6 +1,6 @@
 //! Counters of what the cache did.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 ///
@@ -34,6 +34,9 @@ pub struct Stats {
     /// Locks taken over from a holder that died (its liveness key expired) instead of waiting
     /// for the lock TTL.
     pub takeovers: u64,
+    /// Ids served straight from the source because Redis was unreachable (see
+    /// [`CacheBuilder::fallback_to_source`](crate::CacheBuilder::fallback_to_source)).
+    pub served_from_source: u64,
     /// Ids invalidated.
     pub invalidations: u64,
 }
@@ -51,6 +54,9 @@ pub(crate) struct Counters {
     pub(crate) lock_waits: AtomicU64,
     pub(crate) flight_waits: AtomicU64,
     pub(crate) takeovers: AtomicU64,
+    pub(crate) served_from_source: AtomicU64,
+    /// Whether Redis was found unreachable and has not answered since (to log outages once).
+    pub(crate) outage: AtomicBool,
     pub(crate) invalidations: AtomicU64,
 }
 
@@ -68,6 +74,8 @@ impl Counters {
             lock_waits: AtomicU64::new(0),
             flight_waits: AtomicU64::new(0),
             takeovers: AtomicU64::new(0),
+            served_from_source: AtomicU64::new(0),
+            outage: AtomicBool::new(false),
             invalidations: AtomicU64::new(0),
         }
     }
@@ -91,6 +99,7 @@ impl Counters {
             lock_waits: self.lock_waits.load(Relaxed),
             flight_waits: self.flight_waits.load(Relaxed),
             takeovers: self.takeovers.load(Relaxed),
+            served_from_source: self.served_from_source.load(Relaxed),
             invalidations: self.invalidations.load(Relaxed),
         }
     }
