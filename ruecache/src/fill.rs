@@ -8,7 +8,7 @@
 //!    lock is ours or free: one round trip. The commit runs in a spawned task, so it completes even
 //!    if the caller stops waiting.
 //! 5. Ids locked by others are polled with backoff and go through step 2 again; a lock whose
-//!    holder's liveness key is gone is taken over (see [`liveness`](crate::liveness)).
+//!    holder's liveness key is gone is taken over (see [`liveness`]).
 //!
 //! Before step 2, ids are claimed in the connection's in-process registry (see
 //! [`flight`](crate::flight)): an id another caller on the connection is already filling is
@@ -352,7 +352,7 @@ where
 }
 
 /// The indices of `holders` whose connection's liveness key is gone: those holders died (see
-/// [`liveness`](crate::liveness)). Holders of this connection are alive by definition.
+/// [`liveness`]). Holders of this connection are alive by definition.
 async fn dead_holders<Id, T, C>(
     cache: &Cache<Id, T, C>,
     holders: &[Vec<u8>],
@@ -799,7 +799,7 @@ async fn within<T>(
 pub(crate) const TOKEN_LEN: usize = 32;
 
 /// A lock token: the id of the connection that takes the lock (see
-/// [`liveness`](crate::liveness)), then random hex digits.
+/// [`liveness`]), then random hex digits.
 #[derive(Debug, Clone, Copy)]
 struct Token([u8; TOKEN_LEN]);
 
