@@ -9,6 +9,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::coalesce::Coalescer;
 use crate::flight::Flights;
+use crate::notify::Notifier;
 
 /// The response timeout the convenience constructors set (redis-rs's own default is 500 ms,
 /// short enough to fail a large batch on a busy server).
@@ -21,6 +22,12 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Build one from a connection you already have with `From`, or with [`Connection::open`] /
 /// [`Connection::open_cluster`], which set a deliberate response timeout.
+///
+/// A caller waiting for an id another process is filling is woken when that process commits or
+/// gives up, if the connection was opened by [`Connection::open`] or
+/// [`Connection::open_cluster`]: those know their server, and open one more connection (on the
+/// first wait, shared by clones) to subscribe to the wake-ups. A connection made with `From`
+/// does not know where to subscribe, so its waiters poll with the cache's backoff instead.
 ///
 /// # Examples
 ///
@@ -41,6 +48,9 @@ pub struct Connection {
     coalescer: Option<Arc<Coalescer>>,
     /// Shared by clones: the ids callers on this connection are filling (see `flight`).
     flights: Arc<Flights>,
+    /// Shared by clones: wakes callers waiting for another process's lock (see `notify`). Only
+    /// for connections this crate opened, which know where to open a subscription connection.
+    notifier: Option<Arc<Notifier>>,
 }
 
 #[derive(Clone)]
@@ -60,6 +70,7 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("kind", &kind)
             .field("request_bound", &self.request_bound)
+            .field("wake_ups", &self.notifier.is_some())
             .finish()
     }
 }
@@ -86,6 +97,7 @@ impl Connection {
         let client = redis::Client::open(url)?;
         let config = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT));
+        let notifier = Notifier::standalone(&client, DEFAULT_RESPONSE_TIMEOUT);
         let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
@@ -94,6 +106,7 @@ impl Connection {
             request_bound: Some(DEFAULT_RESPONSE_TIMEOUT),
             coalescer: None,
             flights: Arc::default(),
+            notifier: Some(Arc::new(notifier)),
         };
         Ok(Self {
             coalescer: Some(Arc::new(Coalescer::new(conn.clone()))),
@@ -116,10 +129,16 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn open_cluster<S: AsRef<str>>(urls: &[S]) -> redis::RedisResult<Self> {
-        let client = redis::cluster::ClusterClientBuilder::new(urls.iter().map(|u| u.as_ref()))
-            .response_timeout(DEFAULT_RESPONSE_TIMEOUT)
-            .build()?;
-        Ok(client.get_async_connection().await?.into())
+        let builder = || {
+            redis::cluster::ClusterClientBuilder::new(urls.iter().map(|u| u.as_ref()))
+                .response_timeout(DEFAULT_RESPONSE_TIMEOUT)
+        };
+        let notifier = Notifier::cluster(builder());
+        let conn = builder().build()?.get_async_connection().await?;
+        Ok(Self {
+            notifier: Some(Arc::new(notifier)),
+            ..conn.into()
+        })
     }
 
     /// Whether this is a cluster connection (batches are then split by hash slot).
@@ -142,6 +161,10 @@ impl Connection {
     pub(crate) fn flights(&self) -> &Flights {
         &self.flights
     }
+
+    pub(crate) fn notifier(&self) -> Option<&Arc<Notifier>> {
+        self.notifier.as_ref()
+    }
 }
 
 impl From<MultiplexedConnection> for Connection {
@@ -151,6 +174,7 @@ impl From<MultiplexedConnection> for Connection {
             request_bound: None,
             coalescer: None,
             flights: Arc::default(),
+            notifier: None,
         }
     }
 }
@@ -162,6 +186,7 @@ impl From<ConnectionManager> for Connection {
             request_bound: None,
             coalescer: None,
             flights: Arc::default(),
+            notifier: None,
         }
     }
 }
@@ -173,6 +198,7 @@ impl From<ClusterConnection> for Connection {
             request_bound: None,
             coalescer: None,
             flights: Arc::default(),
+            notifier: None,
         }
     }
 }

@@ -122,6 +122,7 @@ mod error;
 mod fill;
 mod flight;
 mod keys;
+mod notify;
 mod options;
 mod scripts;
 mod stats;
