@@ -47,6 +47,7 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
+#[allow(dead_code)] // `Cluster`: see `Notifier::cluster`
 enum Opener {
     Standalone {
         client: redis::Client,
@@ -149,6 +150,9 @@ impl Notifier {
     }
 
     /// A notifier that subscribes through its own cluster connection, built from `builder`.
+    /// Not used yet: with it on, the cluster stampede test hangs (to be found), so cluster
+    /// waiters poll.
+    #[allow(dead_code)]
     pub(crate) fn cluster(builder: redis::cluster::ClusterClientBuilder) -> Self {
         let waiters = Arc::<Waiters>::default();
         let handler = Arc::downgrade(&waiters);
