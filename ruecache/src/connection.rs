@@ -10,6 +10,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 use crate::coalesce::Coalescer;
 use crate::flight::Flights;
 use crate::liveness::{Liveness, DEFAULT_LIVENESS_WINDOW};
+use crate::notify::Notifier;
 
 /// The response timeout the convenience constructors set (redis-rs's own default is 500 ms,
 /// short enough to fail a large batch on a busy server).
@@ -22,6 +23,12 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Build one from a connection you already have with `From`, or with [`Connection::open`] /
 /// [`Connection::open_cluster`], which set a deliberate response timeout.
+///
+/// A caller waiting for an id another process is filling is woken when that process commits or
+/// gives up, if the connection was opened by [`Connection::open`]: it knows its server, and
+/// opens one more connection (on the first wait, shared by clones) to subscribe to the
+/// wake-ups. A connection made with `From` does not know where to subscribe, and cluster
+/// connections do not subscribe yet, so their waiters poll with the cache's backoff instead.
 ///
 /// # Examples
 ///
@@ -45,6 +52,9 @@ pub struct Connection {
     /// Shared by clones: the id at the start of this connection's lock tokens, and its
     /// liveness key (see `liveness`).
     liveness: Arc<Liveness>,
+    /// Shared by clones: wakes callers waiting for another process's lock (see `notify`). Only
+    /// for connections this crate opened, which know where to open a subscription connection.
+    notifier: Option<Arc<Notifier>>,
 }
 
 #[derive(Clone)]
@@ -64,6 +74,7 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("kind", &kind)
             .field("request_bound", &self.request_bound)
+            .field("wake_ups", &self.notifier.is_some())
             .finish()
     }
 }
@@ -90,6 +101,7 @@ impl Connection {
         let client = redis::Client::open(url)?;
         let config = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT));
+        let notifier = Notifier::standalone(&client, DEFAULT_RESPONSE_TIMEOUT);
         let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
@@ -99,6 +111,7 @@ impl Connection {
             coalescer: None,
             flights: Arc::default(),
             liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
+            notifier: Some(Arc::new(notifier)),
         };
         Ok(Self {
             coalescer: Some(Arc::new(Coalescer::new(conn.clone()))),
@@ -121,10 +134,14 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn open_cluster<S: AsRef<str>>(urls: &[S]) -> redis::RedisResult<Self> {
-        let client = redis::cluster::ClusterClientBuilder::new(urls.iter().map(|u| u.as_ref()))
-            .response_timeout(DEFAULT_RESPONSE_TIMEOUT)
-            .build()?;
-        Ok(client.get_async_connection().await?.into())
+        let builder = || {
+            redis::cluster::ClusterClientBuilder::new(urls.iter().map(|u| u.as_ref()))
+                .response_timeout(DEFAULT_RESPONSE_TIMEOUT)
+        };
+        let conn = builder().build()?.get_async_connection().await?;
+        // Cluster wake-ups (`Notifier::cluster`) are not enabled yet: under a stampede of many
+        // waiters the cluster test still hangs with them on, so cluster waiters poll.
+        Ok(conn.into())
     }
 
     /// Whether this is a cluster connection (batches are then split by hash slot).
@@ -186,7 +203,12 @@ impl Connection {
             coalescer: None,
             flights: Arc::default(),
             liveness: Arc::new(Liveness::new(None)),
+            notifier: None,
         }
+    }
+
+    pub(crate) fn notifier(&self) -> Option<&Arc<Notifier>> {
+        self.notifier.as_ref()
     }
 }
 
@@ -198,6 +220,7 @@ impl From<MultiplexedConnection> for Connection {
             coalescer: None,
             flights: Arc::default(),
             liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
+            notifier: None,
         }
     }
 }
@@ -210,6 +233,7 @@ impl From<ConnectionManager> for Connection {
             coalescer: None,
             flights: Arc::default(),
             liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
+            notifier: None,
         }
     }
 }
@@ -222,6 +246,7 @@ impl From<ClusterConnection> for Connection {
             coalescer: None,
             flights: Arc::default(),
             liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
+            notifier: None,
         }
     }
 }

@@ -7,8 +7,12 @@
 //! 4. Commit each fetched id with one script that writes only if the version is unchanged and the
 //!    lock is ours or free: one round trip. The commit runs in a spawned task, so it completes even
 //!    if the caller stops waiting.
-//! 5. Ids locked by others are polled with backoff and go through step 2 again; a lock whose
-//!    holder's liveness key is gone is taken over (see [`liveness`]).
+//! 5. Ids locked by others are waited for and go through step 2 again. The commit and unlock
+//!    scripts publish on the id's channel when they release a lock, and a waiter subscribed to
+//!    it (see [`notify`](crate::notify)) is woken at once; it still polls with backoff, as the
+//!    safety net and where wake-ups are unavailable. It subscribes before reading again, so no
+//!    release goes unheard. A lock whose holder's liveness key is gone is taken over (see
+//!    [`liveness`]).
 //!
 //! Before step 2, ids are claimed in the connection's in-process registry (see
 //! [`flight`](crate::flight)): an id another caller on the connection is already filling is
@@ -29,8 +33,9 @@ use crate::cache::{Cache, Shared, Spec};
 use crate::coalesce;
 use crate::codec::{open, seal, Cached, Codec, PAYLOAD_START};
 use crate::flight::{Claimed, Flight};
-use crate::keys::{lock_key, version_key, Derived, KeyBuf};
+use crate::keys::{version_key, Derived, KeyBuf};
 use crate::liveness::{self, ID_LEN};
+use crate::notify::Interest;
 use crate::scripts::{Arg, COMMIT, INVALIDATE, PREPARE, UNLOCK};
 use crate::stats::Counters;
 use crate::{Connection, Error};
@@ -240,7 +245,7 @@ where
 }
 
 /// Locks, fetches and commits the ids this caller leads; ids locked by other processes are
-/// polled with backoff. Each id is landed (its followers woken) once it is resolved.
+/// waited for (woken by their release, or polled with backoff). Each id is landed (its followers woken) once it is resolved.
 async fn lead_fill<Id, T, C, F, Fut, R, E>(
     cache: &Cache<Id, T, C>,
     flight: &mut Flight<'_>,
@@ -266,6 +271,8 @@ where
         let liveness = cache.conn.liveness().ensure(&cache.conn);
         within(deadline, options.timeout, liveness).await?;
     }
+    // Wake-ups for the ids others hold, from the first wait on.
+    let mut interest: Option<Interest> = None;
     while !pending.is_empty() {
         Counters::add(&stats.lock_attempts, pending.len());
         let replies = match bounded(
@@ -315,6 +322,7 @@ where
                 }
             }
         }
+        // Counted before this caller's own fetch: a wait is known as soon as the reply says so.
         Counters::add(&stats.lock_waits, waiting.len());
         if !locked.is_empty() {
             fill_locked(cache, token, locked, fetch, out).await?;
@@ -326,27 +334,64 @@ where
         let busy: HashSet<&str> = waiting.iter().map(|p| p.key.as_str()).collect();
         flight.land_except(|key| busy.contains(key));
         drop(busy);
+        pending = waiting;
         let dead = within(deadline, options.timeout, dead_holders(cache, &holders)).await?;
-        if dead.is_empty() {
-            if Instant::now() + backoff > deadline {
-                return Err(Error::Timeout(options.timeout).into());
-            }
-            debug!(
-                ids = waiting.len(),
-                backoff_ms = backoff.as_millis() as u64,
-                "waiting for other fillers"
-            );
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(options.backoff_max);
-        } else {
+        if !dead.is_empty() {
             // Locks of a dead holder: take them over right away.
             Counters::add(&stats.takeovers, dead.len());
             debug!(ids = dead.len(), "taking over locks of a holder that died");
             for i in dead {
-                waiting[i].takeover = Some(std::mem::take(&mut holders[i]));
+                pending[i].takeover = Some(std::mem::take(&mut holders[i]));
+            }
+            continue;
+        }
+        if let Some(notifier) = cache.conn.notifier().filter(|n| !n.is_off()) {
+            // Subscribe before reading again, so that no release goes unheard: a release
+            // between the read above and the subscription woke nobody, so a new subscription
+            // is followed by a read at once.
+            let watcher = interest.get_or_insert_with(|| notifier.interest());
+            let derived: Vec<Derived> = pending.iter().map(|p| Derived::of(&p.key)).collect();
+            let watch = watcher.watch(derived.iter().map(Derived::channel));
+            match within(deadline, options.timeout, async { Ok(watch.await?) }).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    debug!(error = %e, "no wake-ups; polling");
+                    interest = None;
+                }
             }
         }
-        pending = waiting;
+        let listening = interest.as_ref().is_some_and(Interest::is_listening);
+        let now = Instant::now();
+        if !listening && now + backoff > deadline {
+            return Err(Error::Timeout(options.timeout).into());
+        }
+        debug!(
+            ids = pending.len(),
+            backoff_ms = backoff.as_millis() as u64,
+            listening,
+            "waiting for other fillers"
+        );
+        // The backoff stays as the safety net: for a lock that expires without a release, a
+        // lost message, or a holder that cannot publish.
+        let until = (now + backoff).min(deadline);
+        let woken = match interest.as_ref().filter(|_| listening) {
+            Some(interest) => tokio::select! {
+                () = interest.notified() => true,
+                () = tokio::time::sleep_until(until) => false,
+            },
+            None => {
+                tokio::time::sleep_until(until).await;
+                false
+            }
+        };
+        if woken {
+            Counters::add(&stats.wakeups, 1);
+        } else if until == deadline {
+            return Err(Error::Timeout(options.timeout).into());
+        } else {
+            backoff = (backoff * 2).min(options.backoff_max);
+        }
     }
     Ok(())
 }
@@ -476,6 +521,7 @@ impl Commit {
         let keys: Vec<&str> = self.entries.iter().map(|(k, _, _)| k.as_str()).collect();
         let entries = &self.entries;
         let token = self.token.as_bytes();
+        let sharded = sharded_flag(&self.conn);
         let send = |mut conn: Connection, group: Vec<usize>| async move {
             let mut pipe = Pipeline::with_capacity(group.len());
             for &i in &group {
@@ -489,6 +535,8 @@ impl Commit {
                         Arg::Bytes(version),
                         Arg::Bytes(value),
                         Arg::Int(options.data_ttl_ms(key)),
+                        Arg::Bytes(derived.channel()),
+                        Arg::Bytes(sharded),
                     ],
                 );
             }
@@ -576,13 +624,19 @@ impl<Id> LockGuard<'_, Id> {
 
 /// Releases the locks of `keys` that `token` holds; others' locks are left alone.
 async fn unlock(conn: Connection, token: Token, keys: Vec<String>, timeout: Duration) {
+    let sharded = sharded_flag(&conn);
     let send = |mut conn: Connection, group: Vec<usize>| {
         let mut pipe = Pipeline::with_capacity(group.len());
         for &i in &group {
+            let derived = Derived::of(&keys[i]);
             UNLOCK.push(
                 &mut pipe,
-                &[&lock_key(&keys[i])],
-                &[Arg::Bytes(token.as_bytes())],
+                &[derived.lock()],
+                &[
+                    Arg::Bytes(token.as_bytes()),
+                    Arg::Bytes(derived.channel()),
+                    Arg::Bytes(sharded),
+                ],
             );
         }
         async move { UNLOCK.query(&mut conn, &pipe).await }
@@ -590,6 +644,16 @@ async fn unlock(conn: Connection, token: Token, keys: Vec<String>, timeout: Dura
     let deadline = Instant::now() + timeout;
     if let Err(e) = within(deadline, timeout, for_groups(&conn, &keys, send)).await {
         warn!(error = %e, ids = keys.len(), "could not release locks; they expire at their TTL");
+    }
+}
+
+/// How the commit and unlock scripts publish a wake-up: `SPUBLISH` on a cluster (a shard
+/// channel, served by the lock's own node), `PUBLISH` on a standalone server.
+fn sharded_flag(conn: &Connection) -> &'static [u8] {
+    if conn.is_cluster() {
+        b"1"
+    } else {
+        b"0"
     }
 }
 

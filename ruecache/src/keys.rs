@@ -6,6 +6,9 @@
 //! `Display` output are UTF-8, a data key never contains the byte `0xFF`, so a derived key can
 //! never equal any data key; and since the tag holds no `}`, the data key can be read back out of
 //! a derived key, so two ids never share a derived key.
+//!
+//! The wake-up channel of an id is `{tag}` + `0xFF` + `n`: in the lock's slot (so a script
+//! holding the lock can `SPUBLISH` on it), shared by the ids of one tag, and never a key.
 
 use std::fmt::{self, Display, Write as _};
 use std::sync::OnceLock;
@@ -18,6 +21,7 @@ pub const MAX_KEY_LEN: usize = 64 * 1024;
 
 const VERSION_KIND: u8 = b'v';
 const LOCK_KIND: u8 = b'l';
+const CHANNEL_KIND: u8 = b'n';
 const DERIVED_MARK: u8 = 0xFF;
 
 /// A `format!`-style key template with one or more `{id}` slots.
@@ -255,31 +259,42 @@ fn push_derived(out: &mut Vec<u8>, tag: &[u8], data_key: &[u8], kind: u8) {
     out.extend_from_slice(data_key);
 }
 
-/// The version and lock keys of one data key, built together in one buffer (the miss path needs
-/// both, for each script call).
+/// The version and lock keys of one data key, and its wake-up channel, built together in one
+/// buffer (the miss path needs them for each script call).
 #[derive(Debug)]
 pub(crate) struct Derived {
     keys: Vec<u8>,
-    split: usize,
+    /// Where the lock key starts, and where the channel starts.
+    split: [usize; 2],
 }
 
 impl Derived {
     pub(crate) fn of(data_key: &str) -> Self {
         let data_key = data_key.as_bytes();
         let tag = derived_tag(data_key);
-        let mut keys = Vec::with_capacity(2 * (tag.len() + data_key.len() + 4));
+        let mut keys = Vec::with_capacity(3 * (tag.len() + 4) + 2 * data_key.len());
         push_derived(&mut keys, tag, data_key, VERSION_KIND);
-        let split = keys.len();
+        let lock = keys.len();
         push_derived(&mut keys, tag, data_key, LOCK_KIND);
-        Self { keys, split }
+        let channel = keys.len();
+        push_derived(&mut keys, tag, b"", CHANNEL_KIND);
+        Self {
+            keys,
+            split: [lock, channel],
+        }
     }
 
     pub(crate) fn version(&self) -> &[u8] {
-        &self.keys[..self.split]
+        &self.keys[..self.split[0]]
     }
 
     pub(crate) fn lock(&self) -> &[u8] {
-        &self.keys[self.split..]
+        &self.keys[self.split[0]..self.split[1]]
+    }
+
+    /// The channel the commit and unlock scripts publish on when they release this id's lock.
+    pub(crate) fn channel(&self) -> &[u8] {
+        &self.keys[self.split[1]..]
     }
 }
 
@@ -435,6 +450,8 @@ mod tests {
             let both = Derived::of(key);
             assert_eq!(both.version(), version_key(key));
             assert_eq!(both.lock(), lock_key(key));
+            assert_eq!(slot(both.channel()), s, "{key}");
+            assert!(both.channel().ends_with(b"}\xFFn"), "{key}");
         }
     }
 

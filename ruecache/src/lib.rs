@@ -34,8 +34,10 @@
 //! 4. One script per fetched id, again in one round trip, releases our lock and writes the value
 //!    (with TTL and deterministic jitter) **only if the version is unchanged**. Ids the fetch left
 //!    out are written as absent.
-//! 5. Ids locked by another caller are polled with backoff (25 ms to 1 s) and go through step 2
-//!    again until they are filled, or the call times out.
+//! 5. Ids locked by another caller are waited for and go through step 2 again until they are
+//!    filled, or the call times out. The commit and unlock scripts publish on the id's channel
+//!    when they release its lock, and a waiter on a connection from [`Connection::open`] is
+//!    woken by that at once; otherwise (and as a safety net) it polls with backoff (25 ms to 1 s).
 //!
 //! [`Cache::invalidate`] deletes the data and replaces the version with a fresh random one, so a
 //! fill that read the old version can never write: stale data is returned at most to the caller
@@ -124,6 +126,7 @@ mod fill;
 mod flight;
 mod keys;
 mod liveness;
+mod notify;
 mod options;
 mod scripts;
 mod stats;

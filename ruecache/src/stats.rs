@@ -28,6 +28,9 @@ pub struct Stats {
     pub lock_attempts: u64,
     /// Times an id was waited for because another caller held its lock.
     pub lock_waits: u64,
+    /// Times a caller waiting for other callers' locks was woken by a release (a commit or
+    /// unlock publishing on the lock's channel) before its backoff ran out.
+    pub wakeups: u64,
     /// Times an id was waited for because another caller on the same connection was already
     /// filling it (in-process single-flight).
     pub flight_waits: u64,
@@ -52,6 +55,7 @@ pub(crate) struct Counters {
     pub(crate) lost_locks: AtomicU64,
     pub(crate) lock_attempts: AtomicU64,
     pub(crate) lock_waits: AtomicU64,
+    pub(crate) wakeups: AtomicU64,
     pub(crate) flight_waits: AtomicU64,
     pub(crate) takeovers: AtomicU64,
     pub(crate) served_from_source: AtomicU64,
@@ -72,6 +76,7 @@ impl Counters {
             lost_locks: AtomicU64::new(0),
             lock_attempts: AtomicU64::new(0),
             lock_waits: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
             flight_waits: AtomicU64::new(0),
             takeovers: AtomicU64::new(0),
             served_from_source: AtomicU64::new(0),
@@ -97,6 +102,7 @@ impl Counters {
             lost_locks: self.lost_locks.load(Relaxed),
             lock_attempts: self.lock_attempts.load(Relaxed),
             lock_waits: self.lock_waits.load(Relaxed),
+            wakeups: self.wakeups.load(Relaxed),
             flight_waits: self.flight_waits.load(Relaxed),
             takeovers: self.takeovers.load(Relaxed),
             served_from_source: self.served_from_source.load(Relaxed),

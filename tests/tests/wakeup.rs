@@ -1,0 +1,222 @@
+//! Waiters are woken, not polling: a caller waiting for an id another process holds returns as
+//! soon as the holder commits or gives up, long before its backoff would have let it look again;
+//! a connection without wake-ups still gets there by polling.
+//!
+//! The waiter's backoff starts at 1 s, so a return well under that can only be a wake-up.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ruecache::{Cache, Connection};
+use ruecache_tests::{both, Target};
+use support::{template, value, Gate, TestError};
+use tokio::time::Instant;
+
+/// Trials per target for the latency measurement.
+const TRIALS: u64 = 60;
+
+/// Far below the waiter's first backoff (1 s): a return this fast was a wake-up.
+const WOKEN_WITHIN: Duration = Duration::from_millis(500);
+
+/// A cache whose waiters would poll only after 1 s, then 2 s.
+fn slow_polling(conn: Connection, ns: &str) -> Cache<u64, String> {
+    Cache::builder(conn, &template(ns))
+        .backoff(Duration::from_secs(1), Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
+/// The holder's fetch: pauses at the gate, then answers (or fails, if `fail`).
+async fn gated(
+    gate: support::GateHandle,
+    ids: Vec<u64>,
+    fail: bool,
+) -> Result<HashMap<u64, String>, TestError> {
+    gate.pause(&ids).await;
+    if fail {
+        return Err(TestError::Source("the source is down"));
+    }
+    Ok(ids.into_iter().map(|id| (id, value(id))).collect())
+}
+
+/// One trial: A locks `id` and pauses in its fetch; B (another connection: another process)
+/// asks for `id` and waits; once B is seen waiting, A is let go. Returns how long B took to
+/// return after A's call (its commit, or its unlock when `fail`) completed, and the ids B
+/// fetched itself.
+async fn trial(
+    holder: &Cache<u64, String>,
+    waiter: &Cache<u64, String>,
+    id: u64,
+    fail: bool,
+) -> (Duration, Vec<Vec<u64>>) {
+    let mut gate = Gate::default();
+    let handle = gate.handle();
+    let a = {
+        let holder = holder.clone();
+        tokio::spawn(async move {
+            let result: Result<HashMap<u64, String>, _> = holder
+                .get_and_fill(vec![id], |ids| gated(handle.clone(), ids, fail))
+                .await;
+            (result, Instant::now())
+        })
+    };
+    let (ids, release) = gate.paused().await;
+    assert_eq!(ids, vec![id], "the holder locked the id");
+
+    let waits_before = waiter.stats().lock_waits;
+    let b = {
+        let waiter = waiter.clone();
+        tokio::spawn(async move {
+            let fetched = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let seen = fetched.clone();
+            let result: HashMap<u64, String> = waiter
+                .get_and_fill(vec![id], |ids| {
+                    seen.lock().unwrap().push(ids.clone());
+                    async move {
+                        Ok::<_, TestError>(
+                            ids.into_iter().map(|i| (i, value(i))).collect::<Vec<_>>(),
+                        )
+                    }
+                })
+                .await
+                .expect("the waiter gets the value");
+            let done = Instant::now();
+            let fetched = fetched.lock().unwrap().clone();
+            (result, done, fetched)
+        })
+    };
+    // B counts a lock wait at each busy reply: the first makes it subscribe, and the second,
+    // from the read it makes once subscribed, means a release can no longer go unheard.
+    support::eventually("the waiter waits for the holder's lock", async || {
+        waiter.stats().lock_waits >= waits_before + 2
+    })
+    .await;
+    release.send(()).expect("the holder waits at the gate");
+
+    let (held, a_done) = a.await.unwrap();
+    if fail {
+        assert_eq!(held, Err(TestError::Source("the source is down")));
+    } else {
+        assert_eq!(held.unwrap(), HashMap::from([(id, value(id))]));
+    }
+    let (got, b_done, fetched) = b.await.unwrap();
+    assert_eq!(got, HashMap::from([(id, value(id))]));
+    (b_done.saturating_duration_since(a_done), fetched)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Over many trials, every waiter returns within a few milliseconds of the holder's commit,
+/// reads the committed value (never fetching it itself), and counts a wake-up each time.
+async fn waiter_is_woken_by_the_commit(t: Target) {
+    let ns = t.ns();
+    let holder = support::cache(t.connect().await, &ns);
+    let waiter = slow_polling(t.connect().await, &ns);
+    let mut latencies = Vec::new();
+    for id in 0..TRIALS {
+        let (latency, fetched) = trial(&holder, &waiter, id, false).await;
+        assert!(
+            fetched.is_empty(),
+            "trial {id}: the waiter fetched {fetched:?}"
+        );
+        assert!(
+            latency < WOKEN_WITHIN,
+            "trial {id}: the waiter returned {latency:?} after the commit: it polled, not woken"
+        );
+        latencies.push(latency);
+    }
+    assert!(
+        waiter.stats().wakeups >= TRIALS,
+        "every trial was a wake-up: {:?}",
+        waiter.stats()
+    );
+    latencies.sort();
+    println!(
+        "{t:?}: wake-up after commit over {TRIALS} trials: median {:?}, p99 {:?}, max {:?}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+}
+
+/// A holder whose fetch fails releases its lock, and that release wakes the waiter, which then
+/// takes the lock and fetches the id itself.
+async fn waiter_is_woken_when_the_holder_gives_up(t: Target) {
+    let ns = t.ns();
+    let holder = support::cache(t.connect().await, &ns);
+    let waiter = slow_polling(t.connect().await, &ns);
+    for id in 0..10 {
+        let wakeups = waiter.stats().wakeups;
+        let (latency, fetched) = trial(&holder, &waiter, id, true).await;
+        assert_eq!(
+            fetched,
+            vec![vec![id]],
+            "trial {id}: the waiter filled the id"
+        );
+        assert!(
+            latency < WOKEN_WITHIN,
+            "trial {id}: the waiter returned {latency:?} after the unlock: it polled, not woken"
+        );
+        assert!(waiter.stats().wakeups > wakeups, "trial {id}: no wake-up");
+    }
+}
+
+/// A connection made with `From` has no wake-ups: its waiter still gets the holder's value, by
+/// polling, and counts no wake-up.
+async fn connection_without_wake_ups_polls(t: Target) {
+    let ns = t.ns();
+    let holder = support::cache(t.connect().await, &ns);
+    let conn: Connection = match t {
+        Target::Standalone => redis::Client::open(t.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+            .into(),
+        Target::Cluster => redis::cluster::ClusterClient::new(ruecache_tests::cluster_nodes())
+            .unwrap()
+            .get_async_connection()
+            .await
+            .unwrap()
+            .into(),
+    };
+    let waiter: Cache<u64, String> = Cache::builder(conn, &template(&ns))
+        .backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .build()
+        .unwrap();
+    for id in 0..3 {
+        let (_, fetched) = trial(&holder, &waiter, id, false).await;
+        assert!(
+            fetched.is_empty(),
+            "trial {id}: the waiter fetched {fetched:?}"
+        );
+    }
+    let stats = waiter.stats();
+    assert_eq!(stats.wakeups, 0, "{stats:?}");
+    assert!(stats.lock_waits >= 3, "{stats:?}");
+}
+
+// Wake-ups are standalone-only for now: cluster connections poll (see `Connection`).
+macro_rules! standalone {
+    ($($name:ident),+) => {
+        $(
+            ruecache_tests::__pastey::paste! {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn [<$name _standalone>]() {
+                    $name(Target::Standalone).await
+                }
+            }
+        )+
+    };
+}
+
+standalone!(
+    waiter_is_woken_by_the_commit,
+    waiter_is_woken_when_the_holder_gives_up
+);
+both!(connection_without_wake_ups_polls);
