@@ -25,10 +25,11 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`Connection::open_cluster`], which set a deliberate response timeout.
 ///
 /// A caller waiting for an id another process is filling is woken when that process commits or
-/// gives up, if the connection was opened by [`Connection::open`]: it knows its server, and
-/// opens one more connection (on the first wait, shared by clones) to subscribe to the
-/// wake-ups. A connection made with `From` does not know where to subscribe, and cluster
-/// connections do not subscribe yet, so their waiters poll with the cache's backoff instead.
+/// gives up, if the connection was opened by [`Connection::open`] or
+/// [`Connection::open_cluster`]: those know their servers, and open one more connection (on the
+/// first wait, shared by clones) to subscribe to the wake-ups (`SUBSCRIBE`, or `SSUBSCRIBE` to
+/// the key's shard channel on a cluster). A connection made with `From` does not know where to
+/// subscribe, so its waiters poll with the cache's backoff instead.
 ///
 /// # Examples
 ///
@@ -138,10 +139,12 @@ impl Connection {
             redis::cluster::ClusterClientBuilder::new(urls.iter().map(|u| u.as_ref()))
                 .response_timeout(DEFAULT_RESPONSE_TIMEOUT)
         };
+        let notifier = Notifier::cluster(builder());
         let conn = builder().build()?.get_async_connection().await?;
-        // Cluster wake-ups (`Notifier::cluster`) are not enabled yet: under a stampede of many
-        // waiters the cluster test still hangs with them on, so cluster waiters poll.
-        Ok(conn.into())
+        Ok(Self {
+            notifier: Some(Arc::new(notifier)),
+            ..conn.into()
+        })
     }
 
     /// Whether this is a cluster connection (batches are then split by hash slot).

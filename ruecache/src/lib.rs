@@ -36,8 +36,9 @@
 //!    out are written as absent.
 //! 5. Ids locked by another caller are waited for and go through step 2 again until they are
 //!    filled, or the call times out. The commit and unlock scripts publish on the id's channel
-//!    when they release its lock, and a waiter on a connection from [`Connection::open`] is
-//!    woken by that at once; otherwise (and as a safety net) it polls with backoff (25 ms to 1 s).
+//!    when they release its lock, and a waiter on a connection from [`Connection::open`] or
+//!    [`Connection::open_cluster`] is woken by that at once; otherwise (and as a safety net) it
+//!    polls with backoff (25 ms to 1 s).
 //!
 //! [`Cache::invalidate`] deletes the data and replaces the version with a fresh random one, so a
 //! fill that read the old version can never write: stale data is returned at most to the caller

@@ -47,7 +47,6 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
-#[allow(dead_code)] // `Cluster`: see `Notifier::cluster`
 enum Opener {
     Standalone {
         client: redis::Client,
@@ -149,10 +148,8 @@ impl Notifier {
         Self::with(waiters, opener)
     }
 
-    /// A notifier that subscribes through its own cluster connection, built from `builder`.
-    /// Not used yet: with it on, the cluster stampede test hangs (to be found), so cluster
-    /// waiters poll.
-    #[allow(dead_code)]
+    /// A notifier that subscribes (`SSUBSCRIBE`) through its own cluster connection, built
+    /// from `builder`.
     pub(crate) fn cluster(builder: redis::cluster::ClusterClientBuilder) -> Self {
         let waiters = Arc::<Waiters>::default();
         let handler = Arc::downgrade(&waiters);

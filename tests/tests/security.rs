@@ -233,6 +233,60 @@ async fn every_rule_of_the_minimal_acl_is_needed() {
     }
 }
 
+/// The optional wake-up rules the README gives: with them, a waiter under the restricted user
+/// is woken by the holder's commit instead of polling.
+const WAKE_UP_RULES: &[&[u8]] = &[b"+publish", b"+subscribe", b"+unsubscribe", b"&{*}\xffn"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_user_with_the_wake_up_rules_is_woken() {
+    let (server, admin) = acl_server(false).await;
+    set_user(&admin, &[MINIMAL_ACL, WAKE_UP_RULES].concat()).await;
+    let url = server.url_as("cache", PASSWORD);
+    let holder = widgets(Connection::open(&url).await.unwrap());
+    // Polling alone would take a whole second: a quick return is a wake-up.
+    let waiter: Cache<u64, String> =
+        Cache::builder(Connection::open(&url).await.unwrap(), TEMPLATE)
+            .backoff(Duration::from_secs(1), Duration::from_secs(1))
+            .build()
+            .unwrap();
+    let mut gate = support::Gate::default();
+    let held = tokio::spawn({
+        let (holder, handle) = (holder.clone(), gate.handle());
+        async move {
+            holder
+                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1], |ids| {
+                    let handle = handle.clone();
+                    async move {
+                        handle.pause(&ids).await;
+                        Source::default().fetch(ids).await
+                    }
+                })
+                .await
+        }
+    });
+    let (_, release) = gate.paused().await;
+    let waiting = tokio::spawn({
+        let waiter = waiter.clone();
+        async move {
+            waiter
+                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1], |ids| async move {
+                    Source::default().fetch(ids).await
+                })
+                .await
+        }
+    });
+    // The second busy reply comes from the read made once subscribed.
+    let stats = waiter.clone();
+    support::eventually("the waiter subscribed and waiting", async || {
+        stats.stats().lock_waits >= 2
+    })
+    .await;
+    release.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), expected(&[1]));
+    assert_eq!(waiter.stats().wakeups, 1, "{:?}", waiter.stats());
+}
+
 #[tokio::test]
 async fn wrong_password_or_no_user_is_refused_clearly() {
     let (server, _admin) = acl_server(false).await;

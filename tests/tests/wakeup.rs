@@ -201,22 +201,8 @@ async fn connection_without_wake_ups_polls(t: Target) {
     assert!(stats.lock_waits >= 3, "{stats:?}");
 }
 
-// Wake-ups are standalone-only for now: cluster connections poll (see `Connection`).
-macro_rules! standalone {
-    ($($name:ident),+) => {
-        $(
-            ruecache_tests::__pastey::paste! {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn [<$name _standalone>]() {
-                    $name(Target::Standalone).await
-                }
-            }
-        )+
-    };
-}
-
-standalone!(
+both!(
     waiter_is_woken_by_the_commit,
-    waiter_is_woken_when_the_holder_gives_up
+    waiter_is_woken_when_the_holder_gives_up,
+    connection_without_wake_ups_polls
 );
-both!(connection_without_wake_ups_polls);
