@@ -16,6 +16,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use redis::{Cmd, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -95,23 +96,42 @@ impl Drop for Done<'_> {
     }
 }
 
-/// The reader task: everything queued goes out as one `MGET`; ends when the connection is gone.
+/// The most `MGET`s the reader has in flight at once. One would serialize the reads of a few
+/// concurrent callers behind each other's round trips; a few keep the connection's pipeline
+/// full while still gathering what arrives meanwhile into shared `MGET`s.
+const IN_FLIGHT: usize = 4;
+
+/// The reader task: everything queued goes out as one `MGET`, with up to [`IN_FLIGHT`] of them
+/// in flight; ends when the connection is gone.
 async fn read_queued(conn: Connection, mut requests: mpsc::UnboundedReceiver<Request>) {
-    let mut batch = Vec::new();
-    while let Some(first) = requests.recv().await {
-        batch.push(first);
-        while let Ok(more) = requests.try_recv() {
-            batch.push(more);
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            request = requests.recv(), if in_flight.len() < IN_FLIGHT => {
+                let Some(first) = request else { break };
+                let mut batch = vec![first];
+                while let Ok(more) = requests.try_recv() {
+                    batch.push(more);
+                }
+                in_flight.push(read_batch(&conn, batch));
+            }
         }
-        let keys: Vec<&str> = batch.iter().map(|r| r.key.as_str()).collect();
-        let values = match get_many(&conn, &keys).await {
-            Ok(values) if values.len() == batch.len() => values.into_iter().map(Some).collect(),
-            _ => vec![None; batch.len()],
-        };
-        drop(keys);
-        for (request, value) in batch.drain(..).zip(values) {
-            // A caller that stopped waiting does not need its value.
-            let _ = request.reply.send(value);
-        }
+    }
+    while in_flight.next().await.is_some() {}
+}
+
+/// Reads the keys of `batch` with one `MGET` (per slot group and chunk) and answers each caller.
+async fn read_batch(conn: &Connection, batch: Vec<Request>) {
+    let keys: Vec<&str> = batch.iter().map(|r| r.key.as_str()).collect();
+    let values = match get_many(conn, &keys).await {
+        Ok(values) if values.len() == batch.len() => values.into_iter().map(Some).collect(),
+        _ => vec![None; batch.len()],
+    };
+    drop(keys);
+    for (request, value) in batch.into_iter().zip(values) {
+        // A caller that stopped waiting does not need its value.
+        let _ = request.reply.send(value);
     }
 }
