@@ -23,6 +23,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::time::Duration;
 
+use foldhash::fast::RandomState;
 use futures_util::future::join_all;
 use redis::{Pipeline, Value};
 use tokio::time::{timeout_at, Instant};
@@ -804,8 +805,15 @@ pub(crate) fn dedup<Id: Eq + Hash>(ids: &mut Vec<Id>) {
     if ids.len() < 2 {
         return;
     }
+    // A fast hasher, still seeded per process so that crafted ids cannot make this quadratic.
+    let seen = || HashSet::with_capacity_and_hasher(ids.len(), RandomState::default());
+    let mut first = seen();
+    if ids.iter().all(|id| first.insert(id)) {
+        return; // the usual case: nothing to remove
+    }
+    drop(first);
     let keep: Vec<bool> = {
-        let mut seen = HashSet::with_capacity(ids.len());
+        let mut seen = seen();
         ids.iter().map(|id| seen.insert(id)).collect()
     };
     let mut keep = keep.into_iter();
