@@ -181,18 +181,6 @@ async fn frozen_server_times_out_typed_then_recovers() {
     );
 }
 
-/// Waits (bounded) until `check` holds; the unlock after a panic runs in a spawned task.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not happen within 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 /// A fetch that panics: the panic reaches its own caller only, its locks are released, a
 /// concurrent caller for other ids is unaffected, and the next call for the same ids succeeds at
 /// once: the cache's timeout (10 s) is shorter than the lock TTL (30 s), so a lock left behind
@@ -260,7 +248,8 @@ async fn panicking_fetch_hits_only_its_caller_and_releases_its_locks(t: Target) 
     }
     for id in [1, 2, 5] {
         let lock = cache.keys(&id).unwrap().lock;
-        eventually(&format!("releasing the lock of id {id}"), async || {
+        // The unlock after a panic runs in a spawned task.
+        support::eventually(&format!("releasing the lock of id {id}"), async || {
             !exists(cache.connection(), &lock).await
         })
         .await;
