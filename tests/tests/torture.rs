@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use ruecache::{Cache, Connection};
-use ruecache_tests::{both, start_standalone_with, Target};
+use ruecache_tests::{both, start_standalone_with, RedisServer, Target};
 use serde::{Deserialize, Serialize};
 use support::cmd;
 
@@ -37,11 +37,14 @@ struct Row {
 }
 
 /// What one variant runs on.
+#[derive(Debug, Clone, Copy)]
 struct Setup {
     /// Rows `0..ids` in the database.
     ids: u64,
     /// Bytes of padding in every value (large values make eviction bite).
     padding: usize,
+    /// Calls may fail (the server is killed mid-run): failed calls are counted, not fatal.
+    faults: bool,
 }
 
 /// The row's value for a version: self-describing, so a mixed-up value is caught too.
@@ -170,16 +173,22 @@ struct Log {
     updates: u64,
     /// Problems seen by the worker itself: missing ids, values that don't match their version.
     violations: Vec<String>,
+    /// Calls that failed with a cache error (only allowed when the run injects faults).
+    errors: u64,
 }
 
 async fn worker(
     cache: Cache<u64, Row>,
     db: Arc<Db>,
-    ids: u64,
-    padding: usize,
+    setup: Setup,
     until: Instant,
     seed: u64,
 ) -> Log {
+    let Setup {
+        ids,
+        padding,
+        faults,
+    } = setup;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut log = Log::default();
     while Instant::now() < until {
@@ -209,10 +218,16 @@ async fn worker(
                     .await
                     .expect("the database write does not panic")
             };
-            cache
-                .invalidate(batch)
-                .await
-                .unwrap_or_else(|e| panic!("invalidate failed: {e}"));
+            match cache.invalidate(batch).await {
+                Ok(()) => {}
+                // The server is down: it comes back empty, so nothing of the old row survives;
+                // the write still counts as done for the stale-read check.
+                Err(e) if faults => {
+                    let _ = e;
+                    log.errors += 1;
+                }
+                Err(e) => panic!("invalidate failed: {e}"),
+            }
             let done = Instant::now();
             log.updates += 1;
             log.writes
@@ -229,22 +244,26 @@ async fn worker(
                 (0..n).map(|_| rng.random_range(0..ids)).collect()
             };
             let start = Instant::now();
-            let got: HashMap<u64, Row> = if let [id] = batch[..] {
+            let got: Result<HashMap<u64, Row>, ruecache::Error> = if let [id] = batch[..] {
                 log.single_reads += 1;
-                let row = cache
+                cache
                     .get_and_fill_one(
                         id,
                         |id| async move { Ok(fetch(vec![id]).await?.remove(&id)) },
                     )
                     .await
-                    .unwrap_or_else(|e: ruecache::Error| panic!("single read failed: {e}"));
-                row.map(|row| (id, row)).into_iter().collect()
+                    .map(|row| row.map(|row| (id, row)).into_iter().collect())
             } else {
                 log.batch_reads += 1;
-                cache
-                    .get_and_fill(batch.clone(), fetch)
-                    .await
-                    .unwrap_or_else(|e| panic!("batch read failed: {e}"))
+                cache.get_and_fill(batch.clone(), fetch).await
+            };
+            let got = match got {
+                Ok(got) => got,
+                Err(_) if faults => {
+                    log.errors += 1;
+                    continue;
+                }
+                Err(e) => panic!("read failed: {e}"),
             };
             let mut record = ReadRecord {
                 start,
@@ -363,6 +382,17 @@ async fn check_redis_against_db(
 /// Runs the workers on `conns` (one each, plus one for the final check) and checks both
 /// properties. Returns the caches' summed statistics for variant-specific checks.
 async fn torture(label: &str, conns: Vec<Connection>, ns: &str, setup: Setup) -> ruecache::Stats {
+    torture_with(label, conns, ns, setup, None).await
+}
+
+/// [`torture`], killing `server` a third of the way into the run and restarting it at two thirds.
+async fn torture_with(
+    label: &str,
+    conns: Vec<Connection>,
+    ns: &str,
+    setup: Setup,
+    server: Option<&mut RedisServer>,
+) -> ruecache::Stats {
     assert_eq!(conns.len(), WORKERS + 1);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("rows.sqlite3");
@@ -372,22 +402,47 @@ async fn torture(label: &str, conns: Vec<Connection>, ns: &str, setup: Setup) ->
     let seed: u64 = rand::random();
     let until = Instant::now() + run_time;
     let mut conns = conns.into_iter();
+    let check_conn = conns.next_back().expect("a connection for the final check");
     let mut caches = Vec::new();
     let mut workers = Vec::new();
     for n in 0..WORKERS {
         let cache: Cache<u64, Row> = Cache::builder(conns.next().unwrap(), &template)
             .backoff(Duration::from_millis(1), Duration::from_millis(20))
+            // With faults, calls must fail quickly while the server is down.
+            .timeout(if setup.faults {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(30)
+            })
             .build()
             .expect("valid config");
         caches.push(cache.clone());
         workers.push(tokio::spawn(worker(
             cache,
             Db::open(&path),
-            setup.ids,
-            setup.padding,
+            setup,
             until,
             seed.wrapping_add(n as u64),
         )));
+    }
+    let mut downtime = Duration::ZERO;
+    if let Some(server) = server {
+        let start = until - run_time;
+        tokio::time::sleep_until((start + run_time / 3).into()).await;
+        let killed = Instant::now();
+        server.kill();
+        tokio::time::sleep_until((start + run_time * 2 / 3).into()).await;
+        server.restart();
+        downtime = killed.elapsed();
+        // A reconnecting connection fails the first request after the restart, then reconnects.
+        for _ in 0..100 {
+            let ping: redis::RedisResult<()> =
+                redis::cmd("PING").exec_async(&mut check_conn.clone()).await;
+            if ping.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     let mut log = Log::default();
     for w in workers {
@@ -398,11 +453,11 @@ async fn torture(label: &str, conns: Vec<Connection>, ns: &str, setup: Setup) ->
         log.single_reads += l.single_reads;
         log.updates += l.updates;
         log.violations.extend(l.violations);
+        log.errors += l.errors;
     }
     let db = Db::open(&path);
     let stale = stale_reads(&log.reads, &log.writes);
-    let (left, cached) =
-        check_redis_against_db(conns.next().unwrap(), &template, &db, setup.ids).await;
+    let (left, cached) = check_redis_against_db(check_conn, &template, &db, setup.ids).await;
 
     let mut stats = ruecache::Stats::default();
     for c in &caches {
@@ -420,7 +475,8 @@ async fn torture(label: &str, conns: Vec<Connection>, ns: &str, setup: Setup) ->
         "torture[{label}]: {run_time:?}, seed {seed}, {WORKERS} workers, {} ids: \
          {} batch reads + {} single reads ({} id reads), {} updates ({} ids), \
          {} hits, {} misses, {} fetches, {} commits, {} stale commits refused, {} lost locks; \
-         {cached}/{} ids cached at the end; violations: {} in reads, {} stale reads, {} in Redis",
+         {cached}/{} ids cached at the end; {} failed calls (server down {downtime:?}); \
+         violations: {} in reads, {} stale reads, {} in Redis",
         setup.ids,
         log.batch_reads,
         log.single_reads,
@@ -434,6 +490,7 @@ async fn torture(label: &str, conns: Vec<Connection>, ns: &str, setup: Setup) ->
         stats.stale_commits,
         stats.lost_locks,
         setup.ids,
+        log.errors,
         log.violations.len(),
         stale.len(),
         left.len(),
@@ -442,6 +499,11 @@ async fn torture(label: &str, conns: Vec<Connection>, ns: &str, setup: Setup) ->
         eprintln!("torture[{label}]: VIOLATION {v}");
     }
     assert_eq!(violations, 0, "consistency violations (first ones printed)");
+    assert_eq!(
+        log.errors > 0,
+        setup.faults,
+        "calls fail exactly when the run injects faults"
+    );
     assert!(
         log.updates > 0 && log.batch_reads > 0 && log.single_reads > 0 && stats.fetches > 0,
         "the run exercised reads, fills and updates"
@@ -466,6 +528,7 @@ async fn readers_never_see_invalidated_versions_and_redis_matches_db(t: Target) 
         Setup {
             ids: 64,
             padding: 16,
+            faults: false,
         },
     )
     .await;
@@ -534,6 +597,7 @@ async fn torture_with_eviction_of_version_keys_mid_fill() {
         Setup {
             ids: 256,
             padding: 8 * 1024,
+            faults: false,
         },
     )
     .await;
@@ -556,4 +620,30 @@ async fn torture_with_eviction_of_version_keys_mid_fill() {
     );
     assert!(evicted > 0, "the server evicted keys");
     assert!(version > 0, "version keys were evicted during the run");
+}
+
+/// The same torture while the server is killed a third of the way into the run and restarted
+/// (empty) at two thirds, on reconnecting connections: calls fail with typed errors while it is
+/// down and work again after, and still no stale value is read or left in Redis. A fill that
+/// read its version before the kill finds no version after the restart, and does not write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torture_with_the_server_killed_and_restarted() {
+    let mut server = start_standalone_with(&[]);
+    let mut conns = Vec::new();
+    for _ in 0..=WORKERS {
+        conns.push(server.connection_manager().await);
+    }
+    let stats = torture_with(
+        "killed and restarted",
+        conns,
+        "",
+        Setup {
+            ids: 64,
+            padding: 16,
+            faults: true,
+        },
+        Some(&mut server),
+    )
+    .await;
+    assert!(stats.commits > 0);
 }
