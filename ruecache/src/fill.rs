@@ -246,7 +246,8 @@ where
 }
 
 /// Locks, fetches and commits the ids this caller leads; ids locked by other processes are
-/// waited for (woken by their release, or polled with backoff). Each id is landed (its followers woken) once it is resolved.
+/// waited for (woken by their release, or polled with backoff). Each id is landed (its
+/// followers woken) once it is resolved.
 async fn lead_fill<Id, T, C, F, Fut, R, E>(
     cache: &Cache<Id, T, C>,
     flight: &mut Flight<'_>,
