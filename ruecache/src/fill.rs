@@ -405,29 +405,27 @@ async fn dead_holders<Id, T, C>(
     holders: &[Vec<u8>],
 ) -> Result<Vec<usize>, Error> {
     let own = cache.conn.liveness().id();
-    let mut keys: Vec<String> = holders
+    let holder_keys: Vec<Option<String>> = holders
         .iter()
-        .filter(|h| !h.starts_with(own))
-        .filter_map(|h| liveness::holder_key(h))
+        .map(|h| liveness::holder_key(h).filter(|_| !h.starts_with(own)))
         .collect();
+    let mut keys: Vec<&str> = holder_keys.iter().flatten().map(String::as_str).collect();
     if keys.is_empty() {
         return Ok(Vec::new());
     }
     keys.sort_unstable();
     keys.dedup();
-    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let alive = get_many(&cache.conn, &refs).await?;
-    let dead: HashSet<&str> = refs
+    let alive = get_many(&cache.conn, &keys).await?;
+    let dead: HashSet<&str> = keys
         .iter()
         .zip(alive)
         .filter(|(_, v)| matches!(v, Value::Nil))
         .map(|(k, _)| *k)
         .collect();
-    Ok(holders
+    Ok(holder_keys
         .iter()
         .enumerate()
-        .filter(|(_, h)| !h.starts_with(own))
-        .filter(|(_, h)| liveness::holder_key(h).is_some_and(|k| dead.contains(k.as_str())))
+        .filter(|(_, k)| k.as_deref().is_some_and(|k| dead.contains(k)))
         .map(|(i, _)| i)
         .collect())
 }
@@ -883,13 +881,9 @@ impl Token {
 }
 
 fn random_token(conn: &Connection) -> Token {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut token = [0; TOKEN_LEN];
     token[..ID_LEN].copy_from_slice(conn.liveness().id());
-    let n = rand::random::<u64>();
-    for (i, digit) in token[ID_LEN..].iter_mut().enumerate() {
-        *digit = HEX[(n >> (60 - 4 * i)) as usize & 0xF];
-    }
+    token[ID_LEN..].copy_from_slice(&liveness::random_hex());
     Token(token)
 }
 

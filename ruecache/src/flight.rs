@@ -17,7 +17,7 @@
 //! callers on separate connections coordinate through Redis locks only, as separate processes do.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
@@ -38,8 +38,11 @@ pub(crate) struct Flights {
 }
 
 impl Flights {
-    fn shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, watch::Receiver<Sealed>>> {
-        &self.shards[usize::from(slot(key.as_bytes())) % SHARDS]
+    /// The shard that holds `key`, locked.
+    fn shard(&self, key: &str) -> MutexGuard<'_, HashMap<Box<str>, watch::Receiver<Sealed>>> {
+        self.shards[usize::from(slot(key.as_bytes())) % SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -82,11 +85,7 @@ impl<'a> Flight<'a> {
         if self.held.contains_key(key) {
             return Claimed::Lead;
         }
-        let mut shard = self
-            .flights
-            .shard(key)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.flights.shard(key);
         if let Some(leader) = shard.get(key) {
             return Claimed::Follow(Landing(leader.clone()));
         }
@@ -101,11 +100,7 @@ impl<'a> Flight<'a> {
     pub(crate) fn land_with(&mut self, key: &str, value: Arc<[u8]>) {
         if let Some(sender) = self.held.remove(key) {
             sender.send_replace(Some(value));
-            self.flights
-                .shard(key)
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(key);
+            self.flights.shard(key).remove(key);
         }
     }
 
@@ -115,11 +110,7 @@ impl<'a> Flight<'a> {
         self.held.retain(|key, _| {
             let kept = keep(key);
             if !kept {
-                flights
-                    .shard(key)
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(key);
+                flights.shard(key).remove(key);
             }
             kept
         });

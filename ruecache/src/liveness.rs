@@ -44,14 +44,11 @@ impl Liveness {
     /// A new id; `None` for a connection without a liveness key, whose id is not hex, so that
     /// its locks are never taken over.
     pub(crate) fn new(window: Option<Duration>) -> Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let n = rand::random::<u64>();
-        let mut id = [b'x'; ID_LEN];
-        if window.is_some() {
-            for (i, digit) in id.iter_mut().enumerate() {
-                *digit = HEX[(n >> (60 - 4 * i)) as usize & 0xF];
-            }
-        }
+        let id = if window.is_some() {
+            random_hex()
+        } else {
+            [b'x'; ID_LEN]
+        };
         Self {
             id,
             window,
@@ -84,6 +81,13 @@ impl Liveness {
             .await?;
         Ok(())
     }
+}
+
+/// 16 random hex digits: a connection's id, or the random half of a lock token.
+pub(crate) fn random_hex() -> [u8; ID_LEN] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::random::<u64>();
+    std::array::from_fn(|i| HEX[(n >> (60 - 4 * i)) as usize & 0xF])
 }
 
 /// The liveness key of the connection that took a lock, if the lock holds one of our tokens.

@@ -193,26 +193,7 @@ async fn panicking_fetch_hits_only_its_caller_and_releases_its_locks(t: Target) 
         .unwrap();
     // Another caller, for other ids, paused inside its fetch.
     let mut gate = Gate::default();
-    let handle = gate.handle();
-    let other = {
-        let cache = cache.clone();
-        tokio::spawn(async move {
-            cache
-                .get_and_fill::<_, HashMap<_, _>, _, _, _, _>([3, 4], |ids| {
-                    let handle = handle.clone();
-                    async move {
-                        handle.pause(&ids).await;
-                        Ok::<_, TestError>(
-                            ids.into_iter()
-                                .map(|id| (id, value(id)))
-                                .collect::<Vec<_>>(),
-                        )
-                    }
-                })
-                .await
-        })
-    };
-    let (_, release) = gate.paused().await;
+    let (other, release) = support::paused_fill(&cache, vec![3, 4], &mut gate).await;
 
     // The panicking fetches, batch and single, while the other caller is mid-fetch.
     let boom = |ids: Vec<u64>| async move {
@@ -256,10 +237,7 @@ async fn panicking_fetch_hits_only_its_caller_and_releases_its_locks(t: Target) 
     }
 
     release.send(()).unwrap();
-    let others = other
-        .await
-        .expect("the other caller does not panic")
-        .unwrap();
+    let others = other.await.expect("the other caller does not panic");
     assert_eq!(others, [(3, value(3)), (4, value(4))].into());
 
     let source = Source::default();

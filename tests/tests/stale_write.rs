@@ -5,40 +5,8 @@ mod support;
 
 use std::collections::HashMap;
 
-use ruecache::Cache;
 use ruecache_tests::{both, Target};
-use support::{cmd, exists, value, Gate, GateHandle, TestError};
-
-/// Starts a fill of `ids` that pauses inside the fetch; returns the task and the paused fetch's
-/// release.
-async fn paused_fill(
-    cache: &Cache<u64, String>,
-    ids: Vec<u64>,
-    gate: &mut Gate,
-) -> (
-    tokio::task::JoinHandle<HashMap<u64, String>>,
-    tokio::sync::oneshot::Sender<()>,
-) {
-    let handle: GateHandle = gate.handle();
-    let c = cache.clone();
-    let task = tokio::spawn(async move {
-        c.get_and_fill(ids, |ids| {
-            let handle = handle.clone();
-            async move {
-                handle.pause(&ids).await;
-                Ok::<_, TestError>(
-                    ids.into_iter()
-                        .map(|id| (id, value(id)))
-                        .collect::<Vec<_>>(),
-                )
-            }
-        })
-        .await
-        .unwrap()
-    });
-    let (_, release) = gate.paused().await;
-    (task, release)
-}
+use support::{cmd, exists, paused_fill, Gate};
 
 async fn invalidation_during_fetch_returns_value_but_writes_nothing(t: Target) {
     let cache = support::cache(t.connect().await, &t.ns());

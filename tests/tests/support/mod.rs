@@ -144,3 +144,34 @@ pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
+
+/// Starts a fill of `ids` that pauses inside the fetch; returns the task and the paused fetch's
+/// release.
+pub async fn paused_fill(
+    cache: &Cache<u64, String>,
+    ids: Vec<u64>,
+    gate: &mut Gate,
+) -> (
+    tokio::task::JoinHandle<HashMap<u64, String>>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let handle: GateHandle = gate.handle();
+    let c = cache.clone();
+    let task = tokio::spawn(async move {
+        c.get_and_fill(ids, |ids| {
+            let handle = handle.clone();
+            async move {
+                handle.pause(&ids).await;
+                Ok::<_, TestError>(
+                    ids.into_iter()
+                        .map(|id| (id, value(id)))
+                        .collect::<Vec<_>>(),
+                )
+            }
+        })
+        .await
+        .unwrap()
+    });
+    let (_, release) = gate.paused().await;
+    (task, release)
+}
