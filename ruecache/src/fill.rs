@@ -32,12 +32,12 @@ use tracing::{debug, warn};
 use crate::batch::{for_groups, get_cmd, get_many};
 use crate::cache::{Cache, Shared, Spec};
 use crate::coalesce;
-use crate::codec::{open, seal, Cached, Codec, PAYLOAD_START};
+use crate::codec::{open, seal, Cached, Codec, MAGIC, PAYLOAD_START};
 use crate::flight::{Claimed, Flight};
 use crate::keys::{version_key, Derived, KeyBuf};
 use crate::liveness::{self, ID_LEN};
 use crate::notify::Interest;
-use crate::scripts::{Arg, COMMIT, INVALIDATE, PREPARE, UNLOCK};
+use crate::scripts::{Arg, Calls, COMMIT, INVALIDATE, UNLOCK};
 use crate::stats::Counters;
 use crate::{Connection, Error};
 
@@ -277,13 +277,7 @@ where
     let mut interest: Option<Interest> = None;
     while !pending.is_empty() {
         Counters::add(&stats.lock_attempts, pending.len());
-        let replies = match bounded(
-            &cache.conn,
-            deadline,
-            options.timeout,
-            prepare(cache, token, &pending),
-        )
-        .await
+        let replies = match within(deadline, options.timeout, prepare(cache, token, &pending)).await
         {
             Ok(replies) => replies,
             Err(e) => {
@@ -518,38 +512,30 @@ impl Commit {
 
     async fn run(&self) -> Result<(), Error> {
         let options = &self.spec.options;
-        let keys: Vec<&str> = self.entries.iter().map(|(k, _, _)| k.as_str()).collect();
-        let entries = &self.entries;
         let token = self.token.as_bytes();
         let sharded = sharded_flag(&self.conn);
-        let send = |mut conn: Connection, group: Vec<usize>| async move {
-            let mut pipe = Pipeline::with_capacity(group.len());
-            for &i in &group {
-                let (key, version, value) = &entries[i];
-                let derived = Derived::of(key);
-                COMMIT.push(
-                    &mut pipe,
-                    &[key.as_bytes(), derived.version(), derived.lock()],
-                    &[
-                        Arg::Bytes(token),
-                        Arg::Bytes(version),
-                        Arg::Bytes(value),
-                        Arg::Int(options.data_ttl_ms(key)),
-                        Arg::Bytes(derived.channel()),
-                        Arg::Bytes(sharded),
-                    ],
-                );
-            }
-            COMMIT.query(&mut conn, &pipe).await
-        };
+        let bytes = self
+            .entries
+            .iter()
+            .map(|(key, version, value)| 3 * key.len() + version.len() + value.len() + 96)
+            .sum();
+        let mut calls = Calls::new(&COMMIT, self.entries.len(), bytes);
+        for (key, version, value) in &self.entries {
+            let derived = Derived::of(key);
+            calls.push(
+                &[key.as_bytes(), derived.version(), derived.lock()],
+                &[
+                    Arg::Bytes(token),
+                    Arg::Bytes(version),
+                    Arg::Bytes(value),
+                    Arg::Int(options.data_ttl_ms(key)),
+                    Arg::Bytes(derived.channel()),
+                    Arg::Bytes(sharded),
+                ],
+            );
+        }
         let deadline = Instant::now() + options.timeout;
-        let replies = bounded(
-            &self.conn,
-            deadline,
-            options.timeout,
-            for_groups(&self.conn, &keys, send),
-        )
-        .await?;
+        let replies = within(deadline, options.timeout, send(&self.conn, calls)).await?;
         let (mut written, mut stale, mut lost) = (0, 0, 0);
         for reply in replies {
             match reply {
@@ -625,25 +611,30 @@ impl<Id> LockGuard<'_, Id> {
 /// Releases the locks of `keys` that `token` holds; others' locks are left alone.
 async fn unlock(conn: Connection, token: Token, keys: Vec<String>, timeout: Duration) {
     let sharded = sharded_flag(&conn);
-    let send = |mut conn: Connection, group: Vec<usize>| {
-        let mut pipe = Pipeline::with_capacity(group.len());
-        for &i in &group {
-            let derived = Derived::of(&keys[i]);
-            UNLOCK.push(
-                &mut pipe,
-                &[derived.lock()],
-                &[
-                    Arg::Bytes(token.as_bytes()),
-                    Arg::Bytes(derived.channel()),
-                    Arg::Bytes(sharded),
-                ],
-            );
-        }
-        async move { UNLOCK.query(&mut conn, &pipe).await }
-    };
+    let mut calls = Calls::new(&UNLOCK, keys.len(), keys.len() * 96);
+    for key in &keys {
+        let derived = Derived::of(key);
+        calls.push(
+            &[derived.lock()],
+            &[
+                Arg::Bytes(token.as_bytes()),
+                Arg::Bytes(derived.channel()),
+                Arg::Bytes(sharded),
+            ],
+        );
+    }
     let deadline = Instant::now() + timeout;
-    if let Err(e) = within(deadline, timeout, for_groups(&conn, &keys, send)).await {
+    if let Err(e) = within(deadline, timeout, send(&conn, calls)).await {
         warn!(error = %e, ids = keys.len(), "could not release locks; they expire at their TTL");
+    }
+}
+
+/// Runs script calls, coalesced with concurrent callers' where the connection allows (see
+/// [`coalesce`](crate::coalesce)): one reply per id.
+async fn send(conn: &Connection, calls: Calls) -> Result<Vec<Value>, Error> {
+    match conn.coalescer() {
+        Some(coalescer) => coalescer.run(calls).await,
+        None => calls.run(conn).await,
     }
 }
 
@@ -677,6 +668,16 @@ enum Prepared {
     Busy(Vec<u8>),
 }
 
+/// Step 2 for `pending`: one round trip of plain commands per id, in this order: take the lock
+/// (`SET lock token NX PX lock_ttl GET`, which also answers the holder of a busy lock), read
+/// or create the version (`SET version fresh NX PX version_ttl GET`), refresh its TTL
+/// (`PEXPIRE`), and read the data again (`GET`, unless the data is there but our codec cannot
+/// read it). No script: each step is atomic by itself, and the commit checks what matters (the
+/// version read here, before the fetch). Redis runs plain commands several times cheaper than
+/// the same commands called from Lua.
+///
+/// Locks taken for ids whose data turned out to be cached after all are released in the
+/// background.
 async fn prepare<Id, T, C>(
     cache: &Cache<Id, T, C>,
     token: Token,
@@ -685,56 +686,114 @@ async fn prepare<Id, T, C>(
     let options = &cache.spec.options;
     let lock_ttl = options.lock_ttl.as_millis() as u64;
     let version_ttl = options.version_ttl.as_millis() as u64;
-    let keys: Vec<&str> = pending.iter().map(|p| p.key.as_str()).collect();
-    let send = |mut conn: Connection, group: Vec<usize>| {
-        let mut pipe = Pipeline::with_capacity(group.len());
-        for &i in &group {
-            let p = &pending[i];
-            let derived = Derived::of(&p.key);
-            PREPARE.push(
-                &mut pipe,
-                &[p.key.as_bytes(), derived.version(), derived.lock()],
+    // Locks of holders found dead: released first if they still hold them (the unlock script,
+    // with the dead holder's token), so that the lock can be taken below.
+    let dead: Vec<(&str, &[u8])> = pending
+        .iter()
+        .filter_map(|p| Some((p.key.as_str(), p.takeover.as_deref()?)))
+        .collect();
+    if !dead.is_empty() {
+        let sharded = sharded_flag(&cache.conn);
+        let mut calls = Calls::new(&UNLOCK, dead.len(), dead.len() * 96);
+        for (key, holder) in dead {
+            let derived = Derived::of(key);
+            calls.push(
+                &[derived.lock()],
                 &[
-                    Arg::Bytes(token.as_bytes()),
-                    Arg::Int(lock_ttl),
-                    Arg::Int(version_ttl),
-                    Arg::Bytes(&random_version()),
-                    Arg::Bytes(if p.force { b"1" } else { b"0" }),
-                    Arg::Bytes(p.takeover.as_deref().unwrap_or_default()),
+                    Arg::Bytes(holder),
+                    Arg::Bytes(derived.channel()),
+                    Arg::Bytes(sharded),
                 ],
             );
         }
-        async move { PREPARE.query(&mut conn, &pipe).await }
-    };
-    for_groups(&cache.conn, &keys, send)
-        .await?
-        .into_iter()
-        .map(|reply| {
-            let malformed = || Error::UnexpectedReply("prepare returned malformed parts".into());
-            let Value::Array(parts) = reply else {
-                return Err(Error::UnexpectedReply(format!(
-                    "prepare returned {reply:?}"
-                )));
-            };
-            let mut parts = parts.into_iter();
-            let (Some(Value::Int(kind)), Some(Value::BulkString(bytes))) =
-                (parts.next(), parts.next())
-            else {
-                return Err(malformed());
-            };
-            match kind {
-                1 => Ok(Prepared::Data(bytes)),
-                2 => Ok(Prepared::Locked(bytes)),
-                3 => match parts.next() {
-                    Some(Value::BulkString(holder)) => Ok(Prepared::Busy(holder)),
-                    _ => Err(malformed()),
-                },
-                _ => Err(Error::UnexpectedReply(format!(
-                    "prepare returned kind {kind}"
-                ))),
+        send(&cache.conn, calls).await?;
+    }
+    let keys: Vec<&str> = pending.iter().map(|p| p.key.as_str()).collect();
+    let versions: Vec<[u8; 16]> = pending.iter().map(|_| random_version()).collect();
+    let send = |mut conn: Connection, group: Vec<usize>| {
+        let mut pipe = Pipeline::with_capacity(group.len() * 4);
+        // A lock key of another type (written by hand) answers an error of its own, read as
+        // "held by someone unknown"; other errors fail the step below.
+        pipe.ignore_errors();
+        for &i in &group {
+            let p = &pending[i];
+            let derived = Derived::of(&p.key);
+            pipe.cmd("SET")
+                .arg(derived.lock())
+                .arg(token.as_bytes())
+                .arg("NX")
+                .arg("PX")
+                .arg(lock_ttl)
+                .arg("GET");
+            pipe.cmd("SET")
+                .arg(derived.version())
+                .arg(&versions[i])
+                .arg("NX")
+                .arg("PX")
+                .arg(version_ttl)
+                .arg("GET");
+            pipe.cmd("PEXPIRE").arg(derived.version()).arg(version_ttl);
+            if !p.force {
+                pipe.cmd("GET").arg(&p.key);
             }
-        })
-        .collect()
+        }
+        async move {
+            let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+            let mut replies = replies.into_iter();
+            let per_id = group
+                .iter()
+                .map(|&i| {
+                    let n = if pending[i].force { 3 } else { 4 };
+                    Value::Array(replies.by_ref().take(n).collect())
+                })
+                .collect();
+            Ok(per_id)
+        }
+    };
+    let replies = for_groups(&cache.conn, &keys, send).await?;
+    let mut prepared = Vec::with_capacity(pending.len());
+    let mut release = Vec::new();
+    for ((p, reply), fresh) in pending.iter().zip(replies).zip(&versions) {
+        let malformed = |what: &str, reply: &Value| {
+            Error::UnexpectedReply(format!("prepare: {what} returned {reply:?}"))
+        };
+        let Value::Array(parts) = reply else {
+            return Err(malformed("the pipeline", &reply));
+        };
+        let mut parts = parts.into_iter();
+        let lock = parts.next().unwrap_or(Value::Nil);
+        let holder = match lock {
+            Value::Nil => None,
+            Value::BulkString(holder) => Some(holder),
+            Value::ServerError(_) => Some(Vec::new()),
+            other => return Err(malformed("the lock", &other)),
+        };
+        let version = match parts.next().unwrap_or(Value::Nil).extract_error()? {
+            Value::Nil => fresh.to_vec(),
+            Value::BulkString(version) => version,
+            other => return Err(malformed("the version", &other)),
+        };
+        parts.next().unwrap_or(Value::Nil).extract_error()?;
+        let data = match parts.next().map(Value::extract_error).transpose()? {
+            Some(Value::BulkString(data)) if data.first() == Some(&MAGIC) => Some(data),
+            _ => None,
+        };
+        prepared.push(match (data, holder) {
+            (Some(data), holder) => {
+                if holder.is_none() {
+                    release.push(p.key.clone());
+                }
+                Prepared::Data(data)
+            }
+            (None, None) => Prepared::Locked(version),
+            (None, Some(holder)) => Prepared::Busy(holder),
+        });
+    }
+    if !release.is_empty() {
+        // Filled by another caller since the first read: the lock is not needed.
+        tokio::spawn(unlock(cache.conn.clone(), token, release, options.timeout));
+    }
+    Ok(prepared)
 }
 
 pub(crate) async fn invalidate<Id, T, C, I>(cache: &Cache<Id, T, C>, ids: I) -> Result<(), Error>
@@ -752,25 +811,15 @@ where
     }
     let options = &cache.spec.options;
     let version_ttl = options.version_ttl.as_millis() as u64;
-    let send = |mut conn: Connection, group: Vec<usize>| {
-        let mut pipe = Pipeline::with_capacity(group.len());
-        for &i in &group {
-            let key = &keys[i];
-            INVALIDATE.push(
-                &mut pipe,
-                &[key.as_bytes(), &version_key(key)],
-                &[Arg::Bytes(&random_version()), Arg::Int(version_ttl)],
-            );
-        }
-        async move { INVALIDATE.query(&mut conn, &pipe).await }
-    };
+    let mut calls = Calls::new(&INVALIDATE, keys.len(), keys.len() * 64);
+    for key in &keys {
+        calls.push(
+            &[key.as_bytes(), &version_key(key)],
+            &[Arg::Bytes(&random_version()), Arg::Int(version_ttl)],
+        );
+    }
     let deadline = Instant::now() + options.timeout;
-    within(
-        deadline,
-        options.timeout,
-        for_groups(&cache.conn, &keys, send),
-    )
-    .await?;
+    within(deadline, options.timeout, send(&cache.conn, calls)).await?;
     Counters::add(&cache.spec.stats.invalidations, keys.len());
     Ok(())
 }
@@ -830,21 +879,6 @@ async fn read_within<Id, T, C, R>(
     match cache.conn.request_bound() {
         Some(bound) if bound < timeout => read.await,
         _ => within(deadline, timeout, read).await,
-    }
-}
-
-/// [`within`] for a step of script calls sent at once: at most three requests in a row each
-/// (`NOSCRIPT`, `SCRIPT LOAD`, the retry).
-async fn bounded<T>(
-    conn: &Connection,
-    deadline: Instant,
-    timeout: Duration,
-    step: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    if fails_in_time(conn, deadline, 3) {
-        step.await
-    } else {
-        within(deadline, timeout, step).await
     }
 }
 
