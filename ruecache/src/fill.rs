@@ -1,12 +1,13 @@
 //! The get-and-fill protocol and invalidation.
 //!
 //! 1. Read every data key in one round trip (per slot group on a cluster).
-//! 2. For the misses, one script per id re-checks the data, reads (or creates) the version and
-//!    tries the lock: one round trip for the whole batch.
+//! 2. For the misses, plain commands take the lock, read (or create) the version and re-check the
+//!    data: one round trip for the whole batch (see [`prepare`]).
 //! 3. Fetch the ids this caller locked, in one call.
-//! 4. Commit each fetched id with one script that writes only if the version is unchanged and the
-//!    lock is ours or free: one round trip. The commit runs in a spawned task, so it completes even
-//!    if the caller stops waiting.
+//! 4. Commit the fetched ids with one script that writes each only if its version is unchanged
+//!    and its lock is ours or free: one round trip, shared with concurrent callers' commits where
+//!    the connection allows (see [`coalesce`](crate::coalesce)). If the caller stops waiting, a
+//!    spawned task finishes the commit.
 //! 5. Ids locked by others are waited for and go through step 2 again. The commit and unlock
 //!    scripts publish on the id's channel when they release a lock, and a waiter subscribed to
 //!    it (see [`notify`](crate::notify)) is woken at once; it still polls with backoff, as the
@@ -281,9 +282,9 @@ where
         {
             Ok(replies) => replies,
             Err(e) => {
-                // One failed script fails its whole request, but the others in it may have
-                // run and taken their locks: release every lock of this round that is ours,
-                // in the background, so the error is not delayed by a server that is down.
+                // One failed command fails the whole step, but the others may have run and
+                // taken their locks: release every lock of this round that is ours, in the
+                // background, so the error is not delayed by a server that is down.
                 let keys = pending.into_iter().map(|p| p.key).collect();
                 tokio::spawn(unlock(cache.conn.clone(), token, keys, options.timeout));
                 return Err(e.into());

@@ -28,17 +28,20 @@
 //!
 //! 1. All data keys are read in one round trip (`GET`/`MGET`, grouped by slot on a cluster).
 //!    Hits are decoded and returned; a cached "absent" marker means the source has no such id.
-//! 2. For the misses one Lua script per id, all in one round trip, re-checks the data, reads (or
-//!    creates) the version, and takes the lock with `SET lock token NX PX lock_ttl`.
+//! 2. For the misses, plain commands, all in one round trip, take the lock with
+//!    `SET lock token NX PX lock_ttl GET`, read (or create) the version and re-check the data.
 //! 3. The fetch function is called once with the ids this caller locked.
-//! 4. One script per fetched id, again in one round trip, releases our lock and writes the value
-//!    (with TTL and deterministic jitter) **only if the version is unchanged**. Ids the fetch left
-//!    out are written as absent.
+//! 4. One Lua script, again in one round trip, releases our lock and writes each value (with TTL
+//!    and deterministic jitter) **only if its version is unchanged**. Ids the fetch left out are
+//!    written as absent. Concurrent callers on a connection from [`Connection::open`] share
+//!    their script calls.
 //! 5. Ids locked by another caller are waited for and go through step 2 again until they are
 //!    filled, or the call times out. The commit and unlock scripts publish on the id's channel
 //!    when they release its lock, and a waiter on a connection from [`Connection::open`] or
 //!    [`Connection::open_cluster`] is woken by that at once; otherwise (and as a safety net) it
 //!    polls with backoff (25 ms to 1 s).
+//!
+//! Step 2 needs Redis 7.0 or newer (`SET` with both `NX` and `GET`).
 //!
 //! [`Cache::invalidate`] deletes the data and replaces the version with a fresh random one, so a
 //! fill that read the old version can never write: stale data is returned at most to the caller
