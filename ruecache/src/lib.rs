@@ -95,12 +95,13 @@
 //! `widgets:{{{id}}}`:
 //!
 //! ```text
-//! ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xff[vl]widgets:*" +get +mget +evalsha +script|load +set +del +pexpire
+//! ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xff[vl]widgets:*" ~ruecache:live:* +get +mget +evalsha +script|load +set +del +pexpire
 //! ```
 //!
 //! The second key pattern covers the version and lock keys (`\xff` is the byte `0xFF`, see
-//! [`Cache::keys`]); `SET`, `DEL` and `PEXPIRE` are what the Lua scripts call, which Redis checks
-//! against the caller's rights. The README's "Security" section explains each rule.
+//! [`Cache::keys`]), the third the liveness keys; `SET`, `DEL` and `PEXPIRE` are sent directly
+//! and called by the Lua scripts, which Redis checks against the caller's rights. A cluster user
+//! also needs `+cluster|slots`. The README's "Security" section explains each rule.
 //!
 //! At `INFO` and above the engine logs no key, id, value or password.
 //!

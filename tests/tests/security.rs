@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use redis::{ErrorKind, ServerErrorKind};
 use ruecache::{Cache, Connection};
-use ruecache_tests::{start_secure, RedisServer, Secure, TestCa};
+use ruecache_tests::{start_cluster, start_secure, Cluster, RedisServer, Secure, TestCa};
 use support::{Source, TestError};
 
 /// The key template of the caches under the restricted user.
@@ -233,22 +233,88 @@ async fn every_rule_of_the_minimal_acl_is_needed() {
     }
 }
 
+/// What a cluster client needs on top of [`MINIMAL_ACL`]: the slot map (`CLUSTER SLOTS`).
+const CLUSTER_RULES: &[&[u8]] = &[b"+cluster|slots"];
+
+/// The user `cache` with `rules` on every node of a private cluster; the cluster's seed URLs
+/// as that user.
+async fn acl_cluster(rules: &[&[u8]]) -> (Cluster, Vec<String>) {
+    let cluster = start_cluster();
+    for url in cluster.urls() {
+        let admin: Connection = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+            .into();
+        set_user(&admin, rules).await;
+    }
+    let urls = cluster
+        .urls()
+        .iter()
+        .map(|url| url.replacen("redis://", &format!("redis://cache:{PASSWORD}@"), 1))
+        .collect();
+    (cluster, urls)
+}
+
+/// The README's cluster ACL (the minimal one plus [`CLUSTER_RULES`]) on every node of a
+/// 3-master cluster: the whole exercise works through `Connection::open_cluster`, ids spread
+/// over the nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_user_on_a_cluster() {
+    let (_cluster, urls) = acl_cluster(&[MINIMAL_ACL, CLUSTER_RULES].concat()).await;
+    let conn = Connection::open_cluster(&urls)
+        .await
+        .expect("the restricted user logs in to the cluster");
+    exercise(&widgets(conn))
+        .await
+        .expect("the minimal ACL plus `+cluster|slots` is enough on a cluster");
+}
+
+/// Without `+cluster|slots` a cluster client cannot learn the slot map: connecting fails with
+/// a clear error instead of a cache that fails later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_user_without_the_slot_map_rule_is_refused_at_connect() {
+    let (_cluster, urls) = acl_cluster(MINIMAL_ACL).await;
+    let e = Connection::open_cluster(&urls)
+        .await
+        .expect_err("no slot map without `+cluster|slots`");
+    assert!(format!("{e}").to_lowercase().contains("permission"), "{e}");
+}
+
 /// The optional wake-up rules the README gives: with them, a waiter under the restricted user
 /// is woken by the holder's commit instead of polling.
 const WAKE_UP_RULES: &[&[u8]] = &[b"+publish", b"+subscribe", b"+unsubscribe", b"&{*}\xffn"];
+
+/// The same on a cluster, where wake-ups go through shard channels.
+const CLUSTER_WAKE_UP_RULES: &[&[u8]] =
+    &[b"+spublish", b"+ssubscribe", b"+sunsubscribe", b"&{*}\xffn"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restricted_user_with_the_wake_up_rules_is_woken() {
     let (server, admin) = acl_server(false).await;
     set_user(&admin, &[MINIMAL_ACL, WAKE_UP_RULES].concat()).await;
     let url = server.url_as("cache", PASSWORD);
-    let holder = widgets(Connection::open(&url).await.unwrap());
+    let holder = Connection::open(&url).await.unwrap();
+    woken_under_restricted_user(holder, Connection::open(&url).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_cluster_user_with_the_wake_up_rules_is_woken() {
+    let rules = [MINIMAL_ACL, CLUSTER_RULES, CLUSTER_WAKE_UP_RULES].concat();
+    let (_cluster, urls) = acl_cluster(&rules).await;
+    let holder = Connection::open_cluster(&urls).await.unwrap();
+    woken_under_restricted_user(holder, Connection::open_cluster(&urls).await.unwrap()).await;
+}
+
+/// A waiter on `waiter_conn` is woken by the commit of a holder on `holder_conn`.
+async fn woken_under_restricted_user(holder_conn: Connection, waiter_conn: Connection) {
+    let holder = widgets(holder_conn);
     // Polling alone would take a whole second: a quick return is a wake-up.
-    let waiter: Cache<u64, String> =
-        Cache::builder(Connection::open(&url).await.unwrap(), TEMPLATE)
-            .backoff(Duration::from_secs(1), Duration::from_secs(1))
-            .build()
-            .unwrap();
+    let waiter: Cache<u64, String> = Cache::builder(waiter_conn, TEMPLATE)
+        .backoff(Duration::from_secs(1), Duration::from_secs(1))
+        .build()
+        .unwrap();
     let mut gate = support::Gate::default();
     let held = tokio::spawn({
         let (holder, handle) = (holder.clone(), gate.handle());
