@@ -6,37 +6,47 @@
 -- Returns, per id: 1 written, 0 not written: the lock is another caller's,
 --                  -1 not written: the version changed or is missing (invalidated during the
 --                  fetch).
-local function commit(data_key, version_key, lock_key, token, version, value, ttl, channel,
-                      sharded)
-  -- One call for both (a key of another type reads as missing): each call from Lua costs more
-  -- than the command itself.
-  local state = redis.call('MGET', lock_key, version_key)
-  local lock, current = state[1], state[2]
-  if lock and lock ~= token then
-    return 0
-  end
-  if lock then
-    redis.call('DEL', lock_key)
-  end
-  local written = -1
-  if current == version then
-    if ttl == '0' then
-      redis.call('SET', data_key, value)
-    else
-      redis.call('SET', data_key, value, 'PX', ttl)
-    end
-    written = 1
-  end
-  -- The lock is free and the data may be there: wake the waiters. A wake-up is only a hint
-  -- (they poll without it), so a server or user that cannot publish does not fail the commit.
-  redis.pcall(sharded == '1' and 'SPUBLISH' or 'PUBLISH', channel, lock_key)
-  return written
+--
+-- Each call from Lua costs more than the command itself, so the locks and versions of all ids
+-- are read with one MGET (a key of another type reads as missing) and the released locks are
+-- deleted with one DEL. The script runs atomically, so this is the same as one id at a time.
+local n = #KEYS / 3
+local probe = {}
+for i = 1, n do
+  probe[2 * i - 1] = KEYS[3 * i]
+  probe[2 * i] = KEYS[3 * i - 1]
 end
-
-local out = {}
-for i = 1, #KEYS / 3 do
+local state = redis.call('MGET', unpack(probe))
+local out, released = {}, {}
+for i = 1, n do
   local k, a = 3 * (i - 1), 6 * (i - 1)
-  out[i] = commit(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
-                  ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
+  local lock, current = state[2 * i - 1], state[2 * i]
+  if lock and lock ~= ARGV[a + 1] then
+    out[i] = 0
+  else
+    if lock then
+      released[#released + 1] = KEYS[k + 3]
+    end
+    out[i] = -1
+    if current == ARGV[a + 2] then
+      if ARGV[a + 4] == '0' then
+        redis.call('SET', KEYS[k + 1], ARGV[a + 3])
+      else
+        redis.call('SET', KEYS[k + 1], ARGV[a + 3], 'PX', ARGV[a + 4])
+      end
+      out[i] = 1
+    end
+  end
+end
+if #released > 0 then
+  redis.call('DEL', unpack(released))
+end
+for i = 1, n do
+  if out[i] ~= 0 then
+    -- The lock is free and the data may be there: wake the waiters. A wake-up is only a hint
+    -- (they poll without it), so a server or user that cannot publish does not fail the commit.
+    local a = 6 * (i - 1)
+    redis.pcall(ARGV[a + 6] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[a + 5], KEYS[3 * i])
+  end
 end
 return out

@@ -4,11 +4,13 @@
 -- Per id, KEYS (2): data key, version key;
 -- ARGV (2): a fresh random version, the version TTL (ms).
 -- Returns, per id: 1.
-local out = {}
-for i = 1, #KEYS / 2 do
-  local k = 2 * (i - 1)
-  redis.call('DEL', KEYS[k + 1])
-  redis.call('SET', KEYS[k + 2], ARGV[k + 1], 'PX', ARGV[k + 2])
+local n = #KEYS / 2
+local data, out = {}, {}
+for i = 1, n do
+  data[i] = KEYS[2 * i - 1]
+  redis.call('SET', KEYS[2 * i], ARGV[2 * i - 1], 'PX', ARGV[2 * i])
   out[i] = 1
 end
+-- One DEL for all: each call from Lua costs more than the command itself.
+redis.call('DEL', unpack(data))
 return out
