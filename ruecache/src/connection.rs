@@ -29,7 +29,8 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`Connection::open_cluster`]: those know their servers, and open one more connection (on the
 /// first wait, shared by clones) to subscribe to the wake-ups (`SUBSCRIBE`, or `SSUBSCRIBE` to
 /// the key's shard channel on a cluster). A connection made with `From` does not know where to
-/// subscribe, so its waiters poll with the cache's backoff instead.
+/// subscribe, so its waiters poll with the cache's backoff instead, unless given a client to
+/// subscribe with ([`Connection::wake_ups`], [`Connection::cluster_wake_ups`]).
 ///
 /// # Examples
 ///
@@ -190,6 +191,67 @@ impl Connection {
     pub fn liveness_window(self, window: Option<Duration>) -> Self {
         Self {
             liveness: Arc::new(Liveness::new(window)),
+            ..self
+        }
+    }
+
+    /// Wakes this connection's waiting callers as soon as another process releases a lock they
+    /// wait for, through one subscription connection opened from `client` (a client for the
+    /// same standalone server) on the first wait. [`Connection::open`] does this by itself; a
+    /// connection made with `From` (a `ConnectionManager`, say) otherwise polls with backoff.
+    /// For a cluster connection use [`cluster_wake_ups`](Self::cluster_wake_ups).
+    ///
+    /// Call it before cloning the connection: clones share one subscription.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let manager = client.get_connection_manager().await?;
+    /// let conn = ruecache::Connection::from(manager).wake_ups(&client);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn wake_ups(self, client: &redis::Client) -> Self {
+        if self.is_cluster() {
+            tracing::warn!(
+                "wake_ups is for standalone connections (see cluster_wake_ups); waiters poll"
+            );
+            return self;
+        }
+        let notifier = Notifier::standalone(client, DEFAULT_RESPONSE_TIMEOUT);
+        Self {
+            notifier: Some(Arc::new(notifier)),
+            ..self
+        }
+    }
+
+    /// [`wake_ups`](Self::wake_ups) for a cluster connection made with `From`: the
+    /// subscription (`SSUBSCRIBE` to each lock's shard channel) is a cluster connection built
+    /// from `builder`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// use redis::cluster::ClusterClientBuilder;
+    /// let nodes = ["redis://127.0.0.1:7000"];
+    /// let cluster = ClusterClientBuilder::new(nodes).build()?.get_async_connection().await?;
+    /// let conn = ruecache::Connection::from(cluster)
+    ///     .cluster_wake_ups(ClusterClientBuilder::new(nodes));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn cluster_wake_ups(self, builder: redis::cluster::ClusterClientBuilder) -> Self {
+        if !self.is_cluster() {
+            tracing::warn!(
+                "cluster_wake_ups is for cluster connections (see wake_ups); waiters poll"
+            );
+            return self;
+        }
+        Self {
+            notifier: Some(Arc::new(Notifier::cluster(builder))),
             ..self
         }
     }

@@ -38,8 +38,8 @@
 //! 5. Ids locked by another caller are waited for and go through step 2 again until they are
 //!    filled, or the call times out. The commit and unlock scripts publish on the id's channel
 //!    when they release its lock, and a waiter on a connection from [`Connection::open`] or
-//!    [`Connection::open_cluster`] is woken by that at once; otherwise (and as a safety net) it
-//!    polls with backoff (25 ms to 1 s).
+//!    [`Connection::open_cluster`] (or given [`Connection::wake_ups`]) is woken by that at
+//!    once; otherwise (and as a safety net) it polls with backoff (25 ms to 1 s).
 //!
 //! Step 2 needs Redis 7.0 or newer (`SET` with both `NX` and `GET`).
 //!

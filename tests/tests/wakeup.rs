@@ -1,6 +1,7 @@
 //! Waiters are woken, not polling: a caller waiting for an id another process holds returns as
 //! soon as the holder commits or gives up, long before its backoff would have let it look again;
-//! a connection without wake-ups still gets there by polling.
+//! a connection without wake-ups still gets there by polling, and one made with `From` gets them
+//! when given a client to subscribe with.
 //!
 //! The waiter's backoff starts at 1 s, so a return well under that can only be a wake-up.
 
@@ -201,8 +202,42 @@ async fn connection_without_wake_ups_polls(t: Target) {
     assert!(stats.lock_waits >= 3, "{stats:?}");
 }
 
+/// A connection made with `From` (a `ConnectionManager` on the standalone server, a plain
+/// cluster connection on the cluster) gets wake-ups once given a client to subscribe with.
+async fn from_connection_given_wake_ups_is_woken(t: Target) {
+    let ns = t.ns();
+    let holder = support::cache(t.connect().await, &ns);
+    let conn: Connection = match t {
+        Target::Standalone => {
+            let client = redis::Client::open(t.url()).unwrap();
+            let manager = client.get_connection_manager().await.unwrap();
+            Connection::from(manager).wake_ups(&client)
+        }
+        Target::Cluster => {
+            let nodes = ruecache_tests::cluster_nodes();
+            let builder = || redis::cluster::ClusterClientBuilder::new(nodes.clone());
+            let cluster = builder().build().unwrap().get_async_connection().await;
+            Connection::from(cluster.unwrap()).cluster_wake_ups(builder())
+        }
+    };
+    let waiter = slow_polling(conn, &ns);
+    for id in 0..5 {
+        let (latency, fetched) = trial(&holder, &waiter, id, false).await;
+        assert!(
+            fetched.is_empty(),
+            "trial {id}: the waiter fetched {fetched:?}"
+        );
+        assert!(
+            latency < WOKEN_WITHIN,
+            "trial {id}: the waiter returned {latency:?} after the commit: it polled, not woken"
+        );
+    }
+    assert!(waiter.stats().wakeups >= 5, "{:?}", waiter.stats());
+}
+
 both!(
     waiter_is_woken_by_the_commit,
     waiter_is_woken_when_the_holder_gives_up,
-    connection_without_wake_ups_polls
+    connection_without_wake_ups_polls,
+    from_connection_given_wake_ups_is_woken
 );
