@@ -16,8 +16,8 @@
 //!
 //! Script calls (see [`scripts`](crate::scripts)) are coalesced the same way by a second task:
 //! the calls of every caller queued for one script go out as one batch, whose script runs each
-//! id's step in turn, exactly as separate calls would have. If a shared batch fails (one id's
-//! key holds a foreign type, say), each caller sends its own calls again, alone, and gets its
+//! id's step in turn, exactly as separate calls would have. If a shared batch fails (an ACL
+//! refuses one caller's keys, say), each caller sends its own calls again, alone, and gets its
 //! own answer: the scripts can run twice for an id without harm. These waits are bounded by the
 //! caller's deadline.
 

@@ -611,23 +611,32 @@ impl<Id> LockGuard<'_, Id> {
 
 /// Releases the locks of `keys` that `token` holds; others' locks are left alone.
 async fn unlock(conn: Connection, token: Token, keys: Vec<String>, timeout: Duration) {
-    let sharded = sharded_flag(&conn);
-    let mut calls = Calls::new(&UNLOCK, keys.len(), keys.len() * 96);
-    for key in &keys {
+    let calls = unlock_calls(&conn, keys.iter().map(|k| (k.as_str(), token.as_bytes())));
+    let deadline = Instant::now() + timeout;
+    if let Err(e) = within(deadline, timeout, send(&conn, calls)).await {
+        warn!(error = %e, ids = keys.len(), "could not release locks; they expire at their TTL");
+    }
+}
+
+/// Unlock script calls: each `(data key, token)` releases that id's lock if `token` holds it.
+fn unlock_calls<'a>(
+    conn: &Connection,
+    locks: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Calls {
+    let sharded = sharded_flag(conn);
+    let mut calls = Calls::new(&UNLOCK, 1, 96);
+    for (key, token) in locks {
         let derived = Derived::of(key);
         calls.push(
             &[derived.lock()],
             &[
-                Arg::Bytes(token.as_bytes()),
+                Arg::Bytes(token),
                 Arg::Bytes(derived.channel()),
                 Arg::Bytes(sharded),
             ],
         );
     }
-    let deadline = Instant::now() + timeout;
-    if let Err(e) = within(deadline, timeout, send(&conn, calls)).await {
-        warn!(error = %e, ids = keys.len(), "could not release locks; they expire at their TTL");
-    }
+    calls
 }
 
 /// Runs script calls, coalesced with concurrent callers' where the connection allows (see
@@ -694,27 +703,14 @@ async fn prepare<Id, T, C>(
         .filter_map(|p| Some((p.key.as_str(), p.takeover.as_deref()?)))
         .collect();
     if !dead.is_empty() {
-        let sharded = sharded_flag(&cache.conn);
-        let mut calls = Calls::new(&UNLOCK, dead.len(), dead.len() * 96);
-        for (key, holder) in dead {
-            let derived = Derived::of(key);
-            calls.push(
-                &[derived.lock()],
-                &[
-                    Arg::Bytes(holder),
-                    Arg::Bytes(derived.channel()),
-                    Arg::Bytes(sharded),
-                ],
-            );
-        }
-        send(&cache.conn, calls).await?;
+        send(&cache.conn, unlock_calls(&cache.conn, dead)).await?;
     }
     let keys: Vec<&str> = pending.iter().map(|p| p.key.as_str()).collect();
     let versions: Vec<[u8; 16]> = pending.iter().map(|_| random_version()).collect();
     let send = |mut conn: Connection, group: Vec<usize>| {
         let mut pipe = Pipeline::with_capacity(group.len() * 4);
-        // A lock key of another type (written by hand) answers an error of its own, read as
-        // "held by someone unknown"; other errors fail the step below.
+        // Errors come back per command and are sorted out below: a lock key of another type is
+        // not one.
         pipe.ignore_errors();
         for &i in &group {
             let p = &pending[i];
@@ -762,12 +758,17 @@ async fn prepare<Id, T, C>(
             return Err(malformed("the pipeline", &reply));
         };
         let mut parts = parts.into_iter();
-        let lock = parts.next().unwrap_or(Value::Nil);
-        let holder = match lock {
+        let holder = match parts.next().unwrap_or(Value::Nil) {
             Value::Nil => None,
             Value::BulkString(holder) => Some(holder),
-            Value::ServerError(_) => Some(Vec::new()),
-            other => return Err(malformed("the lock", &other)),
+            // A lock key of another type (written by hand): held by someone unknown.
+            Value::ServerError(e) if e.code() == "WRONGTYPE" => Some(Vec::new()),
+            other => {
+                return Err(match other.extract_error() {
+                    Err(e) => e.into(),
+                    Ok(other) => malformed("the lock", &other),
+                })
+            }
         };
         let version = match parts.next().unwrap_or(Value::Nil).extract_error()? {
             Value::Nil => fresh.to_vec(),
