@@ -624,7 +624,8 @@ fn unlock_calls<'a>(
     locks: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> Calls {
     let sharded = sharded_flag(conn);
-    let mut calls = Calls::new(&UNLOCK, 1, 96);
+    let locks = locks.into_iter();
+    let mut calls = Calls::new(&UNLOCK, locks.size_hint().0, locks.size_hint().0 * 96);
     for (key, token) in locks {
         let derived = Derived::of(key);
         calls.push(
@@ -707,7 +708,8 @@ async fn prepare<Id, T, C>(
     }
     let keys: Vec<&str> = pending.iter().map(|p| p.key.as_str()).collect();
     let versions: Vec<[u8; 16]> = pending.iter().map(|_| random_version()).collect();
-    let send = |mut conn: Connection, group: Vec<usize>| {
+    // One pipeline per group of ids (see `for_groups`); not `send`, which runs script calls.
+    let request = |mut conn: Connection, group: Vec<usize>| {
         let mut pipe = Pipeline::with_capacity(group.len() * 4);
         // Errors come back per command and are sorted out below: a lock key of another type is
         // not one.
@@ -747,7 +749,7 @@ async fn prepare<Id, T, C>(
             Ok(per_id)
         }
     };
-    let replies = for_groups(&cache.conn, &keys, send).await?;
+    let replies = for_groups(&cache.conn, &keys, request).await?;
     let mut prepared = Vec::with_capacity(pending.len());
     let mut release = Vec::new();
     for ((p, reply), fresh) in pending.iter().zip(replies).zip(&versions) {
