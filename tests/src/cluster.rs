@@ -4,7 +4,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::server::{info_field, query, redis_cli_bin, run_with_timeout, Mode, RedisServer};
+use crate::server::{info_field, redis_cli_bin, run_with_timeout, Mode, RedisServer};
+use crate::Secure;
 
 /// How long the whole cluster (3 servers, `--cluster create`, convergence) may take.
 const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
@@ -13,7 +14,8 @@ const MASTERS: usize = 3;
 /// A running 3-master cluster (no replicas). Its nodes are killed when this is dropped, or at
 /// process exit when it lives in a static.
 ///
-/// Get a private one with [`start_cluster`](crate::start_cluster).
+/// Get a private one with [`start_cluster`](crate::start_cluster) or
+/// [`start_tls_cluster`](crate::start_tls_cluster).
 #[derive(Debug)]
 pub struct Cluster {
     nodes: Vec<RedisServer>,
@@ -22,15 +24,21 @@ pub struct Cluster {
 impl Cluster {
     /// Starts 3 cluster-enabled servers, joins them with `redis-cli --cluster create`, and waits
     /// until every node reports `cluster_state:ok` with all 16384 slots assigned and served.
-    pub(crate) fn start() -> Result<Self, String> {
+    /// With `tls`, the nodes speak only TLS, to clients and on the cluster bus (see
+    /// [`Secure::tls`]).
+    pub(crate) fn start(tls: bool) -> Result<Self, String> {
         let started = Instant::now();
         let deadline = started + CLUSTER_DEADLINE;
+        let secure = Secure { tls, acl: false };
         let nodes = (0..MASTERS)
-            .map(|_| RedisServer::launch(Mode::ClusterNode, &[]))
+            .map(|_| RedisServer::launch_secure(Mode::ClusterNode, secure, &[]))
             .collect::<Result<Vec<_>, _>>()?;
         let cluster = Cluster { nodes };
 
         let mut create = Command::new(redis_cli_bin());
+        if let Some(ca) = cluster.nodes[0].tls_ca_file() {
+            create.arg("--tls").arg("--cacert").arg(ca);
+        }
         create
             .args(["--cluster", "create"])
             .args(
@@ -68,7 +76,7 @@ impl Cluster {
             let pending: Vec<String> = cluster
                 .nodes
                 .iter()
-                .filter_map(|node| match query(node.port(), &["CLUSTER", "INFO"]) {
+                .filter_map(|node| match node.query(&["CLUSTER", "INFO"]) {
                     Ok(info) if converged(&info) => None,
                     Ok(info) => Some(format!("node {}: {}", node.port(), summary(&info))),
                     Err(e) => Some(format!("node {}: {e}", node.port())),
@@ -94,7 +102,8 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// The masters' URLs, `redis://127.0.0.1:<port>/`.
+    /// The masters' URLs, `redis://127.0.0.1:<port>/` (`rediss://` with TLS: trust
+    /// [`TestCa::shared`](crate::TestCa::shared) to connect).
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }

@@ -193,7 +193,9 @@ pub fn cluster_nodes() -> Vec<String> {
                 .map(str::to_owned)
                 .collect(),
         )),
-        None => cluster::Cluster::start().map(|cluster| Shared::owned(cluster.urls(), cluster)),
+        None => {
+            cluster::Cluster::start(false).map(|cluster| Shared::owned(cluster.urls(), cluster))
+        }
     });
     match shared {
         Ok(shared) => shared.address.clone(),
@@ -243,7 +245,19 @@ pub fn start_standalone_with(args: &[&str]) -> RedisServer {
 ///
 /// The cluster does not come up; the message includes the node logs.
 pub fn start_cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|why| panic!("cannot start a private redis cluster: {why}"))
+    Cluster::start(false)
+        .unwrap_or_else(|why| panic!("cannot start a private redis cluster: {why}"))
+}
+
+/// [`start_cluster`] with TLS: every node speaks only TLS (`rediss://` URLs, certificate
+/// signed by [`TestCa::shared`]), on its client port and on the cluster bus.
+///
+/// # Panics
+///
+/// The cluster does not come up; the message includes the node logs.
+pub fn start_tls_cluster() -> Cluster {
+    Cluster::start(true)
+        .unwrap_or_else(|why| panic!("cannot start a private TLS redis cluster: {why}"))
 }
 
 /// How a server from [`start_secure`] is locked down.

@@ -56,15 +56,16 @@ impl RedisServer {
         Self::launch_secure(mode, Secure::default(), extra_args)
     }
 
-    /// [`launch`](Self::launch), with TLS and/or ACL users (standalone only).
+    /// [`launch`](Self::launch), with TLS and/or ACL users (ACL users on standalone servers
+    /// only; a TLS cluster node speaks TLS on its cluster bus too).
     pub(crate) fn launch_secure(
         mode: Mode,
         secure: Secure,
         extra_args: &[&str],
     ) -> Result<Self, String> {
         assert!(
-            mode == Mode::Standalone || secure == Secure::default(),
-            "TLS and ACL servers are standalone"
+            mode == Mode::Standalone || !secure.acl,
+            "servers with ACL users are standalone"
         );
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         let mut failures = Vec::new();
@@ -273,6 +274,9 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir);
         if self.mode == Mode::ClusterNode {
+            if self.secure.tls {
+                cmd.args(["--tls-cluster", "yes"]);
+            }
             cmd.args(["--cluster-enabled", "yes"])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
                 .args(["--cluster-node-timeout", "5000"]);
@@ -345,13 +349,20 @@ impl RedisServer {
 }
 
 impl RedisServer {
+    /// The CA certificate file a TLS client of this server trusts (`None` without TLS).
+    pub(crate) fn tls_ca_file(&self) -> Option<PathBuf> {
+        self.secure.tls.then(|| crate::tls::ca_file(&self.dir))
+    }
+
     fn socket_path(&self) -> PathBuf {
         self.dir.join("redis.sock")
     }
 
-    /// [`query`] this server the way the harness can: on the Unix socket with TLS, as
-    /// [`ADMIN_USER`] with ACL users.
-    fn query(&self, args: &[&str]) -> io::Result<String> {
+    /// Sends one command over a fresh blocking connection, the way the harness can reach
+    /// this server: on the Unix socket with TLS, as [`ADMIN_USER`] with ACL users. Returns a
+    /// simple-string, integer or bulk-string reply as text. Used before any async runtime is
+    /// involved.
+    pub(crate) fn query(&self, args: &[&str]) -> io::Result<String> {
         let mut commands = Vec::with_capacity(2);
         if let Some(password) = &self.admin_password {
             commands.push(vec!["AUTH", ADMIN_USER, password.as_str()]);
@@ -436,12 +447,6 @@ pub(crate) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
         let (key, value) = line.split_once(':')?;
         (key == name).then(|| value.trim())
     })
-}
-
-/// Sends one command over a fresh blocking connection and returns a simple-string, integer
-/// or bulk-string reply as text. Used before any async runtime is involved.
-pub(crate) fn query(port: u16, args: &[&str]) -> io::Result<String> {
-    exchange(tcp(port)?, &[args.to_vec()])
 }
 
 fn tcp(port: u16) -> io::Result<TcpStream> {

@@ -1,5 +1,6 @@
 //! Certificates made at test time for TLS servers: a throwaway certificate authority and a
-//! server certificate it signed, valid for `127.0.0.1` and `localhost`. Nothing is committed
+//! server certificate it signed, valid for `127.0.0.1` and `localhost` (also as a client
+//! certificate, for the nodes of a TLS cluster). Nothing is committed
 //! or read from the machine's trust store.
 
 use std::fs;
@@ -58,7 +59,12 @@ impl TestCa {
             .distinguished_name
             .push(DnType::CommonName, "ruecache test server");
         server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        // Cluster nodes present this certificate to each other on the TLS cluster bus, where
+        // the accepting node always asks for a client certificate.
+        server_params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         let server_key = KeyPair::generate()?;
         let server_cert = server_params.signed_by(&server_key, &ca)?;
 
@@ -88,13 +94,18 @@ impl TestCa {
         let files = TlsFiles {
             cert: dir.join("server.crt"),
             key: dir.join("server.key"),
-            ca: dir.join("ca.crt"),
+            ca: ca_file(dir),
         };
         fs::write(&files.cert, &self.server_cert_pem)?;
         fs::write(&files.ca, &self.ca_pem)?;
         write_private(&files.key, self.server_key_pem.as_bytes())?;
         Ok(files)
     }
+}
+
+/// Where [`TestCa::write_server_files`] puts the CA certificate in a server's directory.
+pub(crate) fn ca_file(dir: &Path) -> PathBuf {
+    dir.join("ca.crt")
 }
 
 #[cfg(unix)]

@@ -11,9 +11,12 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use redis::cluster::ClusterClientBuilder;
 use redis::{ErrorKind, ServerErrorKind};
 use ruecache::{Cache, Connection};
-use ruecache_tests::{start_cluster, start_secure, Cluster, RedisServer, Secure, TestCa};
+use ruecache_tests::{
+    start_cluster, start_secure, start_tls_cluster, Cluster, RedisServer, Secure, TestCa,
+};
 use support::{Source, TestError};
 
 /// The key template of the caches under the restricted user.
@@ -296,7 +299,7 @@ async fn restricted_user_with_the_wake_up_rules_is_woken() {
     set_user(&admin, &[MINIMAL_ACL, WAKE_UP_RULES].concat()).await;
     let url = server.url_as("cache", PASSWORD);
     let holder = Connection::open(&url).await.unwrap();
-    woken_under_restricted_user(holder, Connection::open(&url).await.unwrap()).await;
+    waiter_is_woken(holder, Connection::open(&url).await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,11 +307,16 @@ async fn restricted_cluster_user_with_the_wake_up_rules_is_woken() {
     let rules = [MINIMAL_ACL, CLUSTER_RULES, CLUSTER_WAKE_UP_RULES].concat();
     let (_cluster, urls) = acl_cluster(&rules).await;
     let holder = Connection::open_cluster(&urls).await.unwrap();
-    woken_under_restricted_user(holder, Connection::open_cluster(&urls).await.unwrap()).await;
+    waiter_is_woken(holder, Connection::open_cluster(&urls).await.unwrap()).await;
 }
 
-/// A waiter on `waiter_conn` is woken by the commit of a holder on `holder_conn`.
-async fn woken_under_restricted_user(holder_conn: Connection, waiter_conn: Connection) {
+/// The id [`waiter_is_woken`] waits for: one [`exercise`] does not use.
+const WAITED: u64 = 99;
+
+/// A waiter on `waiter_conn` is woken by the commit of a holder on `holder_conn` (another
+/// connection, as another process would have), both asking for [`WAITED`], which must not be
+/// cached yet.
+async fn waiter_is_woken(holder_conn: Connection, waiter_conn: Connection) {
     let holder = widgets(holder_conn);
     // Polling alone would take a whole second: a quick return is a wake-up.
     let waiter: Cache<u64, String> = Cache::builder(waiter_conn, TEMPLATE)
@@ -320,7 +328,7 @@ async fn woken_under_restricted_user(holder_conn: Connection, waiter_conn: Conne
         let (holder, handle) = (holder.clone(), gate.handle());
         async move {
             holder
-                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1], |ids| {
+                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([WAITED], |ids| {
                     let handle = handle.clone();
                     async move {
                         handle.pause(&ids).await;
@@ -335,7 +343,7 @@ async fn woken_under_restricted_user(holder_conn: Connection, waiter_conn: Conne
         let waiter = waiter.clone();
         async move {
             waiter
-                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1], |ids| async move {
+                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([WAITED], |ids| async move {
                     Source::default().fetch(ids).await
                 })
                 .await
@@ -349,7 +357,7 @@ async fn woken_under_restricted_user(holder_conn: Connection, waiter_conn: Conne
     .await;
     release.send(()).unwrap();
     held.await.unwrap().unwrap();
-    assert_eq!(waiting.await.unwrap().unwrap(), expected(&[1]));
+    assert_eq!(waiting.await.unwrap().unwrap(), expected(&[WAITED]));
     assert_eq!(waiter.stats().wakeups, 1, "{:?}", waiter.stats());
 }
 
@@ -451,6 +459,78 @@ async fn restricted_user_over_tls() {
         .expect("the restricted user logs in over TLS");
     exercise(&widgets(conn)).await.expect("TLS and the ACL");
     assert!(support::exists(&admin, "widgets:{1}").await);
+}
+
+/// A 3-master cluster that speaks only TLS, to clients and on its cluster bus: through a
+/// cluster client that trusts the test CA, the cache fills, hits and invalidates, a batch over
+/// every node's slots round-trips, and a waiter on another connection is woken through the
+/// shard channels of the TLS subscription connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_cluster_fill_invalidate_and_wake_up() {
+    let cluster = start_tls_cluster();
+    let urls = cluster.urls();
+    assert!(
+        urls.iter().all(|url| url.starts_with("rediss://")),
+        "{urls:?}"
+    );
+    // The documented way to trust a private CA on a cluster: `certs` on the builder, for the
+    // cache's connection and for its wake-ups.
+    let builder = || {
+        ClusterClientBuilder::new(urls.clone())
+            .certs(TestCa::shared().tls_certificates())
+            .response_timeout(ruecache::DEFAULT_RESPONSE_TIMEOUT)
+    };
+    let open = async || {
+        let conn = builder()
+            .build()
+            .expect("valid TLS cluster client")
+            .get_async_connection()
+            .await
+            .expect("TLS handshakes with every node, verified with the test CA");
+        Connection::from(conn).cluster_wake_ups(builder())
+    };
+
+    let cache = widgets(open().await);
+    exercise(&cache)
+        .await
+        .expect("the cache over a TLS cluster");
+
+    // Enough ids that every master holds some of them.
+    let ids: Vec<u64> = (1_000..1_300).collect();
+    let source = Source::default();
+    let fill = |ids: Vec<u64>| {
+        let source = source.clone();
+        async move { source.fetch(ids).await }
+    };
+    for round in ["miss", "hit"] {
+        let got: HashMap<u64, String> = cache
+            .get_and_fill(ids.clone(), fill)
+            .await
+            .unwrap_or_else(|e| panic!("batch {round} over every node: {e:?}"));
+        assert_eq!(got, expected(&ids), "batch {round}");
+    }
+    assert_eq!(source.counts().len(), ids.len(), "each id fetched");
+    assert!(
+        source.counts().values().all(|&n| n == 1),
+        "the second batch hit"
+    );
+    let per_node: Vec<i64> = {
+        let mut sizes = Vec::new();
+        for url in &urls {
+            let client =
+                redis::Client::build_with_tls(url.as_str(), TestCa::shared().tls_certificates())
+                    .unwrap();
+            let mut node = client.get_multiplexed_async_connection().await.unwrap();
+            sizes.push(redis::cmd("DBSIZE").query_async(&mut node).await.unwrap());
+        }
+        sizes
+    };
+    assert!(
+        per_node.iter().all(|&keys| keys > 0),
+        "the batch spans every node: {per_node:?}"
+    );
+
+    waiter_is_woken(open().await, open().await).await;
 }
 
 /// A `tracing` writer into a shared buffer.
