@@ -116,7 +116,12 @@ where
         }
     }
     Counters::add(&stats.hits, hits);
-    fill(cache, pending, fetch, out, deadline).await
+    if pending.is_empty() {
+        return Ok(());
+    }
+    // Boxed: the fill's future is ten times the read's, and every call (a hit too) would
+    // otherwise carry it and copy it around.
+    Box::pin(fill(cache, pending, fetch, out, deadline)).await
 }
 
 /// [`get_and_fill`] of a single id: one `GET`, and on a hit nothing else (no dedup, no key
