@@ -1,5 +1,5 @@
-//! TTLs: set with deterministic jitter, exact without it, none with `no_expiry`, and values
-//! really expire.
+//! TTLs: set with deterministic jitter, exact without it, none with `no_expiry`, values
+//! really expire, and the version key's TTL is set and refreshed when a fill reads it.
 
 mod support;
 
@@ -83,11 +83,46 @@ async fn values_expire_and_are_refetched(t: Target) {
     assert_eq!(source.calls(), vec![vec![1, 2], vec![1, 2]]);
 }
 
+/// A fill that finds the version key reads it and extends its TTL to the version TTL, and a
+/// fill that finds none creates it with that TTL.
+async fn version_ttl_is_set_and_refreshed_on_read(t: Target) {
+    let conn = t.connect().await;
+    let cache = Cache::builder(conn.clone(), &template(&t.ns()))
+        .version_ttl(Duration::from_secs(100))
+        .build()
+        .unwrap();
+    let source = Source::default();
+    fill(&cache, 1..=1, &source).await;
+    let keys = cache.keys(&1).unwrap();
+    let created: i64 = cmd(&conn, "PTTL", &keys.version).await;
+    assert!((90_000..=100_000).contains(&created), "PTTL {created}");
+    let version: Vec<u8> = cmd(&conn, "GET", &keys.version).await;
+
+    // The version is about to expire and the data is gone: the next call misses and reads it.
+    cmd::<()>(&conn, "PEXPIRE", (&keys.version, 5_000)).await;
+    cmd::<()>(&conn, "DEL", &keys.data).await;
+    fill(&cache, 1..=1, &source).await;
+    let refreshed: i64 = cmd(&conn, "PTTL", &keys.version).await;
+    assert!(
+        (90_000..=100_000).contains(&refreshed),
+        "read, not refreshed: PTTL {refreshed}"
+    );
+    let read: Vec<u8> = cmd(&conn, "GET", &keys.version).await;
+    assert_eq!(read, version, "reading the version must not replace it");
+    assert_eq!(source.calls(), vec![vec![1], vec![1]]);
+    assert_eq!(
+        cache.stats().commits,
+        2,
+        "both fills wrote with that version"
+    );
+}
+
 both!(
     ttl_is_set_with_jitter,
     ttl_without_jitter_is_exact,
     no_expiry_leaves_pttl_minus_one,
     values_expire_and_are_refetched,
+    version_ttl_is_set_and_refreshed_on_read,
 );
 
 #[tokio::test]
