@@ -17,34 +17,10 @@ use ruecache::{Cache, Connection};
 use ruecache_tests::{
     start_cluster, start_secure, start_tls_cluster, Cluster, RedisServer, Secure, TestCa,
 };
-use support::{Source, TestError};
+use support::{Source, TestError, MINIMAL_ACL, PASSWORD};
 
 /// The key template of the caches under the restricted user.
 const TEMPLATE: &str = "widgets:{{{id}}}";
-
-/// The restricted user's password.
-const PASSWORD: &str = "cache-password";
-
-/// The README's minimal ACL, word for word: the arguments of
-/// `ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xff[vl]widgets:*"
-/// ~ruecache:live:* +get +mget +evalsha +script|load +set +del +pexpire` (`\xff` is the byte
-/// 0xFF).
-const MINIMAL_ACL: &[&[u8]] = &[
-    b"cache",
-    b"reset",
-    b"on",
-    b">cache-password",
-    b"~widgets:*",
-    b"~{*}\xff[vl]widgets:*",
-    b"~ruecache:live:*",
-    b"+get",
-    b"+mget",
-    b"+evalsha",
-    b"+script|load",
-    b"+set",
-    b"+del",
-    b"+pexpire",
-];
 
 /// Where the rules start after the user name, `reset`, `on` and the password.
 const FIRST_PERMISSION: usize = 4;

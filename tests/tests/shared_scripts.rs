@@ -10,7 +10,7 @@ use std::sync::Arc;
 use redis::{ErrorKind, ServerErrorKind};
 use ruecache::{Cache, Connection};
 use ruecache_tests::{start_secure, start_standalone_with, Secure};
-use support::{cmd, exists, value, Source, TestError};
+use support::{cmd, exists, value, Source, TestError, MINIMAL_ACL, PASSWORD};
 use tokio::sync::Barrier;
 
 /// How many `EVALSHA`s the server ran (or refused) since its stats were last reset.
@@ -77,8 +77,9 @@ async fn concurrent_misses_share_script_calls() {
     );
 }
 
-/// A user allowed only the keys of caches named `ok:`. 64 tasks invalidate at once through one
-/// connection of that user: 63 an `ok:` id each, one a `bad:` id. A script call shared with the
+/// A user with the README's minimal ACL, allowed only the keys of caches named `widgets:`. 64
+/// tasks invalidate at once through one connection of that user: 63 a `widgets:` id each, one a
+/// `bad:` id. A script call shared with the
 /// `bad:` id is refused as a whole (`NOPERM`); each caller in it then sends its own calls again,
 /// so only the `bad:` caller fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,28 +93,14 @@ async fn a_shared_script_call_refused_for_one_caller_fails_no_other() {
         &[],
     );
     let admin = server.connect().await;
-    let rules: &[&[u8]] = &[
-        b"cache",
-        b"reset",
-        b"on",
-        b">cache-password",
-        b"~ok:*",
-        b"~{*}\xff[vl]ok:*",
-        b"~ruecache:live:*",
-        b"+get",
-        b"+mget",
-        b"+evalsha",
-        b"+script|load",
-        b"+set",
-        b"+del",
-        b"+pexpire",
-    ];
-    cmd::<()>(&admin, "ACL", ("SETUSER", rules)).await;
+    cmd::<()>(&admin, "ACL", ("SETUSER", MINIMAL_ACL)).await;
     let conn = server
-        .open(&server.url_as("cache", "cache-password"))
+        .open(&server.url_as("cache", PASSWORD))
         .await
         .unwrap();
-    let ok: Cache<u64, String> = Cache::builder(conn.clone(), "ok:{id}").build().unwrap();
+    let ok: Cache<u64, String> = Cache::builder(conn.clone(), "widgets:{id}")
+        .build()
+        .unwrap();
     let bad: Cache<u64, String> = Cache::builder(conn.clone(), "bad:{id}").build().unwrap();
     ok.preload_scripts().await.unwrap();
     let barrier = Arc::new(Barrier::new(TASKS as usize));
@@ -140,9 +127,14 @@ async fn a_shared_script_call_refused_for_one_caller_fails_no_other() {
                 "{err}"
             );
         } else {
-            result.unwrap_or_else(|e| panic!("ok:{id} failed with the bad: caller's error: {e}"));
+            result.unwrap_or_else(|e| {
+                panic!("widgets:{id} failed with the bad: caller's error: {e}")
+            });
             let version = ok.keys(&id).unwrap().version;
-            assert!(exists(&admin, &version).await, "ok:{id} was invalidated");
+            assert!(
+                exists(&admin, &version).await,
+                "widgets:{id} was invalidated"
+            );
         }
     }
     let (_, rejected) = evalsha_calls(&admin).await;

@@ -175,3 +175,27 @@ pub async fn paused_fill(
     let (_, release) = gate.paused().await;
     (task, release)
 }
+
+/// The password of the restricted user `cache` that [`MINIMAL_ACL`] sets up.
+pub const PASSWORD: &str = "cache-password";
+
+/// The README's minimal ACL for the template `widgets:{{{id}}}`, word for word: the arguments
+/// of `ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xff[vl]widgets:*"
+/// ~ruecache:live:* +get +mget +evalsha +script|load +set +del +pexpire` (`\xff` is the byte
+/// 0xFF).
+pub const MINIMAL_ACL: &[&[u8]] = &[
+    b"cache",
+    b"reset",
+    b"on",
+    b">cache-password",
+    b"~widgets:*",
+    b"~{*}\xff[vl]widgets:*",
+    b"~ruecache:live:*",
+    b"+get",
+    b"+mget",
+    b"+evalsha",
+    b"+script|load",
+    b"+set",
+    b"+del",
+    b"+pexpire",
+];
