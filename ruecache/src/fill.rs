@@ -283,18 +283,16 @@ where
     let mut interest: Option<Interest> = None;
     while !pending.is_empty() {
         Counters::add(&stats.lock_attempts, pending.len());
-        let replies = match within(deadline, options.timeout, prepare(cache, token, &pending)).await
-        {
-            Ok(replies) => replies,
-            Err(e) => {
-                // One failed command fails the whole step, but the others may have run and
-                // taken their locks: release every lock of this round that is ours, in the
-                // background, so the error is not delayed by a server that is down.
-                let keys = pending.into_iter().map(|p| p.key).collect();
-                tokio::spawn(unlock(cache.conn.clone(), token, keys, options.timeout));
-                return Err(e.into());
-            }
+        let mut taking = Taking {
+            conn: &cache.conn,
+            token,
+            timeout: options.timeout,
+            pending: &pending,
         };
+        // On an error, or if the caller stops waiting, `taking` releases this round's locks.
+        let replies = within(deadline, options.timeout, prepare(cache, token, &pending)).await?;
+        taking.disarm();
+        drop(taking);
         let mut locked = Vec::new();
         let mut waiting = Vec::new();
         // The lock holder of each waiting id (empty when there is none to check).
@@ -667,13 +665,46 @@ fn sharded_flag(conn: &Connection) -> &'static [u8] {
 impl<Id> Drop for LockGuard<'_, Id> {
     fn drop(&mut self) {
         if let Some(unlock) = self.unlock() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
-                    runtime.spawn(unlock);
-                }
-                Err(_) => warn!("no tokio runtime to release locks; they expire at their TTL"),
-            }
+            spawn_unlock(unlock);
         }
+    }
+}
+
+/// Locks being taken (the prepare step). If the step fails, one failed command fails it all,
+/// but the others may have run and taken their locks; if the caller stops waiting, the commands
+/// may still run once sent. Either way every lock of the round that is ours is released, in the
+/// background, so that an error is not delayed by a server that is down. Disarmed once the
+/// replies are in: from there on each lock is in the hands of its fetch's [`LockGuard`].
+struct Taking<'a, Id> {
+    conn: &'a Connection,
+    token: Token,
+    timeout: Duration,
+    pending: &'a [Pending<Id>],
+}
+
+impl<Id> Taking<'_, Id> {
+    fn disarm(&mut self) {
+        self.pending = &[];
+    }
+}
+
+impl<Id> Drop for Taking<'_, Id> {
+    fn drop(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let keys = self.pending.iter().map(|p| p.key.clone()).collect();
+        spawn_unlock(unlock(self.conn.clone(), self.token, keys, self.timeout));
+    }
+}
+
+/// Runs an unlock in the background (from a `Drop`, which cannot wait).
+fn spawn_unlock(unlock: impl Future<Output = ()> + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(unlock);
+        }
+        Err(_) => warn!("no tokio runtime to release locks; they expire at their TTL"),
     }
 }
 

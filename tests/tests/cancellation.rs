@@ -1,5 +1,6 @@
 //! Nothing lost to cancellation: a caller dropped after its fetch returned still commits; a caller
-//! dropped during its fetch releases its locks at once instead of blocking others for the lock TTL.
+//! dropped while taking its locks or during its fetch releases them at once instead of blocking
+//! others for the lock TTL.
 
 mod support;
 
@@ -10,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
-use ruecache_tests::{both, Target};
+use ruecache::Connection;
+use ruecache_tests::{both, start_standalone_with, Target};
 use support::{eventually, exists, value, Gate, TestError};
 
 async fn dropped_after_fetch_returned_still_commits(t: Target) {
@@ -93,4 +95,53 @@ async fn dropped_after_fetch_returned_still_commits_standalone() {
 #[tokio::test(flavor = "current_thread")]
 async fn dropped_after_fetch_returned_still_commits_cluster() {
     dropped_after_fetch_returned_still_commits(Target::Cluster).await
+}
+
+/// A caller dropped while its locks are being taken (the commands sent, their replies not read
+/// yet) releases them too: the commands still run once Redis reads them, and the release right
+/// after them, instead of the locks blocking others for the lock TTL.
+#[tokio::test]
+async fn dropped_while_taking_locks_releases_them() {
+    // A private server: `CLIENT PAUSE` holds every client of the server it is sent to.
+    let server = start_standalone_with(&[]);
+    // No liveness key: its first write would be the one held instead of the lock's.
+    let conn = Connection::open(&server.url())
+        .await
+        .unwrap()
+        .liveness_window(None);
+    let cache = support::cache(conn.clone(), "taking:");
+    let admin = Connection::open(&server.url()).await.unwrap();
+    // Reads go on; writes wait in Redis until the pause ends.
+    support::cmd::<()>(&admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;
+    let c = cache.clone();
+    let task = tokio::spawn(async move {
+        c.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1], |ids| async move {
+            Ok::<_, TestError>(
+                ids.into_iter()
+                    .map(|id| (id, value(id)))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await
+    });
+    // The first write of a fill is its lock: once a client waits in Redis, the call is waiting
+    // for the lock's reply.
+    eventually("the lock command to wait in Redis", async || {
+        let info: String = support::cmd(&admin, "INFO", "clients").await;
+        info.lines().any(|l| l == "blocked_clients:1")
+    })
+    .await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    support::cmd::<()>(&admin, "CLIENT", "UNPAUSE").await;
+    let keys = cache.keys(&1).unwrap();
+    eventually("the lock taken, then released", async || {
+        // The version key shows that the lock command did run.
+        exists(&conn, &keys.version).await && !exists(&conn, &keys.lock).await
+    })
+    .await;
+    assert!(
+        !exists(&conn, cache.data_key(&1).unwrap()).await,
+        "nothing was fetched or written"
+    );
 }
