@@ -102,15 +102,21 @@ pub(crate) fn get_cmd(
     Ok(cmd)
 }
 
+/// A `GET`'s reply, with a key of another type (written by someone else) read as missing, as
+/// `MGET` reads it: a miss, which the commit's `SET` then overwrites.
+pub(crate) fn missing_if_wrong_type(reply: redis::RedisResult<Value>) -> Result<Value, Error> {
+    match reply {
+        Err(e) if e.code() == Some("WRONGTYPE") => Ok(Value::Nil),
+        reply => Ok(reply?),
+    }
+}
+
 /// Reads many string keys: `GET` for one, `MGET` per group for more.
 pub(crate) async fn get_many(conn: &Connection, keys: &[&str]) -> Result<Vec<Value>, Error> {
     for_groups(conn, keys, |mut conn, group| async move {
         if let [i] = group[..] {
-            let value: Value = redis::cmd("GET")
-                .arg(keys[i])
-                .query_async(&mut conn)
-                .await?;
-            return Ok(vec![value]);
+            let value = redis::cmd("GET").arg(keys[i]).query_async(&mut conn).await;
+            return Ok(vec![missing_if_wrong_type(value)?]);
         }
         let len = group.iter().map(|&i| keys[i].len()).sum::<usize>();
         let mut cmd = Cmd::with_capacity(group.len() + 1, len + 4);

@@ -29,7 +29,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use redis::{Cmd, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batch::get_many;
+use crate::batch::{get_many, missing_if_wrong_type};
 use crate::scripts::Calls;
 use crate::{Connection, Error};
 
@@ -129,7 +129,7 @@ impl Coalescer {
     async fn get_alone(&self, key: &str) -> Result<Value, Error> {
         let mut cmd = Cmd::with_capacity(2, 3 + key.len());
         cmd.arg("GET").arg(key);
-        Ok(cmd.query_async(&mut self.conn.clone()).await?)
+        missing_if_wrong_type(cmd.query_async(&mut self.conn.clone()).await)
     }
 
     /// Runs script calls, sharing `EVALSHA`s with concurrent callers: one reply per id.

@@ -30,7 +30,7 @@ use redis::{Pipeline, Value};
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, warn};
 
-use crate::batch::{for_groups, get_cmd, get_many};
+use crate::batch::{for_groups, get_cmd, get_many, missing_if_wrong_type};
 use crate::cache::{Cache, Shared, Spec};
 use crate::coalesce;
 use crate::codec::{open, seal, Cached, Codec, MAGIC, PAYLOAD_START};
@@ -151,7 +151,7 @@ where
         _ => {
             let get = get_cmd(|key| cache.write_data_key(&id, key))?;
             read_within(cache, deadline, async {
-                Ok(get.query_async(&mut cache.conn.clone()).await?)
+                missing_if_wrong_type(get.query_async(&mut cache.conn.clone()).await)
             })
             .await?
         }
@@ -297,6 +297,8 @@ where
         let mut waiting = Vec::new();
         // The lock holder of each waiting id (empty when there is none to check).
         let mut holders = Vec::new();
+        // A foreign lock key was deleted: its id is prepared again at once.
+        let mut cleared = false;
         for (p, reply) in pending.into_iter().zip(replies) {
             let p = Pending {
                 takeover: None,
@@ -320,6 +322,11 @@ where
                     waiting.push(p);
                     holders.push(holder);
                 }
+                Prepared::Cleared => {
+                    cleared = true;
+                    waiting.push(p);
+                    holders.push(Vec::new());
+                }
             }
         }
         // Counted before this caller's own fetch: a wait is known as soon as the reply says so.
@@ -336,10 +343,12 @@ where
         drop(busy);
         pending = waiting;
         let dead = within(deadline, options.timeout, dead_holders(cache, &holders)).await?;
-        if !dead.is_empty() {
+        if !dead.is_empty() || cleared {
             // Locks of a dead holder: take them over right away.
             Counters::add(&stats.takeovers, dead.len());
-            debug!(ids = dead.len(), "taking over locks of a holder that died");
+            if !dead.is_empty() {
+                debug!(ids = dead.len(), "taking over locks of a holder that died");
+            }
             for i in dead {
                 pending[i].takeover = Some(std::mem::take(&mut holders[i]));
             }
@@ -713,6 +722,8 @@ enum Prepared {
     Locked(Vec<u8>),
     /// Locked by another caller: its token.
     Busy(Vec<u8>),
+    /// The lock key held a key of another type (written by hand), now deleted: prepare again.
+    Cleared,
 }
 
 /// Step 2 for `pending`: one round trip of plain commands per id, in this order: take the lock
@@ -788,7 +799,9 @@ async fn prepare<Id, T, C>(
     let replies = for_groups(&cache.conn, &keys, request).await?;
     let mut prepared = Vec::with_capacity(pending.len());
     let mut release = Vec::new();
-    for ((p, reply), fresh) in pending.iter().zip(replies).zip(&versions) {
+    // Keys of another type where a lock or a version belongs: replaced below.
+    let mut foreign = Foreign::default();
+    for (i, (p, reply)) in pending.iter().zip(replies).enumerate() {
         let malformed = |what: &str, reply: &Value| {
             Error::UnexpectedReply(format!("prepare: {what} returned {reply:?}"))
         };
@@ -799,8 +812,10 @@ async fn prepare<Id, T, C>(
         let holder = match parts.next().unwrap_or(Value::Nil) {
             Value::Nil => None,
             Value::BulkString(holder) => Some(holder),
-            // A lock key of another type (written by hand): held by someone unknown.
-            Value::ServerError(e) if e.code() == "WRONGTYPE" => Some(Vec::new()),
+            other if is_wrong_type(&other) => {
+                foreign.locks.push(i);
+                None
+            }
             other => {
                 return Err(match other.extract_error() {
                     Err(e) => e.into(),
@@ -808,32 +823,117 @@ async fn prepare<Id, T, C>(
                 })
             }
         };
-        let version = match parts.next().unwrap_or(Value::Nil).extract_error()? {
-            Value::Nil => fresh.to_vec(),
+        let version = match parts.next().unwrap_or(Value::Nil) {
+            Value::Nil => versions[i].to_vec(),
             Value::BulkString(version) => version,
-            other => return Err(malformed("the version", &other)),
+            other if is_wrong_type(&other) => {
+                foreign.versions.push(i);
+                versions[i].to_vec()
+            }
+            other => {
+                return Err(match other.extract_error() {
+                    Err(e) => e.into(),
+                    Ok(other) => malformed("the version", &other),
+                })
+            }
         };
         parts.next().unwrap_or(Value::Nil).extract_error()?;
-        let data = match parts.next().map(Value::extract_error).transpose()? {
+        let data = match parts.next() {
             Some(Value::BulkString(data)) if data.first() == Some(&MAGIC) => Some(data),
+            // Not ours, or of another type: a miss, which the commit's `SET` overwrites.
+            Some(other) if !is_wrong_type(&other) => {
+                other.extract_error()?;
+                None
+            }
             _ => None,
         };
+        let lock_is_foreign = foreign.locks.last() == Some(&i);
         prepared.push(match (data, holder) {
             (Some(data), holder) => {
-                if holder.is_none() {
+                if holder.is_none() && !lock_is_foreign {
                     release.push(p.key.clone());
                 }
                 Prepared::Data(data)
             }
+            (None, _) if lock_is_foreign => Prepared::Cleared,
             (None, None) => Prepared::Locked(version),
             (None, Some(holder)) => Prepared::Busy(holder),
         });
+    }
+    // Only versions of ids locked here are replaced: a holder replaces its own.
+    foreign
+        .versions
+        .retain(|&i| matches!(prepared[i], Prepared::Locked(_)));
+    if !foreign.is_empty() {
+        foreign.replace(cache, pending, &versions).await?;
     }
     if !release.is_empty() {
         // Filled by another caller since the first read: the lock is not needed.
         tokio::spawn(unlock(cache.conn.clone(), token, release, options.timeout));
     }
     Ok(prepared)
+}
+
+/// Whether a reply is Redis's `WRONGTYPE` error: the key holds a list, a hash... (written by
+/// someone else), where the cache keeps a string.
+fn is_wrong_type(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(e) if e.code() == "WRONGTYPE")
+}
+
+/// Ids (indices into `pending`) whose lock or version key held a key of another type. Such a
+/// key is no one's lock or version: it would block the id for good (a lock that cannot be taken,
+/// a version no commit can match), so it is replaced. Replacing a version is always safe (it is
+/// what an invalidation does; at worst a concurrent commit is refused as stale), and a lock
+/// deleted here is taken again by the next prepare like any free lock.
+#[derive(Default)]
+struct Foreign {
+    locks: Vec<usize>,
+    versions: Vec<usize>,
+}
+
+impl Foreign {
+    fn is_empty(&self) -> bool {
+        self.locks.is_empty() && self.versions.is_empty()
+    }
+
+    /// One round trip: `DEL` each foreign lock, `SET` each foreign version to the fresh version
+    /// this caller drew for it (and now fills under).
+    async fn replace<Id, T, C>(
+        self,
+        cache: &Cache<Id, T, C>,
+        pending: &[Pending<Id>],
+        versions: &[[u8; 16]],
+    ) -> Result<(), Error> {
+        warn!(
+            locks = self.locks.len(),
+            versions = self.versions.len(),
+            "replacing keys of another type where the cache keeps locks or versions"
+        );
+        let version_ttl = cache.spec.options.version_ttl.as_millis() as u64;
+        let ids: Vec<(usize, bool)> = (self.locks.iter().map(|&i| (i, true)))
+            .chain(self.versions.iter().map(|&i| (i, false)))
+            .collect();
+        let keys: Vec<&str> = ids.iter().map(|&(i, _)| pending[i].key.as_str()).collect();
+        let request = |mut conn: Connection, group: Vec<usize>| {
+            let mut pipe = Pipeline::with_capacity(group.len());
+            for &g in &group {
+                let (i, lock) = ids[g];
+                let derived = Derived::of(&pending[i].key);
+                if lock {
+                    pipe.cmd("DEL").arg(derived.lock());
+                } else {
+                    pipe.cmd("SET")
+                        .arg(derived.version())
+                        .arg(&versions[i])
+                        .arg("PX")
+                        .arg(version_ttl);
+                }
+            }
+            async move { Ok(pipe.query_async::<Vec<Value>>(&mut conn).await?) }
+        };
+        for_groups(&cache.conn, &keys, request).await?;
+        Ok(())
+    }
 }
 
 pub(crate) async fn invalidate<Id, T, C, I>(cache: &Cache<Id, T, C>, ids: I) -> Result<(), Error>

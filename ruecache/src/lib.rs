@@ -109,7 +109,8 @@
 //!
 //! Values go through a [`Codec`]: [`MsgPack`] (serde, the default), [`Raw`] bytes, or `Prost`
 //! (feature `prost`). Anything in Redis that is not in the cache's format is treated as a miss and
-//! refilled, never returned.
+//! refilled, never returned; a key of another type (a list, a hash...) where the cache keeps a
+//! value, a version or a lock is replaced by the cache's own.
 #![warn(
     missing_docs,
     unreachable_pub,

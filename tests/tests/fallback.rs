@@ -95,15 +95,20 @@ async fn served_from_the_source_while_redis_is_down_then_cached_again() {
 async fn errors_other_than_unreachable_redis_still_surface() {
     let server = start_standalone_with(&[]);
     let cache = cache(server.connect().await, &ruecache_tests::ns());
-    let key = cache.data_key(&1).unwrap();
-    cmd::<()>(cache.connection(), "RPUSH", (&key, "not a string")).await;
+    // Redis answers, but refuses every write: an error about Redis, not about reaching it.
+    cmd::<()>(
+        cache.connection(),
+        "CONFIG",
+        ("SET", "maxmemory", 1, "maxmemory-policy", "noeviction"),
+    )
+    .await;
     let source = Source::default();
     let err = cache
         .get_and_fill::<_, Map, _, _, _, _>([1, 2], |ids| source.fetch(ids))
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, TestError::Cache(msg) if msg.contains("WRONGTYPE")),
+        matches!(&err, TestError::Cache(msg) if msg.contains("OOM")),
         "{err:?}"
     );
     assert!(source.calls().is_empty(), "not served from the source");

@@ -13,14 +13,13 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use ruecache::{Cache, Connection, IdKeys, Raw, MAX_KEY_LEN};
-use ruecache_tests::{both, Target};
-use support::{cmd, exists, value, Source};
+use ruecache_tests::{both, start_standalone_with, Target};
+use support::{cmd, exists, value, Source, TestError};
 
 /// The test's error type, keeping the cache's error typed so tests can match its variant.
 #[derive(Debug)]
 enum Failure {
     Cache(ruecache::Error),
-    Source,
 }
 
 impl From<ruecache::Error> for Failure {
@@ -658,86 +657,121 @@ async fn foreign_lock_with_expiry_is_waited_out(t: Target) {
     assert!(!exists(&conn, &keys.lock).await);
 }
 
-/// What a wrong-typed key does, asserted: a typed `Error::Redis` naming `WRONGTYPE` (the call
-/// never panics nor hangs), the other ids' keys untouched, and an `invalidate` heals it.
+/// What a wrong-typed key does, asserted: the batch and single-id calls succeed (never an error,
+/// a panic or a hang), the foreign key is replaced by the cache's own, and the id is then cached.
 async fn check_wrong_type(cache: &Cache<u64, String>, broken_key: &[u8], label: &str) {
     let conn = cache.connection();
     let source = Source::default();
-    let batch: Result<HashMap<u64, String>, Failure> = cache
-        .get_and_fill([1, 2], |ids| {
-            let source = source.clone();
-            async move { source.fetch(ids).await.map_err(|_| Failure::Source) }
-        })
-        .await;
-    let single = cache
-        .get_and_fill_one(1, |id| async move { Ok::<_, Failure>(Some(value(id))) })
-        .await;
-    for (what, result) in [("batch", batch.map(|_| ())), ("single", single.map(|_| ()))] {
-        match result {
-            Err(Failure::Cache(ruecache::Error::Redis(e))) => {
-                assert!(e.to_string().contains("WRONGTYPE"), "{label} {what}: {e}")
-            }
-            other => panic!("{label} {what}: expected a WRONGTYPE redis error, got {other:?}"),
-        }
-    }
-    assert!(source.calls().is_empty(), "{label}: nothing was fetched");
+    let batch: HashMap<u64, String> = cache
+        .get_and_fill([1, 2], |ids| source.fetch(ids))
+        .await
+        .unwrap_or_else(|e| panic!("{label}: batch: {e:?}"));
+    assert_eq!(batch, [(1, value(1)), (2, value(2))].into(), "{label}");
     let kind: String = cmd(conn, "TYPE", broken_key).await;
-    assert_eq!(
-        kind, "list",
-        "{label}: the engine does not touch the foreign key by itself"
-    );
-    cache.invalidate([1]).await.unwrap();
-    // Healed. (A single id: the batch above may have left id 2 locked, see
-    // `failed_batch_releases_the_locks_it_took`.)
-    let healed = cache
-        .get_and_fill_one(1, |id| async move { Ok::<_, Failure>(Some(value(id))) })
+    assert_ne!(kind, "list", "{label}: the foreign key was replaced");
+    let single = cache
+        .get_and_fill_one(1, |id| async move { Ok::<_, TestError>(Some(value(id))) })
         .await
-        .unwrap();
-    assert_eq!(healed, Some(value(1)), "{label}");
+        .unwrap_or_else(|e| panic!("{label}: single: {e:?}"));
+    assert_eq!(single, Some(value(1)), "{label}");
+    let calls = source.calls().len();
     let cached: HashMap<u64, String> = cache
-        .get_and_fill([1], |ids| source.fetch(ids))
+        .get_and_fill([1, 2], |ids| source.fetch(ids))
         .await
         .unwrap();
-    assert_eq!(cached[&1], value(1), "{label}: and cached");
+    assert_eq!(cached, batch, "{label}");
+    assert_eq!(source.calls().len(), calls, "{label}: and cached");
+    assert!(
+        !exists(conn, cache.keys(&1).unwrap().lock).await,
+        "{label}: no lock left behind"
+    );
 }
 
-async fn list_in_data_key_is_a_typed_error_healed_by_invalidate(t: Target) {
+/// The same, through the single-id path first (its own `GET`).
+async fn check_wrong_type_single_first(cache: &Cache<u64, String>, label: &str) {
+    let single = cache
+        .get_and_fill_one(1, |id| async move { Ok::<_, TestError>(Some(value(id))) })
+        .await
+        .unwrap_or_else(|e| panic!("{label}: single: {e:?}"));
+    assert_eq!(single, Some(value(1)), "{label}");
+    let hit = cache
+        .get_and_fill_one(1, |_| async move {
+            Err::<Option<String>, _>(TestError::Source("must not be fetched"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(hit, Some(value(1)), "{label}: and cached");
+}
+
+async fn list_in_data_key_heals_by_itself(t: Target) {
     let conn = t.connect().await;
     let cache = short_timeout_cache(conn.clone(), &t.ns());
     let data = cache.keys(&1).unwrap().data;
     cmd::<()>(&conn, "RPUSH", (&data, "a", "b")).await;
     check_wrong_type(&cache, data.as_bytes(), "list in the data key").await;
+    let cache = short_timeout_cache(conn.clone(), &t.ns());
+    let data = cache.keys(&1).unwrap().data;
+    cmd::<()>(&conn, "RPUSH", (&data, "a", "b")).await;
+    check_wrong_type_single_first(&cache, "list in the data key").await;
 }
 
-async fn list_in_version_key_is_a_typed_error_healed_by_invalidate(t: Target) {
+async fn list_in_version_key_heals_by_itself(t: Target) {
     let conn = t.connect().await;
     let cache = short_timeout_cache(conn.clone(), &t.ns());
     let version = cache.keys(&1).unwrap().version;
     cmd::<()>(&conn, "RPUSH", (&version, "a", "b")).await;
     check_wrong_type(&cache, &version, "list in the version key").await;
+    // An invalidation still stops fills: the version is the cache's own again.
+    let before: Vec<u8> = cmd(&conn, "GET", &version).await;
+    cache.invalidate([1]).await.unwrap();
+    let after: Vec<u8> = cmd(&conn, "GET", &version).await;
+    assert_ne!(before, after);
 }
 
-/// A batch whose prepare step fails for one id (here a list in its data key) must not leave the
-/// locks it took for the other ids behind: they would block every other caller for the lock TTL.
-/// (One hash tag for all ids, so that on a cluster too the batch is one request.)
-async fn failed_batch_releases_the_locks_it_took(t: Target) {
+async fn list_in_lock_key_heals_by_itself(t: Target) {
     let conn = t.connect().await;
-    let template = format!("{}{{{{all}}}}:{{id}}", t.ns());
-    let cache: Cache<u64, String> = Cache::builder(conn.clone(), &template)
+    let cache = short_timeout_cache(conn.clone(), &t.ns());
+    let lock = cache.keys(&1).unwrap().lock;
+    cmd::<()>(&conn, "RPUSH", (&lock, "a", "b")).await;
+    check_wrong_type(&cache, &lock, "list in the lock key").await;
+    let cache = short_timeout_cache(conn.clone(), &t.ns());
+    let lock = cache.keys(&1).unwrap().lock;
+    cmd::<()>(&conn, "RPUSH", (&lock, "a", "b")).await;
+    check_wrong_type_single_first(&cache, "list in the lock key").await;
+}
+
+/// A batch whose lock step fails (here it times out: Redis holds every write) must not leave the
+/// locks behind that its commands take once Redis runs them: they would block every other caller
+/// for the lock TTL. (A private server: `CLIENT PAUSE` holds all of a server's clients.)
+#[ruecache_tests::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_batch_releases_the_locks_it_took() {
+    let server = start_standalone_with(&[]);
+    // No liveness key: its first write would be the one held instead of the locks'.
+    let conn = Connection::open(&server.url())
+        .await
+        .unwrap()
+        .liveness_window(None);
+    let cache: Cache<u64, String> = Cache::builder(conn.clone(), "failed:{id}")
         .lock_ttl(Duration::from_secs(30))
-        .timeout(Duration::from_secs(5))
+        .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    cmd::<()>(&conn, "RPUSH", (cache.data_key(&1).unwrap(), "a")).await;
+    let admin = Connection::open(&server.url()).await.unwrap();
+    cmd::<()>(&admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;
     let source = Source::default();
     let failed = cache
         .get_and_fill::<_, HashMap<_, _>, _, _, _, _>([1, 2, 3], |ids| source.fetch(ids))
         .await;
-    assert!(failed.is_err(), "{failed:?}");
+    assert!(
+        matches!(failed, Err(TestError::Cache(ref e)) if e.contains("timed out")),
+        "{failed:?}"
+    );
+    cmd::<()>(&admin, "CLIENT", "UNPAUSE").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    for id in [2, 3] {
-        let lock = cache.keys(&id).unwrap().lock;
-        while exists(&conn, &lock).await {
+    for id in [1, 2, 3] {
+        let keys = cache.keys(&id).unwrap();
+        // The version key shows that the lock command did run.
+        while !exists(&conn, &keys.version).await || exists(&conn, &keys.lock).await {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the lock of id {id} is still held 2 s after the call failed (lock TTL 30 s)"
@@ -745,21 +779,12 @@ async fn failed_batch_releases_the_locks_it_took(t: Target) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+    assert!(source.calls().is_empty(), "nothing was fetched");
     let got: HashMap<u64, String> = cache
-        .get_and_fill([2, 3], |ids| source.fetch(ids))
+        .get_and_fill([1, 2, 3], |ids| source.fetch(ids))
         .await
         .unwrap();
-    assert_eq!(got.len(), 2);
-}
-
-#[ruecache_tests::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_batch_releases_the_locks_it_took_standalone() {
-    failed_batch_releases_the_locks_it_took(Target::Standalone).await
-}
-
-#[ruecache_tests::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_batch_releases_the_locks_it_took_cluster() {
-    failed_batch_releases_the_locks_it_took(Target::Cluster).await
+    assert_eq!(got.len(), 3);
 }
 
 both!(
@@ -771,6 +796,7 @@ both!(
     envelope_shaped_garbage_in_data_keys_is_refilled,
     garbage_version_with_expiry_is_harmless,
     foreign_lock_with_expiry_is_waited_out,
-    list_in_data_key_is_a_typed_error_healed_by_invalidate,
-    list_in_version_key_is_a_typed_error_healed_by_invalidate,
+    list_in_data_key_heals_by_itself,
+    list_in_version_key_heals_by_itself,
+    list_in_lock_key_heals_by_itself,
 );
