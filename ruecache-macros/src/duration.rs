@@ -45,6 +45,9 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
             ));
         }
         let (number, after) = rest.split_at(digits);
+        if let Some(fraction) = after.strip_prefix('.') {
+            return Err(fraction_error(text, number, fraction));
+        }
         let unit_len = after.len()
             - after
                 .trim_start_matches(|c: char| !c.is_ascii_digit())
@@ -75,6 +78,52 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
         rest = after;
     }
     Ok(Duration::Millis(total))
+}
+
+/// The error for `<number>.<fraction><unit>`, suggesting the same length in whole units where
+/// there is one (`"1.5h"`: write `"1h30m"`).
+fn fraction_error(text: &str, number: &str, after_point: &str) -> String {
+    let digits = after_point.len()
+        - after_point
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .len();
+    let (fraction, unit) = after_point.split_at(digits);
+    let unit_ms = UNITS
+        .iter()
+        .find(|&&(name, _)| name == unit)
+        .map(|&(_, ms)| ms);
+    let suggestion = (|| {
+        let scale = 10u64.checked_pow(u32::try_from(fraction.len()).ok()?)?;
+        let whole = number.parse::<u64>().ok()?.checked_mul(unit_ms?)?;
+        let part = fraction.parse::<u64>().ok()?.checked_mul(unit_ms?)?;
+        (part % scale == 0).then(|| whole.checked_add(part / scale))?
+    })();
+    let term = format!("{number}.{fraction}{unit}");
+    match suggestion {
+        Some(ms) if ms > 0 && term == text => format!(
+            "fractions are not supported in `{text}`, write `\"{}\"` instead",
+            whole_units(ms)
+        ),
+        Some(ms) if ms > 0 => format!(
+            "fractions are not supported in `{text}`, write `{}` for `{term}`",
+            whole_units(ms)
+        ),
+        _ => format!(
+            "fractions are not supported in `{text}`, combine whole units instead, such as `\"1h30m\"`"
+        ),
+    }
+}
+
+/// `5_400_000` as `1h30m`.
+fn whole_units(mut ms: u64) -> String {
+    let mut text = String::new();
+    for &(name, unit_ms) in UNITS {
+        if ms >= unit_ms {
+            text.push_str(&format!("{}{name}", ms / unit_ms));
+            ms %= unit_ms;
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -110,7 +159,17 @@ mod tests {
             ("5min", "unknown unit `min`"),
             ("m", "expected a number followed by a unit"),
             ("-5m", "expected a number followed by a unit"),
-            ("1.5h", "unknown unit `.`"),
+            (
+                "1.5h",
+                "fractions are not supported in `1.5h`, write `\"1h30m\"` instead",
+            ),
+            ("0.25s", "write `\"250ms\"` instead"),
+            ("1h0.5m", "write `30s` for `0.5m`"),
+            (
+                "1.0001s",
+                "combine whole units instead, such as `\"1h30m\"`",
+            ),
+            ("1.5x", "combine whole units instead"),
             ("5m ", "unknown unit `m `"),
             (" 5m", "expected a number followed by a unit"),
             ("30m1h", "is out of order"),

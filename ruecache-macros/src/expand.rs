@@ -6,10 +6,11 @@ use syn::{Ident, ImplItemFn, Pat, PatIdent};
 
 use crate::args::Args;
 use crate::errors::Errors;
-use crate::validate::{self, Method, Settings};
+use crate::validate::{self, first_span, Method, Settings};
 
-/// Expands `#[cached_batch(args)] item`. On any mistake the item comes back unchanged next to
-/// the errors, so that its callers still type-check and the IDE keeps working.
+/// Expands `#[cached_batch(args)] item`: parse, validate, expand. On any mistake the item comes
+/// back unchanged next to the errors, with its companion whenever the method's types are known,
+/// so that callers of both still type-check and the IDE keeps working.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let func: ImplItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
@@ -17,35 +18,27 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             let error = syn::Error::new(
                 Span::call_site(),
                 "`#[cached_batch]` applies to `async fn` methods in an `impl` block",
-            );
-            return with_error(item, error);
+            )
+            .into_compile_error();
+            return quote!(#item #error);
         }
     };
-    match try_expand(args, &func) {
-        Ok(tokens) => tokens,
-        Err(error) => with_error(func.into_token_stream(), error),
-    }
-}
-
-fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {
-    let error = error.into_compile_error();
-    quote!(#item #error)
-}
-
-/// Parse, validate, expand.
-fn try_expand(args: TokenStream, func: &ImplItemFn) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let args = Args::parse(args, &mut errors);
     let settings = validate::settings(&args, &mut errors);
-    let method = validate::method(func, &mut errors);
-    errors.finish()?;
-    let settings = settings.expect("settings without errors are complete");
-    let method = method.expect("a method without errors is complete");
+    let method = validate::method(&func, &mut errors);
 
     let companion_name = format_ident!("{}_cache", func.sig.ident);
-    let cached = cached_method(func, &settings, &method, &companion_name);
-    let companion = companion(func, &settings, &method, &companion_name);
-    Ok(quote!(#cached #companion))
+    let companion = method
+        .as_ref()
+        .map(|method| companion(&func, &settings, method, &companion_name));
+    if let Err(error) = errors.finish() {
+        let error = error.into_compile_error();
+        return quote!(#func #companion #error);
+    }
+    let method = method.expect("a method without errors is complete");
+    let cached = cached_method(&func, &settings, &method, &companion_name);
+    quote!(#cached #companion)
 }
 
 /// The user's method, its body turned into the fetch of the cache's fill:
@@ -76,6 +69,7 @@ fn cached_method(
         ids_ty,
         ret_ty,
         error_ty,
+        ..
     } = method;
     let form = Form::new(settings, ret_ty, ids_ty);
     let at = form.span;
@@ -115,6 +109,9 @@ fn cached_method(
         quote_spanned!(at=> #private::error_from)
     };
     let fill = form.item("fill");
+    // Called at the form's span too (the name only keeps its spelling): a call spanning from the
+    // method's name to its return type would report the form's errors a second time, there.
+    let companion = Ident::new(&companion.to_string(), at);
     let args = quote_spanned!(at=> Self::#companion(#self_token), #ids, #fetch, #error_from);
     let body = quote_spanned!(at=> #fill(#args).await);
     let attrs = &func.attrs;
@@ -155,7 +152,7 @@ fn companion(
             quote_spanned!(form.span=> #krate::MsgPack)
         }
     };
-    let key_span = settings.key.span();
+    let key_span = settings.key_span;
     let parts = settings.key_parts.iter().map(|part| {
         let mut lit = Literal::string(part);
         lit.set_span(key_span);
@@ -179,11 +176,11 @@ fn companion(
     let connection = quote_spanned!(self_token.span=>
         <Self as #self_krate::HasConnection>::cache_connection(#self_token)
     );
-    // The id's own requirement (`Display`, for keys) is reported at the ids parameter's type.
-    let ids_span = first_span(ids_ty);
-    let ids_private = self::private(settings, ids_span);
+    // The id's own requirement (`Display`, for keys) is reported at the id type.
+    let id_span = method.id_span;
+    let id_private = self::private(settings, id_span);
     let args = quote!(#connection, &#spec, <#codec as ::core::default::Default>::default());
-    let cache = quote_spanned!(ids_span=> #ids_private::cache(#args));
+    let cache = quote_spanned!(id_span=> #id_private::cache(#args));
 
     let cache_ty = quote_spanned!(form.span=> #krate::Cache<#id, #value, #codec>);
 
@@ -243,15 +240,6 @@ impl Form {
         let name = Ident::new(name, self.span);
         quote_spanned!(self.span=> #form::#name)
     }
-}
-
-/// The span of the first token: on stable Rust a span cannot cover several tokens.
-fn first_span(tokens: &dyn ToTokens) -> Span {
-    tokens
-        .to_token_stream()
-        .into_iter()
-        .next()
-        .map_or_else(Span::call_site, |token| token.span())
 }
 
 /// The tokens, each located at `span` but resolving names as before.

@@ -105,17 +105,52 @@ use proc_macro::TokenStream;
 /// | argument | value | default |
 /// | --- | --- | --- |
 /// | `key` | the key template (required): `{id}` is the id, `{{` and `}}` literal braces, `<<<id>>>` the id in a Redis Cluster hash tag; `"widgets:{{{id}}}"` and `"widgets:<<<id>>>"` both store `widgets:{42}` for id 42 | |
-/// | `ttl` | how long values stay cached: a duration, or `"none"` for no expiry | `"5m"` |
-/// | `jitter` | spreads each id's TTL by up to ± this fraction, a float from `0.0` to `1.0` | `0.2` |
-/// | `lock_ttl` | how long a filler's lock lasts: the longest a crashed filler blocks others | `"5s"` |
-/// | `timeout` | the longest one call may take, waiting for other fillers included | `"30s"` |
-/// | `codec` | a codec type implementing `ruecache::Codec<T> + Default`, such as `ruecache::Raw` | `ruecache::MsgPack` |
+/// | `ttl` | how long values stay cached: a duration, or `"none"` for no expiry: `ttl = "1h30m"` | `"5m"` |
+/// | `jitter` | spreads each id's TTL by up to ± this fraction, a float from `0.0` to `1.0`: `jitter = 0.05` | `0.2` |
+/// | `lock_ttl` | how long a filler's lock lasts: the longest a crashed filler blocks others; `lock_ttl = "30s"` | `"5s"` |
+/// | `timeout` | the longest one call may take, waiting for other fillers included; `timeout = "1m"` | `"30s"` |
+/// | `codec` | a codec type (not a string) implementing `ruecache::Codec<T> + Default`: `codec = ruecache::Raw` | `ruecache::MsgPack` |
 /// | `crate` | the path of `ruecache` as a string, for crates that re-export it: `crate = "my_crate::ruecache"` | `"::ruecache"` |
 ///
 /// Durations are numbers with units `ms`, `s`, `m`, `h` and `d`, combined from largest to
-/// smallest: `"500ms"`, `"30s"`, `"1h30m"`, `"7d"`. Every argument is checked when the code
-/// compiles, and every mistake is reported at once, at the argument at fault; the method is then
-/// left as written so that its callers still compile.
+/// smallest: `"500ms"`, `"30s"`, `"1h30m"`, `"7d"` (no fractions: `"1h30m"`, not `"1.5h"`).
+/// Every argument is checked when the code compiles, and every mistake is reported at once, at
+/// the argument at fault; the method is then left as written, and its companion still generated
+/// where the method's types allow, so that callers of both still compile.
+///
+/// A method with every argument tuned: thumbnails are slow to make (a long `lock_ttl`, so that a
+/// filler is not taken over while it works, and a `timeout` that allows for it), stored as raw
+/// bytes (`codec`), kept for a day spread by ± 5 % (`ttl`, `jitter`), and the attribute is
+/// reached through a crate that re-exports `ruecache` (`crate`, a quoted path):
+///
+/// ```no_run
+/// mod deps {
+///     pub use ruecache; // in a real crate, `pub use` from a dependency of the wrapper
+/// }
+///
+/// struct Thumbnails { redis: ruecache::Connection }
+///
+/// impl ruecache::HasConnection for Thumbnails {
+///     fn cache_connection(&self) -> &ruecache::Connection { &self.redis }
+/// }
+///
+/// impl Thumbnails {
+///     #[deps::ruecache::cached_batch(
+///         key = "thumbs:<<<id>>>",
+///         ttl = "1d",
+///         jitter = 0.05,
+///         lock_ttl = "2m",
+///         timeout = "3m",
+///         codec = deps::ruecache::Raw,
+///         crate = "crate::deps::ruecache",
+///     )]
+///     async fn thumbnail(&self, id: u64) -> Result<Option<Vec<u8>>, deps::ruecache::Error> {
+///         // resize(id).await
+///         Ok(Some(vec![0; 64]))
+///     }
+/// }
+/// # fn main() {}
+/// ```
 #[proc_macro_attribute]
 pub fn cached_batch(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(args.into(), item.into()).into()

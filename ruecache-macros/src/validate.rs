@@ -2,6 +2,7 @@
 //! compiler, through the trait bounds of `ruecache::__private`.
 
 use proc_macro2::Span;
+use quote::ToTokens;
 use syn::{
     FnArg, GenericArgument, GenericParam, ImplItemFn, Lit, LitStr, Pat, Path, PathArguments,
     Receiver, ReturnType, Type,
@@ -12,14 +13,15 @@ use crate::duration::{self, Duration};
 use crate::errors::Errors;
 use crate::template;
 
-/// The validated arguments.
+/// The validated arguments. A value with a mistake is replaced by a placeholder (the default, or
+/// the template `{id}`), so that the companion can still be written next to the errors.
 pub(crate) struct Settings<'a> {
     /// The path of the runtime crate given with `crate = "..."`; `None` for `::ruecache`.
     pub(crate) krate: Option<Path>,
     /// The key template's literal pieces around the id slots.
     pub(crate) key_parts: Vec<String>,
-    /// The `key` literal, for spans.
-    pub(crate) key: &'a LitStr,
+    /// Where the `key` literal is, for spans.
+    pub(crate) key_span: Span,
     /// Data TTL in milliseconds, `Some(0)` for no expiry, `None` for the default.
     pub(crate) ttl_ms: Option<u64>,
     pub(crate) jitter: Option<f64>,
@@ -32,7 +34,8 @@ pub(crate) struct Settings<'a> {
 /// The parts of the method the expansion needs.
 pub(crate) struct Method<'a> {
     /// The `self` of `&self`: generated code says `self` with this token's span so that it is the
-    /// method's own `self`.
+    /// method's own `self`. With a mistake in the receiver, the token written (or a new one), for
+    /// the companion.
     pub(crate) self_token: syn::token::SelfValue,
     /// The ids parameter: its pattern is the fetch's parameter, its type decides the form.
     pub(crate) ids_pat: &'a Pat,
@@ -43,11 +46,14 @@ pub(crate) struct Method<'a> {
     /// type point there, or at the whole return type when it is an alias such as `AppResult<T>`.
     /// The error type itself is found by the compiler, never by reading names.
     pub(crate) error_ty: Option<&'a Type>,
+    /// Where errors about the id type point: `Id` in an ids type written `Vec<Id>`, else the ids
+    /// type. For spans only, like `error_ty`.
+    pub(crate) id_span: Span,
 }
 
-/// Checks every argument's value. Each mistake is pushed to `errors`; the result is only
-/// meaningful if there are none.
-pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Option<Settings<'a>> {
+/// Checks every argument's value. Each mistake is pushed to `errors` and its value replaced by a
+/// placeholder.
+pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Settings<'a> {
     let key = args.key.as_ref();
     if !args.given.contains(&"key") {
         errors.push(syn::Error::new(
@@ -71,25 +77,28 @@ pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Option<Settin
         .jitter
         .as_ref()
         .and_then(|lit| errors.check(fraction(lit)));
-    let krate = match &args.krate {
-        Some(lit) => Some(errors.check(lit.parse::<Path>().map_err(|_| {
+    let krate = args.krate.as_ref().and_then(|lit| {
+        errors.check(lit.parse::<Path>().map_err(|_| {
             syn::Error::new(
                 lit.span(),
-                "`crate` expects the path of `ruecache`, such as `crate = \"my_crate::ruecache\"`",
+                format!(
+                    "`crate` expects the path of `ruecache`, such as `crate = \"my_crate::ruecache\"`, found `{}`",
+                    lit.value()
+                ),
             )
-        }))?),
-        None => None,
-    };
-    Some(Settings {
+        }))
+    });
+    Settings {
         krate,
-        key_parts: key_parts?,
-        key: key?,
+        // The placeholder `{id}`.
+        key_parts: key_parts.unwrap_or_else(|| vec![String::new(), String::new()]),
+        key_span: key.map_or_else(Span::call_site, LitStr::span),
         ttl_ms,
         jitter,
         lock_ttl_ms,
         timeout_ms,
         codec: args.codec.as_ref(),
-    })
+    }
 }
 
 /// A duration argument in milliseconds; `"none"` is `0` where `none_allowed`.
@@ -105,9 +114,25 @@ fn duration_ms(lit: &LitStr, name: &str, none_allowed: bool) -> syn::Result<u64>
             "`{name}` must be longer than zero; write `{name} = \"none\"` for values that never expire"
         )),
         Ok(Duration::Millis(0)) => fail(format!("`{name}` must be longer than zero")),
+        Ok(Duration::Millis(ms)) if name == "timeout" && ms > MAX_TIMEOUT_MS => fail(String::from(
+            "`timeout` must be at most 365 days (`ruecache::Options::MAX_TIMEOUT`), e.g. `\"30s\"`"
+        )),
+        Ok(Duration::Millis(ms)) if ms > MAX_TTL_MS => fail(format!(
+            "`{name}` must be at most 100 years (`ruecache::Options::MAX_TTL`){}",
+            if none_allowed {
+                "; write `\"none\"` for values that never expire"
+            } else {
+                ""
+            }
+        )),
         Ok(Duration::Millis(ms)) => Ok(ms),
     }
 }
+
+/// `ruecache::Options::MAX_TTL` in milliseconds (the runtime's builder checks the same bound).
+const MAX_TTL_MS: u64 = 100 * 365 * 24 * 60 * 60 * 1000;
+/// `ruecache::Options::MAX_TIMEOUT` in milliseconds.
+const MAX_TIMEOUT_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 
 /// The `jitter` fraction.
 fn fraction(lit: &Lit) -> syn::Result<f64> {
@@ -139,6 +164,9 @@ fn fraction(lit: &Lit) -> syn::Result<f64> {
 }
 
 /// Checks the method's signature: `async fn name(&self, ids: Ids) -> Ret`, no type parameters.
+/// The parts come back whenever the ids parameter and the return type are there and the method
+/// has no type parameters (`impl Trait` ids included), mistakes elsewhere or not, so that the
+/// companion can still be written.
 pub(crate) fn method<'a>(func: &'a ImplItemFn, errors: &mut Errors) -> Option<Method<'a>> {
     let sig = &func.sig;
     let mut fail = |error: syn::Error| errors.push(error);
@@ -149,8 +177,10 @@ pub(crate) fn method<'a>(func: &'a ImplItemFn, errors: &mut Errors) -> Option<Me
             "`#[cached_batch]` methods must be `async`, write `async fn`",
         ));
     }
+    let mut generic = false;
     for param in &sig.generics.params {
         if !matches!(param, GenericParam::Lifetime(_)) {
+            generic = true;
             fail(syn::Error::new_spanned(
                 param,
                 "`#[cached_batch]` methods cannot have type or const parameters, the cache key would not tell them apart",
@@ -160,13 +190,18 @@ pub(crate) fn method<'a>(func: &'a ImplItemFn, errors: &mut Errors) -> Option<Me
 
     let parens = sig.paren_token.span.join();
     let self_token = match sig.inputs.first() {
-        Some(FnArg::Receiver(receiver)) => check_receiver(receiver).map_err(&mut fail).ok(),
+        Some(FnArg::Receiver(receiver)) => {
+            if let Err(error) = check_receiver(receiver) {
+                fail(error);
+            }
+            receiver.self_token
+        }
         _ => {
             fail(syn::Error::new(
                 parens,
                 "`#[cached_batch]` methods take `&self` first, the service whose `ruecache::HasConnection` impl gives the Redis connection",
             ));
-            None
+            syn::token::SelfValue::default()
         }
     };
     let mut typed = sig.inputs.iter().filter_map(|arg| match arg {
@@ -188,6 +223,7 @@ pub(crate) fn method<'a>(func: &'a ImplItemFn, errors: &mut Errors) -> Option<Me
     }
     if let Some(ids) = ids {
         if let Type::ImplTrait(_) = &*ids.ty {
+            generic = true;
             fail(syn::Error::new_spanned(
                 &ids.ty,
                 "`impl Trait` ids are not supported, write `Vec<Id>` for a batch or `Id` for a single item",
@@ -205,18 +241,22 @@ pub(crate) fn method<'a>(func: &'a ImplItemFn, errors: &mut Errors) -> Option<Me
         }
     };
 
+    if generic {
+        return None;
+    }
     let ids = ids?;
     let ret_ty = ret_ty?;
     Some(Method {
-        self_token: self_token?,
+        self_token,
         ids_pat: &ids.pat,
         ids_ty: &ids.ty,
         ret_ty,
         error_ty: written_error_type(ret_ty),
+        id_span: first_span(first_type_argument(&ids.ty).unwrap_or(&ids.ty)),
     })
 }
 
-fn check_receiver(receiver: &Receiver) -> syn::Result<syn::token::SelfValue> {
+fn check_receiver(receiver: &Receiver) -> syn::Result<()> {
     if receiver.reference.is_none()
         || receiver.mutability.is_some()
         || receiver.colon_token.is_some()
@@ -226,27 +266,44 @@ fn check_receiver(receiver: &Receiver) -> syn::Result<syn::token::SelfValue> {
             "`#[cached_batch]` methods take `&self`, not `self` by value, `&mut self` or `self: Type`",
         ));
     }
-    Ok(receiver.self_token)
+    Ok(())
 }
 
 /// `E` in a return type written `Something<T, E>`.
 fn written_error_type(ret_ty: &Type) -> Option<&Type> {
-    if let Type::Path(path) = ret_ty {
-        if let Some(PathArguments::AngleBracketed(args)) =
-            path.path.segments.last().map(|s| &s.arguments)
-        {
-            let types: Vec<_> = args
-                .args
-                .iter()
-                .filter_map(|arg| match arg {
-                    GenericArgument::Type(ty) => Some(ty),
-                    _ => None,
-                })
-                .collect();
-            if let [_, error] = types[..] {
-                return Some(error);
-            }
-        }
+    match type_arguments(ret_ty)[..] {
+        [_, error] => Some(error),
+        _ => None,
     }
-    None
+}
+
+fn first_type_argument(ty: &Type) -> Option<&Type> {
+    type_arguments(ty).first().copied()
+}
+
+/// The type arguments of the last segment of a path type: `[A, B]` for `x::Y<A, B>`.
+fn type_arguments(ty: &Type) -> Vec<&Type> {
+    let Type::Path(path) = ty else {
+        return Vec::new();
+    };
+    match path.path.segments.last().map(|segment| &segment.arguments) {
+        Some(PathArguments::AngleBracketed(args)) => args
+            .args
+            .iter()
+            .filter_map(|arg| match arg {
+                GenericArgument::Type(ty) => Some(ty),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The span of the first token: on stable Rust a span cannot cover several tokens.
+pub(crate) fn first_span(tokens: &dyn ToTokens) -> Span {
+    tokens
+        .to_token_stream()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |token| token.span())
 }

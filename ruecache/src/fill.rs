@@ -275,9 +275,17 @@ where
     let stats = &cache.spec.stats;
     let mut backoff = options.backoff_min;
     if !pending.is_empty() {
-        // Others must be able to tell that this connection's locks have a live holder.
+        // Others must be able to tell that this connection's locks have a live holder. Without
+        // it (its key's slot may be on a cluster node that is down) the fill goes on after a
+        // quarter of the timeout at most: others cannot read the key either and wait as for a
+        // live holder; at worst they take this caller's locks over, which costs a second
+        // fetch, never a stale write (a commit whose lock was taken is refused). The next fill
+        // tries again.
         let liveness = cache.conn.liveness().ensure(&cache.conn);
-        within(deadline, options.timeout, liveness).await?;
+        let bound = (Instant::now() + options.timeout / 4).min(deadline);
+        if let Err(e) = within(bound, options.timeout / 4, liveness).await {
+            debug!(error = %e, "could not set the liveness key; filling without it");
+        }
     }
     // Wake-ups for the ids others hold, from the first wait on.
     let mut interest: Option<Interest> = None;
@@ -342,7 +350,15 @@ where
         flight.land_except(|key| busy.contains(key));
         drop(busy);
         pending = waiting;
-        let dead = within(deadline, options.timeout, dead_holders(cache, &holders)).await?;
+        let dead = match within(deadline, options.timeout, dead_holders(cache, &holders)).await {
+            Ok(dead) => dead,
+            // Unknown (a holder's liveness key may be on a cluster node that is down): treated
+            // as alive, so their locks are waited for as usual.
+            Err(e) => {
+                debug!(error = %e, "could not check lock holders' liveness");
+                Vec::new()
+            }
+        };
         if !dead.is_empty() || cleared {
             // Locks of a dead holder: take them over right away.
             Counters::add(&stats.takeovers, dead.len());

@@ -58,6 +58,29 @@
 //! [`cached_batch`] (feature `macros`, on by default) turns a service method into a cached one
 //! with one line; the method's body becomes the fetch. See its documentation for every argument.
 //!
+//! The cached methods find their Redis connection through their service: it implements
+//! [`HasConnection`], one method returning a `&Connection` it already holds.
+//!
+//! ```
+//! struct WidgetService {
+//!     redis: ruecache::Connection,
+//!     // db: ..., and whatever else the service has
+//! }
+//!
+//! impl ruecache::HasConnection for WidgetService {
+//!     fn cache_connection(&self) -> &ruecache::Connection {
+//!         &self.redis
+//!     }
+//! }
+//! ```
+//!
+//! A trait rather than an argument naming a field (`conn = "self.redis"`) because the compiler
+//! then checks it: the connection can live anywhere (a field, a nested struct, an `Arc` shared
+//! with the rest of the app), one impl serves every cached method of the type, and forgetting it
+//! is a compile error that shows the impl to add. Nothing is added to the struct: each call
+//! clones the connection handle (which shares its socket, it does not reconnect), and each
+//! method's cache settings live in a `static`.
+//!
 //! # Connections
 //!
 //! [`Connection`] wraps the redis-rs connections you already have: `MultiplexedConnection`,

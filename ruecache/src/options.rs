@@ -7,6 +7,27 @@ use crate::Error;
 
 /// Per-cache settings. Set them through [`CacheBuilder`](crate::CacheBuilder); the defaults are
 /// those of the Go original.
+///
+/// [`CacheBuilder::build`](crate::CacheBuilder::build) rejects settings that make no sense with
+/// [`Error::Config`]: a zero duration, jitter outside `0.0..=1.0`, a version TTL shorter than the
+/// lock TTL, a backoff whose minimum is zero or above its maximum, an unlock threshold not shorter
+/// than the lock TTL, a TTL above [`MAX_TTL`](Self::MAX_TTL) or a timeout or backoff above
+/// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+/// use std::time::Duration;
+///
+/// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+///     .ttl(Duration::from_secs(60))
+///     .build()?;
+/// let options: &ruecache::Options = cache.options();
+/// assert_eq!(options.ttl(), Some(Duration::from_secs(60)));
+/// assert_eq!(options.lock_ttl(), ruecache::Options::DEFAULT.lock_ttl());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
     pub(crate) ttl: Option<Duration>,
@@ -27,9 +48,58 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The longest data, lock or version TTL a cache accepts: 100 years (of 365 days).
+    ///
+    /// Redis stores an expiry as the current time plus the TTL in milliseconds and refuses a
+    /// TTL that would overflow that sum; below this bound (doubled by the largest jitter) the
+    /// sum is far from overflowing, and every TTL is sent exactly. For values that should never
+    /// expire use [`CacheBuilder::no_expiry`](crate::CacheBuilder::no_expiry) instead.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) {
+    /// use std::time::Duration;
+    ///
+    /// let err = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .ttl(ruecache::Options::MAX_TTL + Duration::from_secs(1))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, ruecache::Error::Config(_)));
+    /// # }
+    /// ```
+    pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+    /// The longest timeout of one call, and the longest wait backoff, a cache accepts: 365
+    /// days.
+    ///
+    /// A call's deadline is the time it starts plus the timeout; this bound keeps that sum
+    /// representable on every platform, so a call can never panic computing it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(ruecache::Options::MAX_TIMEOUT, Duration::from_secs(365 * 24 * 60 * 60));
+    /// assert!(ruecache::Options::DEFAULT.timeout() <= ruecache::Options::MAX_TIMEOUT);
+    /// ```
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
     /// Data TTL 5 min with ±20 % per-id jitter, lock TTL 5 s, version TTL 10 min, timeout 30 s,
     /// wait backoff 25 ms to 1 s, unlock threshold 10 ms, no fallback to the source when Redis
     /// is unreachable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let options = ruecache::Options::DEFAULT;
+    /// assert_eq!(options.ttl(), Some(Duration::from_secs(300)));
+    /// assert_eq!(options.lock_ttl(), Duration::from_secs(5));
+    /// assert_eq!(options, ruecache::Options::default());
+    /// ```
     pub const DEFAULT: Self = Self {
         ttl: Some(Duration::from_secs(300)),
         jitter: 0.2,
@@ -42,37 +112,81 @@ impl Options {
         fallback_to_source: false,
     };
 
-    /// The data TTL, `None` for no expiry.
+    /// The data TTL before jitter, `None` for no expiry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(ruecache::Options::DEFAULT.ttl(), Some(Duration::from_secs(300)));
+    /// ```
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl
     }
 
-    /// The jitter fraction.
+    /// The jitter fraction: each id's TTL is spread by up to ± this fraction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ruecache::Options::DEFAULT.jitter(), 0.2);
+    /// ```
     pub fn jitter(&self) -> f64 {
         self.jitter
     }
 
     /// The overall timeout of one call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(ruecache::Options::DEFAULT.timeout(), Duration::from_secs(30));
+    /// ```
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
-    /// The lock TTL.
+    /// The lock TTL: the longest a crashed filler can block others.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(ruecache::Options::DEFAULT.lock_ttl(), Duration::from_secs(5));
+    /// ```
     pub fn lock_ttl(&self) -> Duration {
         self.lock_ttl
     }
 
     /// Whether calls are served straight from the source while Redis is unreachable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!ruecache::Options::DEFAULT.fallback_to_source());
+    /// ```
     pub fn fallback_to_source(&self) -> bool {
         self.fallback_to_source
     }
 
+    /// Checks the settings; the error message names the setting, what it accepts and how to
+    /// fix it.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let fail = |msg: &str| Err(Error::Config(msg.to_owned()));
         if let Some(ttl) = self.ttl {
             if ttl < Duration::from_millis(1) {
                 return fail(
                     "`ttl` must be at least 1 ms; use `no_expiry()` for values that never expire",
+                );
+            }
+            if ttl > Self::MAX_TTL {
+                return fail(
+                    "`ttl` must be at most 100 years (`Options::MAX_TTL`); use `no_expiry()` for \
+                     values that never expire",
                 );
             }
         }
@@ -84,6 +198,18 @@ impl Options {
         if self.lock_ttl < Duration::from_millis(1) {
             return fail("`lock_ttl` must be at least 1 ms; it bounds how long a crashed filler blocks others");
         }
+        if self.lock_ttl > Self::MAX_TTL {
+            return fail(
+                "`lock_ttl` must be at most 100 years (`Options::MAX_TTL`); it bounds how long a \
+                 crashed filler blocks others, so set it a little above your slowest fetch",
+            );
+        }
+        if self.version_ttl > Self::MAX_TTL {
+            return fail(
+                "`version_ttl` must be at most 100 years (`Options::MAX_TTL`); it only needs to \
+                 outlive `lock_ttl`",
+            );
+        }
         if self.version_ttl < self.lock_ttl {
             return fail(
                 "`version_ttl` must be at least `lock_ttl`, or every slow fill is refused as stale",
@@ -92,11 +218,26 @@ impl Options {
         if self.timeout.is_zero() {
             return fail("`timeout` must be greater than zero");
         }
+        if self.timeout > Self::MAX_TIMEOUT {
+            return fail(
+                "`timeout` must be at most 365 days (`Options::MAX_TIMEOUT`); set it a little \
+                 above the longest a call may wait, e.g. 30 s",
+            );
+        }
         if self.backoff_min.is_zero() || self.backoff_min > self.backoff_max {
             return fail("`backoff` needs 0 < min <= max, e.g. 25 ms and 1 s");
         }
+        if self.backoff_max > Self::MAX_TIMEOUT {
+            return fail(
+                "`backoff` max must be at most 365 days (`Options::MAX_TIMEOUT`), e.g. 1 s; a \
+                 waiter never sleeps past its call's timeout anyway",
+            );
+        }
         if self.unlock_threshold >= self.lock_ttl {
-            return fail("`unlock_threshold` must be shorter than `lock_ttl`");
+            return fail(
+                "`unlock_threshold` must be shorter than `lock_ttl`, e.g. 10 ms for a 5 s lock, \
+                 or failed fills never release their locks",
+            );
         }
         Ok(())
     }
@@ -159,8 +300,101 @@ mod tests {
                 backoff_min: Duration::from_secs(2),
                 ..o
             },
+            Options {
+                backoff_min: Duration::ZERO,
+                ..o
+            },
+            Options {
+                backoff_max: Options::MAX_TIMEOUT + Duration::from_millis(1),
+                ..o
+            },
+            Options {
+                backoff_min: Duration::MAX,
+                backoff_max: Duration::MAX,
+                ..o
+            },
+            Options {
+                ttl: Some(Options::MAX_TTL + Duration::from_millis(1)),
+                ..o
+            },
+            Options {
+                ttl: Some(Duration::MAX),
+                ..o
+            },
+            Options {
+                lock_ttl: Options::MAX_TTL + Duration::from_millis(1),
+                version_ttl: Duration::MAX,
+                ..o
+            },
+            Options {
+                version_ttl: Options::MAX_TTL + Duration::from_millis(1),
+                ..o
+            },
+            Options {
+                timeout: Options::MAX_TIMEOUT + Duration::from_millis(1),
+                ..o
+            },
+            Options {
+                timeout: Duration::MAX,
+                ..o
+            },
+            Options {
+                unlock_threshold: o.lock_ttl,
+                ..o
+            },
+            Options {
+                unlock_threshold: o.lock_ttl + Duration::from_millis(1),
+                ..o
+            },
         ] {
             assert!(matches!(bad.validate(), Err(Error::Config(_))), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_largest_accepted_settings_are_sent_exactly_and_cannot_overflow() {
+        assert_eq!(Options::MAX_TTL, Duration::from_secs(36_500 * 86_400));
+        assert_eq!(Options::MAX_TIMEOUT, Duration::from_secs(365 * 86_400));
+        let o = Options {
+            ttl: Some(Options::MAX_TTL),
+            jitter: 1.0,
+            lock_ttl: Options::MAX_TTL,
+            version_ttl: Options::MAX_TTL,
+            timeout: Options::MAX_TIMEOUT,
+            backoff_min: Options::MAX_TIMEOUT,
+            backoff_max: Options::MAX_TIMEOUT,
+            ..Options::DEFAULT
+        };
+        assert!(o.validate().is_ok());
+        // The engine's arithmetic on them: deadlines, doubled backoff, TTLs in milliseconds.
+        let _deadline = std::time::Instant::now() + o.timeout + o.backoff_max * 2;
+        let ms = u64::try_from(Options::MAX_TTL.as_millis()).unwrap();
+        // The largest TTL sent (the data TTL at full jitter) plus today's Unix time in ms, as
+        // Redis adds them, stays below `i64::MAX`, where Redis would refuse it.
+        let largest = (0..1000)
+            .map(|i| o.data_ttl_ms(&format!("k:{i}")))
+            .max()
+            .unwrap();
+        assert!(largest <= 2 * ms);
+        let now_ms = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        assert!(largest.checked_add(now_ms).unwrap() < i64::MAX.unsigned_abs());
+        // Exactly the limits are accepted, one millisecond more is not.
+        let over = Options {
+            ttl: Some(Options::MAX_TTL + Duration::from_millis(1)),
+            ..o
+        };
+        let Err(Error::Config(msg)) = over.validate() else {
+            panic!("a TTL over the limit is accepted");
+        };
+        assert!(
+            msg.contains("no_expiry()"),
+            "the message says how to fix it: {msg}"
+        );
     }
 }

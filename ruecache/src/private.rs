@@ -31,6 +31,10 @@ pub const fn options(
     }
     if let Some(ms) = lock_ttl_ms {
         options.lock_ttl = Duration::from_millis(ms);
+        // Locks this short are released early whatever time they have left.
+        if options.unlock_threshold.as_millis() >= ms as u128 {
+            options.unlock_threshold = Duration::from_millis(ms / 2);
+        }
         // A version must outlive the lock, or every slow fill would be refused as stale.
         if options.version_ttl.as_millis() < ms as u128 {
             options.version_ttl = Duration::from_millis(ms);
@@ -42,8 +46,19 @@ pub const fn options(
     options
 }
 
+/// What the cache needs of an id to write it into its keys. Named in the companion, at the id
+/// type, so that an id that cannot be written, or a `Vec` given to a single-item method, is
+/// reported there with both shapes.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a `#[cached_batch]` id, it does not implement `Display`",
+    label = "the key template writes the id with `Display`",
+    note = "a batch method takes `ids: Vec<Id>` and returns `Result<HashMap<Id, T>, E>`; a single-item method takes `id: Id` and returns `Result<Option<T>, E>`"
+)]
+pub trait CacheId: Display {}
+impl<Id: Display + ?Sized> CacheId for Id {}
+
 /// The cache for one annotated method: the service's connection and the method's `static` spec.
-pub fn cache<Id: Display, T, C>(
+pub fn cache<Id: CacheId, T, C>(
     conn: &Connection,
     spec: &'static Spec,
     codec: C,

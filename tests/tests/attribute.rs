@@ -1,10 +1,12 @@
 //! `#[cached_batch]` against real Redis: the body runs only for missing ids, both key spellings
-//! store `widgets:{42}`, the `ttl` argument reaches Redis, the generated companion invalidates, and
-//! two service instances on separate connections share one fill.
+//! store `widgets:{42}`, the `ttl` argument reaches Redis, the generated companion invalidates,
+//! two service instances on separate connections share one fill, the body's own error reaches
+//! the caller unchanged, and the single-item and batch forms of one template share keys.
 
 mod support;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ruecache::{Connection, HasConnection};
@@ -15,6 +17,8 @@ struct Service {
     redis: Connection,
     calls: Arc<Mutex<Vec<Vec<u64>>>>,
     gate: Option<GateHandle>,
+    /// While set, the source fails.
+    down: AtomicBool,
 }
 
 impl HasConnection for Service {
@@ -29,11 +33,15 @@ impl Service {
             redis: t.connect().await,
             calls: Arc::default(),
             gate: None,
+            down: AtomicBool::new(false),
         }
     }
 
     async fn load(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
         self.calls.lock().unwrap().push(ids.clone());
+        if self.down.load(Ordering::SeqCst) {
+            return Err(TestError::Source("database down"));
+        }
         if let Some(gate) = &self.gate {
             gate.pause(&ids).await;
         }
@@ -83,6 +91,22 @@ impl Service {
     #[ruecache::cached_batch(key = "attr:shared:{{{id}}}", ttl = "5m")]
     async fn get_shared(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
         self.load(ids).await
+    }
+
+    // A lock left behind would hold the next caller up for a minute, past its timeout.
+    #[ruecache::cached_batch(key = "attr:err:{{{id}}}", lock_ttl = "1m", timeout = "10s")]
+    async fn get_or_fail(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
+        self.load(ids).await
+    }
+
+    #[ruecache::cached_batch(key = "attr:pair:{{{id}}}", ttl = "5m")]
+    async fn get_pairs(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
+        self.load(ids).await
+    }
+
+    #[ruecache::cached_batch(key = "attr:pair:<<<id>>>", ttl = "5m")]
+    async fn get_pair(&self, id: u64) -> Result<Option<String>, TestError> {
+        Ok(self.load(vec![id]).await?.remove(&id))
     }
 }
 
@@ -171,10 +195,57 @@ async fn two_instances_share_one_fill(t: Target) {
     assert!(b.calls().is_empty(), "B read A's fill instead of fetching");
 }
 
+/// The body's `Err` is the caller's `Err`, the same `TestError` value rather than a cache error
+/// wrapping it, and its locks are released: the id is fetched again at once.
+async fn the_body_error_reaches_the_caller_unchanged(t: Target) {
+    let s = Service::new(t).await;
+    let cache = s.get_or_fail_cache();
+    cache.invalidate([31, 32]).await.unwrap();
+    s.down.store(true, Ordering::SeqCst);
+    assert_eq!(
+        s.get_or_fail(vec![31, 32]).await,
+        Err(TestError::Source("database down"))
+    );
+    for id in [31, 32] {
+        let keys = cache.keys(&id).unwrap();
+        assert!(
+            !exists(&s.redis, keys.lock).await,
+            "lock of {id} left behind"
+        );
+        assert!(
+            !exists(&s.redis, keys.data).await,
+            "nothing cached for {id}"
+        );
+    }
+    s.down.store(false, Ordering::SeqCst);
+    let found = s.get_or_fail(vec![31, 32]).await.unwrap();
+    assert_eq!(found, [31, 32].map(|id| (id, value(id))).into());
+    assert_eq!(s.calls(), vec![vec![31, 32], vec![31, 32]]);
+}
+
+/// `get_pairs` (batch) and `get_pair` (single item) have the same template, in its two spellings:
+/// what one fills, the other reads.
+async fn single_item_and_batch_forms_share_keys(t: Target) {
+    let s = Service::new(t).await;
+    s.get_pairs_cache().invalidate([21, 22, 404]).await.unwrap();
+    s.get_pairs(vec![21, 22, 404]).await.unwrap();
+    assert_eq!(s.calls(), vec![vec![21, 22, 404]]);
+    assert_eq!(s.get_pair(21).await.unwrap(), Some(value(21)));
+    assert_eq!(s.get_pair(22).await.unwrap(), Some(value(22)));
+    assert_eq!(s.get_pair(404).await.unwrap(), None, "cached as absent");
+    assert_eq!(s.calls().len(), 1, "the single-item body ran");
+    assert_eq!(
+        s.get_pair_cache().data_key(&21).unwrap(),
+        s.get_pairs_cache().data_key(&21).unwrap()
+    );
+}
+
 both!(
     body_runs_only_for_missing_ids,
     both_key_spellings_store_widgets_42,
     pttl_matches_the_ttl_argument,
     single_item_form_and_companion_invalidation,
     two_instances_share_one_fill,
+    the_body_error_reaches_the_caller_unchanged,
+    single_item_and_batch_forms_share_keys,
 );

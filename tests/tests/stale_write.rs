@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 
 use ruecache_tests::{both, Target};
-use support::{cmd, exists, paused_fill, Gate};
+use support::{cmd, exists, paused_fill, value, Gate};
 
 async fn invalidation_during_fetch_returns_value_but_writes_nothing(t: Target) {
     let cache = support::cache(t.connect().await, &t.ns());
@@ -15,7 +15,11 @@ async fn invalidation_during_fetch_returns_value_but_writes_nothing(t: Target) {
     cache.invalidate([1]).await.unwrap();
     release.send(()).unwrap();
     let got = task.await.unwrap();
-    assert_eq!(got.len(), 2, "the caller still gets what it fetched");
+    assert_eq!(
+        got,
+        HashMap::from([(1, value(1)), (2, value(2))]),
+        "the caller still gets what it fetched, the invalidated id included"
+    );
     let conn = cache.connection();
     assert!(
         !exists(conn, cache.data_key(&1).unwrap()).await,
@@ -31,6 +35,54 @@ async fn invalidation_during_fetch_returns_value_but_writes_nothing(t: Target) {
     );
     assert_eq!(cache.stats().stale_commits, 1);
     assert_eq!(cache.stats().commits, 1);
+}
+
+/// A version key lost while a fill is in its fetch (evicted, expired, deleted by hand), then an
+/// invalidation: the fill read the version from before, and must not write.
+///
+/// This is what a version scheme based on `INCR` gets wrong. There the first invalidation makes
+/// the version `1` and the fill reads `1`; with the key gone, the next invalidation's `INCR`
+/// creates it again at `1`, the same number the fill read, so the fill's commit finds its version
+/// unchanged and writes the value from before the invalidation, to stay until its TTL. A fresh
+/// random version per invalidation never repeats one a fill may have read.
+async fn lost_version_then_invalidation_writes_nothing(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let conn = cache.connection();
+    let keys = cache.keys(&1).unwrap();
+    cache.invalidate([1]).await.unwrap();
+    let before: Vec<u8> = cmd(conn, "GET", &keys.version).await;
+    assert!(!before.is_empty(), "the invalidation set a version");
+
+    let mut gate = Gate::default();
+    let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
+    let read: Vec<u8> = cmd(conn, "GET", &keys.version).await;
+    assert_eq!(read, before, "the fill read the version and kept it");
+    cmd::<()>(conn, "DEL", &keys.version).await;
+    cache.invalidate([1]).await.unwrap();
+    let after: Vec<u8> = cmd(conn, "GET", &keys.version).await;
+    assert!(!after.is_empty(), "the invalidation set a version again");
+    assert_ne!(
+        after, before,
+        "the version re-created after its loss equals the one the paused fill read"
+    );
+    release.send(()).unwrap();
+
+    let got = task.await.unwrap();
+    assert_eq!(
+        got,
+        HashMap::from([(1, value(1))]),
+        "the caller gets what it fetched"
+    );
+    assert!(
+        !exists(conn, &keys.data).await,
+        "the fill that read the version from before the invalidation wrote its value"
+    );
+    assert!(
+        !exists(conn, &keys.lock).await,
+        "the lock is released anyway"
+    );
+    assert_eq!(cache.stats().stale_commits, 1);
+    assert_eq!(cache.stats().commits, 0);
 }
 
 async fn commit_with_lock_held_by_another_writes_nothing(t: Target) {
@@ -137,6 +189,7 @@ async fn garbage_version_self_heals_on_invalidate(t: Target) {
 
 both!(
     invalidation_during_fetch_returns_value_but_writes_nothing,
+    lost_version_then_invalidation_writes_nothing,
     commit_with_lock_held_by_another_writes_nothing,
     commit_without_lock_still_writes,
     version_expiring_mid_fetch_writes_nothing,

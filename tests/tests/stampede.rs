@@ -51,7 +51,20 @@ async fn concurrent_callers_fetch_each_id_exactly_once(t: Target) {
                 .unwrap()
         }));
     }
-    while caches.iter().map(|c| c.stats().lock_waits).sum::<u64>() == 0 {
+    // The fetches are held until some caller waits on another's lock; bounded, so that a run in
+    // which no caller ever waits fails here with a message instead of hanging.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let waits: u64 = caches.iter().map(|c| c.stats().lock_waits).sum();
+        // A task can only finish now by failing: its error is reported below.
+        if waits > 0 || tasks.iter().any(|t| t.is_finished()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no caller waited on another's lock within 60 s: {:?}",
+            caches.iter().map(|c| c.stats()).collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     open_tx.send(true).unwrap();

@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ruecache::{Cache, Error};
+use ruecache::{Cache, Error, Options};
 use ruecache_tests::{both, Target};
 use support::{cmd, template, Source};
 
@@ -117,7 +117,41 @@ async fn version_ttl_is_set_and_refreshed_on_read(t: Target) {
     );
 }
 
+/// The largest TTLs the builder accepts are taken by Redis as they are: a fill with each of
+/// them at its maximum (and the data TTL doubled by full jitter for some ids) commits, and the
+/// keys carry those TTLs.
+async fn largest_accepted_ttls_are_taken_by_redis(t: Target) {
+    let conn = t.connect().await;
+    let cache = Cache::builder(conn.clone(), &template(&t.ns()))
+        .ttl(Options::MAX_TTL)
+        .jitter(1.0)
+        .lock_ttl(Options::MAX_TTL)
+        .version_ttl(Options::MAX_TTL)
+        .build()
+        .unwrap();
+    let source = Source::default();
+    fill(&cache, 1..=20, &source).await;
+    let max_ms = i64::try_from(Options::MAX_TTL.as_millis()).unwrap();
+    let mut longest = 0;
+    for id in 1..=20 {
+        let keys = cache.keys(&id).unwrap();
+        let data: i64 = cmd(&conn, "PTTL", &keys.data).await;
+        assert!((1..=2 * max_ms).contains(&data), "id {id}: PTTL {data}");
+        longest = longest.max(data);
+        let version: i64 = cmd(&conn, "PTTL", &keys.version).await;
+        assert!(version > max_ms - 60_000, "id {id}: version PTTL {version}");
+    }
+    assert!(
+        longest > max_ms,
+        "jitter stretched some TTL past the maximum: {longest}"
+    );
+    assert_eq!(cache.stats().commits, 20);
+    fill(&cache, 1..=20, &source).await;
+    assert_eq!(source.calls().len(), 1, "the second call hits");
+}
+
 both!(
+    largest_accepted_ttls_are_taken_by_redis,
     ttl_is_set_with_jitter,
     ttl_without_jitter_is_exact,
     no_expiry_leaves_pttl_minus_one,
@@ -138,11 +172,43 @@ async fn builder_rejects_nonsense() {
         b().backoff(Duration::from_secs(2), Duration::from_secs(1))
             .build(),
         b().version_ttl(Duration::from_secs(1)).build(),
+        // Durations Redis or the clock cannot take: they would fail every miss, or panic
+        // computing a deadline, if they got past `build`.
+        b().timeout(Duration::MAX).build(),
+        b().timeout(Options::MAX_TIMEOUT + Duration::from_millis(1))
+            .build(),
+        b().ttl(Duration::MAX).build(),
+        b().ttl(Options::MAX_TTL + Duration::from_millis(1)).build(),
+        b().lock_ttl(Options::MAX_TTL + Duration::from_millis(1))
+            .version_ttl(Duration::MAX)
+            .build(),
+        b().version_ttl(Duration::MAX).build(),
+        b().backoff(Duration::from_millis(25), Duration::MAX)
+            .build(),
+        // An unlock threshold not shorter than the lock TTL would never release a lock.
+        b().unlock_threshold(Duration::from_secs(5)).build(),
+        b().lock_ttl(Duration::from_millis(100))
+            .unlock_threshold(Duration::from_secs(1))
+            .build(),
+        // A zero minimum backoff would poll Redis in a busy loop.
+        b().backoff(Duration::ZERO, Duration::from_secs(1)).build(),
     ];
     for case in cases {
         let err = case.unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{err:?}");
     }
+    // The limits themselves are accepted, and a rejection says how to fix it.
+    b().ttl(Options::MAX_TTL)
+        .lock_ttl(Options::MAX_TTL)
+        .version_ttl(Options::MAX_TTL)
+        .timeout(Options::MAX_TIMEOUT)
+        .backoff(Options::MAX_TIMEOUT, Options::MAX_TIMEOUT)
+        .build()
+        .expect("the documented maxima are accepted");
+    let err = b().ttl(Duration::MAX).build().unwrap_err();
+    assert!(err.to_string().contains("no_expiry()"), "{err}");
+    let err = b().timeout(Duration::MAX).build().unwrap_err();
+    assert!(err.to_string().contains("MAX_TIMEOUT"), "{err}");
     let err = Cache::<u64, String>::builder(conn.clone(), "w:{name}")
         .build()
         .unwrap_err();

@@ -17,4 +17,13 @@ impl Service {
     }
 }
 
+// The method is left as written and its companion is still there: its callers keep compiling,
+// and only the mistakes above are reported.
+#[allow(dead_code)]
+async fn callers(service: &Service) -> Result<(), ruecache::Error> {
+    let _: HashMap<u64, u64> = service.get(vec![1, 2], true)?;
+    service.get_cache().invalidate([1]).await?;
+    Ok(())
+}
+
 fn main() {}
