@@ -28,7 +28,7 @@ use foldhash::fast::RandomState;
 use futures_util::future::join_all;
 use redis::{Pipeline, Value};
 use tokio::time::{timeout_at, Instant};
-use tracing::{debug, warn};
+use tracing::{debug, debug_span, warn, Instrument as _};
 
 use crate::batch::{for_groups, get_cmd, get_many, missing_if_wrong_type};
 use crate::cache::{Cache, Shared, Spec};
@@ -121,7 +121,8 @@ where
     }
     // Boxed: the fill's future is ten times the read's, and every call (a hit too) would
     // otherwise carry it and copy it around.
-    Box::pin(fill(cache, pending, fetch, out, deadline)).await
+    let span = debug_span!("fill", misses = pending.len());
+    Box::pin(fill(cache, pending, fetch, out, deadline).instrument(span)).await
 }
 
 /// [`get_and_fill`] of a single id: one `GET`, and on a hit nothing else (no dedup, no key
@@ -177,7 +178,8 @@ where
         takeover: None,
     }];
     // Boxed: the hit path's future stays small.
-    Box::pin(fill(cache, pending, fetch, &mut out, deadline)).await?;
+    let span = debug_span!("fill", misses = 1);
+    Box::pin(fill(cache, pending, fetch, &mut out, deadline).instrument(span)).await?;
     Ok(out.pop())
 }
 
@@ -481,7 +483,9 @@ where
     Counters::add(&stats.fetches, 1);
     Counters::add(&stats.fetched_ids, locked.len());
     debug!(ids = locked.len(), "fetching from the source");
-    let fetched = match fetch(locked.iter().map(|l| l.id.clone()).collect()).await {
+    let ids = locked.iter().map(|l| l.id.clone()).collect();
+    let span = debug_span!("fetch", ids = locked.len());
+    let fetched = match fetch(ids).instrument(span).await {
         Ok(fetched) => fetched,
         Err(e) => {
             guard.release().await;
@@ -593,11 +597,12 @@ impl Drop for Unfinished {
         let Some(commit) = self.0.take() else { return };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(async move {
+                let finish = async move {
                     if let Err(e) = commit.run().await {
                         warn!(error = %e, "could not commit after the caller stopped waiting");
                     }
-                });
+                };
+                runtime.spawn(finish.in_current_span());
             }
             Err(_) => warn!("no tokio runtime to finish a commit; its locks expire at their TTL"),
         }
@@ -727,7 +732,7 @@ impl<Id> Drop for Taking<'_, Id> {
 fn spawn_unlock(unlock: impl Future<Output = ()> + Send + 'static) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            runtime.spawn(unlock);
+            runtime.spawn(unlock.in_current_span());
         }
         Err(_) => warn!("no tokio runtime to release locks; they expire at their TTL"),
     }
@@ -885,7 +890,8 @@ async fn prepare<Id, T, C>(
     }
     if !release.is_empty() {
         // Filled by another caller since the first read: the lock is not needed.
-        tokio::spawn(unlock(cache.conn.clone(), token, release, options.timeout));
+        let unlock = unlock(cache.conn.clone(), token, release, options.timeout);
+        tokio::spawn(unlock.in_current_span());
     }
     Ok(prepared)
 }
@@ -975,7 +981,10 @@ where
         );
     }
     let deadline = Instant::now() + options.timeout;
-    within(deadline, options.timeout, send(&cache.conn, calls)).await?;
+    let span = debug_span!("invalidate", ids = keys.len());
+    within(deadline, options.timeout, send(&cache.conn, calls))
+        .instrument(span)
+        .await?;
     Counters::add(&cache.spec.stats.invalidations, keys.len());
     Ok(())
 }
