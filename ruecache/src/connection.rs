@@ -8,6 +8,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::coalesce::Coalescer;
+use crate::fallback::Outage;
 use crate::flight::Flights;
 use crate::liveness::{Liveness, DEFAULT_LIVENESS_WINDOW};
 use crate::notify::Notifier;
@@ -57,6 +58,9 @@ pub struct Connection {
     /// Shared by clones: wakes callers waiting for another process's lock (see `notify`). Only
     /// for connections this crate opened, which know where to open a subscription connection.
     notifier: Option<Arc<Notifier>>,
+    /// Shared by clones: whether Redis is known to be unreachable (degraded mode, see
+    /// `fallback`).
+    outage: Arc<Outage>,
 }
 
 #[derive(Clone)]
@@ -112,6 +116,7 @@ impl Connection {
             request_bound: Some(DEFAULT_RESPONSE_TIMEOUT),
             coalescer: None,
             flights: Arc::default(),
+            outage: Arc::default(),
             liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
             notifier: Some(Arc::new(notifier)),
         };
@@ -267,6 +272,7 @@ impl Connection {
             request_bound: self.request_bound,
             coalescer: None,
             flights: Arc::default(),
+            outage: Arc::default(),
             liveness: Arc::new(Liveness::new(None)),
             notifier: None,
         }
@@ -274,6 +280,10 @@ impl Connection {
 
     pub(crate) fn notifier(&self) -> Option<&Arc<Notifier>> {
         self.notifier.as_ref()
+    }
+
+    pub(crate) fn outage(&self) -> &Arc<Outage> {
+        &self.outage
     }
 }
 
@@ -284,6 +294,7 @@ impl From<MultiplexedConnection> for Connection {
             request_bound: None,
             coalescer: None,
             flights: Arc::default(),
+            outage: Arc::default(),
             liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
             notifier: None,
         }
@@ -297,6 +308,7 @@ impl From<ConnectionManager> for Connection {
             request_bound: None,
             coalescer: None,
             flights: Arc::default(),
+            outage: Arc::default(),
             liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
             notifier: None,
         }
@@ -310,6 +322,7 @@ impl From<ClusterConnection> for Connection {
             request_bound: None,
             coalescer: None,
             flights: Arc::default(),
+            outage: Arc::default(),
             liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
             notifier: None,
         }

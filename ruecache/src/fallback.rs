@@ -3,16 +3,20 @@
 //! [`CacheBuilder::fallback_to_source`](crate::CacheBuilder::fallback_to_source)).
 //!
 //! A call runs the normal protocol first. If that fails because Redis cannot be reached, the
-//! ids it was asked for are fetched from the source and returned; nothing is written anywhere.
-//! Callers on one connection still share fetches: an id another caller is fetching is waited
-//! for, and that caller hands its followers the value (there is no Redis to read it from).
-//! The first such call of an outage logs a warning; the first call that gets through to Redis
-//! again logs that it is back.
+//! connection is marked as in an outage, and the ids the call has no value for yet are fetched
+//! from the source and returned; nothing is written anywhere. From then on, calls on that
+//! connection (and its clones) go straight to the source without waiting on Redis, while one
+//! background task probes Redis (`PING`) a few times a second; once Redis answers, calls use it
+//! again. Callers on one connection still share fetches: an id another caller is fetching is
+//! waited for, and that caller hands its followers the value (there is no Redis to read it
+//! from). An outage is logged once when it starts (a warning) and once when it ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use redis::{ErrorKind, ServerErrorKind, Value};
 use tracing::{info, warn};
@@ -22,7 +26,7 @@ use crate::codec::{seal, Codec};
 use crate::fill::{self, dedup, read, Read};
 use crate::flight::{Claimed, Flight};
 use crate::stats::Counters;
-use crate::Error;
+use crate::{Connection, Error};
 
 /// The error of a call run with the fallback on: the source's own error, or the cache's.
 enum Failure<E> {
@@ -94,29 +98,87 @@ where
     R: IntoIterator<Item = (Id, T)>,
     E: From<Error>,
 {
+    let outage = cache.conn.outage();
+    if outage.is_down() {
+        return from_source(cache, ids, &mut fetch, out).await;
+    }
     let start = out.len();
     let tagged = |ids| {
         let fut = fetch(ids);
         async move { fut.await.map_err(Failure::Source) }
     };
     let result = fill::get_and_fill(cache, ids.clone(), tagged, out).await;
-    let stats = &cache.spec.stats;
     match result {
-        Ok(()) => {
-            if stats.outage.load(Relaxed) && stats.outage.swap(false, Relaxed) {
-                info!("redis answers again; caching resumed");
-            }
-            Ok(())
-        }
+        Ok(()) => Ok(()),
         Err(Failure::Source(e)) => Err(e),
         Err(Failure::Cache(e)) if unreachable(&e) => {
-            if !stats.outage.swap(true, Relaxed) {
+            if outage.begin(&cache.conn, probe_timeout(cache.spec.options.timeout)) {
                 warn!(error = %e, "redis is unreachable; serving from the source until it answers");
             }
-            out.truncate(start);
-            from_source(cache, ids, &mut fetch, out).await
+            // What the call already has (read before the outage, or fetched before a commit
+            // that could not reach Redis) is kept; the rest comes from the source.
+            let have: HashSet<&Id> = out[start..].iter().map(|(id, _)| id).collect();
+            let rest: Vec<Id> = ids.into_iter().filter(|id| !have.contains(id)).collect();
+            drop(have);
+            from_source(cache, rest, &mut fetch, out).await
         }
         Err(Failure::Cache(e)) => Err(e.into()),
+    }
+}
+
+/// How long a probe waits for Redis's answer: the cache's timeout, at most a second.
+fn probe_timeout(timeout: Duration) -> Duration {
+    timeout.min(Duration::from_secs(1))
+}
+
+/// How often a connection in an outage probes Redis.
+const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Whether a connection (shared by its clones) is in an outage: Redis found unreachable and not
+/// answering since.
+#[derive(Debug, Default)]
+pub(crate) struct Outage {
+    down: AtomicBool,
+}
+
+impl Outage {
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.load(Relaxed)
+    }
+
+    /// Marks the outage; the first to do so starts the probe that ends it, and is told so
+    /// (`true`) to log it.
+    fn begin(self: &Arc<Self>, conn: &Connection, timeout: Duration) -> bool {
+        if self.down.swap(true, Relaxed) {
+            return false;
+        }
+        let probe = probe(Arc::downgrade(self), conn.without_liveness(), timeout);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(probe);
+            }
+            // Not reached: calls run on a runtime. Without a probe, calls try Redis again.
+            Err(_) => self.down.store(false, Relaxed),
+        }
+        true
+    }
+}
+
+/// `PING`s Redis until it answers, then ends the outage; stops early once the connection and
+/// all its clones are gone.
+async fn probe(outage: Weak<Outage>, mut conn: Connection, timeout: Duration) {
+    loop {
+        tokio::time::sleep(PROBE_INTERVAL).await;
+        let Some(outage) = outage.upgrade() else {
+            return;
+        };
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<Value>(&mut conn);
+        if let Ok(Ok(_)) = tokio::time::timeout(timeout, ping).await {
+            outage.down.store(false, Relaxed);
+            info!("redis answers again; caching resumed");
+            return;
+        }
     }
 }
 
@@ -198,7 +260,10 @@ where
         }
     }
     if !again.is_empty() {
-        out.extend(fetch(again).await?);
+        // Only the ids asked for, whatever else the source returns.
+        let asked: HashSet<Id> = again.iter().cloned().collect();
+        let fetched = fetch(again).await?;
+        out.extend(fetched.into_iter().filter(|(id, _)| asked.contains(id)));
     }
     Ok(())
 }

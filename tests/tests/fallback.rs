@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ruecache::{Cache, Connection};
 use ruecache_tests::{start_standalone_with, tokio};
-use support::{cmd, eventually, exists, value, Gate, Source, TestError};
+use support::{cmd, eventually, value, Gate, Source, TestError};
 
 type Map = HashMap<u64, String>;
 
@@ -80,15 +80,95 @@ async fn served_from_the_source_while_redis_is_down_then_cached_again() {
     assert_eq!(fetches.calls(), vec![vec![5]], "one fetch for ten callers");
 
     server.restart();
-    let after: Map = cache
-        .get_and_fill([6], |ids| source.fetch(ids))
+    cached_again_once_redis_answers(&cache, 6).await;
+}
+
+/// Calls for `id` until one is cached in Redis again (the outage's probe finds Redis back within
+/// a few hundred milliseconds; bounded at 10 s).
+async fn cached_again_once_redis_answers(cache: &Cache<u64, String>, id: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let key = cache.data_key(&id).unwrap();
+    let source = Source::default();
+    loop {
+        let got: Map = cache
+            .get_and_fill([id], |ids| source.fetch(ids))
+            .await
+            .unwrap();
+        assert_eq!(got, [(id, value(id))].into());
+        let mut conn = cache.connection().clone();
+        let cached: redis::RedisResult<bool> =
+            redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await;
+        if cached == Ok(true) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not cached again 10 s after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Redis that hangs instead of refusing (a frozen process, a network partition) costs the one
+/// call that finds it unreachable its timeout; until Redis answers again, calls on the
+/// connection go straight to the source without waiting on Redis. Shown with two caches on one
+/// connection: the first (timeout 300 ms) finds the outage; the second's timeout is 60 s, so any
+/// wait on the frozen Redis would last the connection's response timeout (5 s) at least, past
+/// the test's guard (2.5 s, where a call served from the source takes milliseconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_costs_one_timeout_per_outage_not_one_per_call() {
+    let server = start_standalone_with(&[]);
+    let conn = server.connect().await;
+    let ns = ruecache_tests::ns();
+    let finder: Cache<u64, String> = Cache::builder(conn.clone(), &support::template(&ns))
+        .timeout(Duration::from_millis(300))
+        .fallback_to_source(true)
+        .build()
+        .unwrap();
+    let patient: Cache<u64, String> = Cache::builder(conn.clone(), &support::template(&ns))
+        .timeout(Duration::from_secs(60))
+        .fallback_to_source(true)
+        .build()
+        .unwrap();
+    let source = Source::default();
+    let warm: Map = patient
+        .get_and_fill([1], |ids| source.fetch(ids))
         .await
         .unwrap();
-    assert_eq!(after, [(6, value(6))].into());
-    assert!(
-        exists(cache.connection(), cache.data_key(&6).unwrap()).await,
-        "cached again once Redis is back"
-    );
+    assert_eq!(warm, [(1, value(1))].into());
+
+    let pid = libc::pid_t::try_from(server.pid().expect("running")).unwrap();
+    // SAFETY: signals our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let first: Map = finder
+        .get_and_fill([1, 2], |ids| source.fetch(ids))
+        .await
+        .expect("served from the source");
+    assert_eq!(first, [(1, value(1)), (2, value(2))].into());
+    let guard = Duration::from_millis(2500);
+    for ids in [vec![3, 4], vec![1, 5]] {
+        let got: Map = tokio::time::timeout(
+            guard,
+            patient.get_and_fill(ids.clone(), |ids| source.fetch(ids)),
+        )
+        .await
+        .expect("served without waiting on the frozen Redis")
+        .unwrap();
+        assert_eq!(got.len(), 2, "{ids:?}");
+    }
+    let one = tokio::time::timeout(
+        guard,
+        patient.get_and_fill_one(6, |id| async move { Ok::<_, TestError>(Some(value(id))) }),
+    )
+    .await
+    .expect("served without waiting on the frozen Redis")
+    .unwrap();
+    assert_eq!(one, Some(value(6)));
+    assert_eq!(patient.stats().served_from_source, 5);
+
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    cached_again_once_redis_answers(&patient, 7).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
