@@ -12,11 +12,12 @@
 //! The stale-write guard does not depend on this: a holder wrongly declared dead finds its lock
 //! gone, and its commit is refused.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use redis::Cmd;
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 use tokio::time::MissedTickBehavior;
 use tracing::debug;
 
@@ -32,12 +33,15 @@ const PREFIX: &[u8] = b"ruecache:live:";
 /// The length of a connection's id at the start of its lock tokens.
 pub(crate) const ID_LEN: usize = 16;
 
-/// One connection's liveness: its id, window, and whether its key is kept alive yet.
+/// One connection's liveness: its id, window, and whether its key is kept alive.
 #[derive(Debug)]
 pub(crate) struct Liveness {
     id: [u8; ID_LEN],
     window: Option<Duration>,
-    started: OnceCell<()>,
+    /// Whether the refresh task runs (cleared when it ends, also when its runtime drops it).
+    running: AtomicBool,
+    /// Held while the key is set and the task started, so that only one caller does it.
+    starting: Mutex<()>,
 }
 
 impl Liveness {
@@ -52,7 +56,8 @@ impl Liveness {
         Self {
             id,
             window,
-            started: OnceCell::new(),
+            running: AtomicBool::new(false),
+            starting: Mutex::new(()),
         }
     }
 
@@ -61,25 +66,36 @@ impl Liveness {
     }
 
     /// Makes sure this connection's liveness key exists and is kept alive. Called before the
-    /// connection takes locks; after the first call it costs nothing.
+    /// connection takes locks; once the refresh task runs it costs one atomic load. If the task
+    /// stopped (its runtime was shut down), the next call starts it again.
     pub(crate) async fn ensure(self: &Arc<Self>, conn: &Connection) -> Result<(), Error> {
         let Some(window) = self.window else {
             return Ok(());
         };
-        self.started
-            .get_or_try_init(|| async {
-                let key = key(&self.id);
-                set(&mut conn.without_liveness(), &key, window).await?;
-                tokio::spawn(refresh(
-                    Arc::downgrade(self),
-                    conn.without_liveness(),
-                    key,
-                    window,
-                ));
-                Ok::<_, Error>(())
-            })
-            .await?;
+        if self.running.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _starting = self.starting.lock().await;
+        if self.running.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let key = key(&self.id);
+        set(&mut conn.without_liveness(), &key, window).await?;
+        self.running.store(true, Ordering::Release);
+        let running = Running(Arc::downgrade(self));
+        tokio::spawn(refresh(running, conn.without_liveness(), key, window));
         Ok(())
+    }
+}
+
+/// Owned by the refresh task: marks the task as stopped when it ends or is dropped.
+struct Running(Weak<Liveness>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(liveness) = self.0.upgrade() {
+            liveness.running.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -116,13 +132,13 @@ async fn set(conn: &mut Connection, key: &str, window: Duration) -> Result<(), E
 }
 
 /// Refreshes the key until the last clone of its connection is dropped, then deletes it.
-async fn refresh(owner: Weak<Liveness>, mut conn: Connection, key: String, window: Duration) {
+async fn refresh(running: Running, mut conn: Connection, key: String, window: Duration) {
     let mut tick = tokio::time::interval(window / 3);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate: the key was just set
     loop {
         tick.tick().await;
-        if owner.strong_count() == 0 {
+        if running.0.strong_count() == 0 {
             let _ = redis::cmd("DEL").arg(&key).exec_async(&mut conn).await;
             return;
         }

@@ -177,3 +177,54 @@ both!(
     locks_of_a_live_holder_are_never_taken_over,
     without_liveness_locks_are_waited_out
 );
+
+/// The task that keeps a connection's liveness key alive runs on the runtime of the first call
+/// that took locks. If that runtime shuts down (the task with it) while the connection lives on,
+/// the next call that takes locks starts it again, so the connection's locks are not taken over
+/// as a dead holder's.
+#[test]
+fn liveness_refresh_restarts_after_its_runtime_is_gone() {
+    let server = ruecache_tests::start_standalone_with(&[]);
+    let main = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Opened on `main`, which drives the connection from here on.
+    let conn = main.block_on(async {
+        ruecache::Connection::open(&server.url())
+            .await
+            .unwrap()
+            .liveness_window(Some(WINDOW))
+    });
+    let cache = support::cache(conn.clone(), "restart:");
+    let fill = |id: u64| {
+        let cache = cache.clone();
+        async move {
+            let source = Source::default();
+            let got: Map = cache
+                .get_and_fill([id], |ids| source.fetch(ids))
+                .await
+                .unwrap();
+            assert_eq!(got, [(id, value(id))].into());
+        }
+    };
+    let live_keys = || {
+        main.block_on(async { support::cmd::<Vec<String>>(&conn, "KEYS", "ruecache:live:*").await })
+    };
+    {
+        // The first locks are taken on a runtime that is then shut down.
+        let short = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        short.block_on(fill(1));
+    }
+    assert_eq!(live_keys().len(), 1, "set by the first fill");
+    main.block_on(async {
+        fill(2).await;
+        // Three windows: a key that is not refreshed is gone after one.
+        tokio::time::sleep(3 * WINDOW).await;
+    });
+    assert_eq!(live_keys().len(), 1, "still refreshed");
+}
