@@ -837,6 +837,13 @@ async fn prepare<Id, T, C>(
                 foreign.locks.push(i);
                 None
             }
+            // `SET ... NX ... GET` is Redis 7.0's; older servers call it a syntax error.
+            Value::ServerError(e) if e.details().is_some_and(|d| d.contains("syntax")) => {
+                return Err(Error::UnexpectedReply(format!(
+                    "taking a lock failed with `{e:?}`: ruecache needs Redis 7.0 or newer \
+                     (`SET key value NX PX ttl GET`); upgrade the server"
+                )));
+            }
             other => {
                 return Err(match other.extract_error() {
                     Err(e) => e.into(),
