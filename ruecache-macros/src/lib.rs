@@ -108,7 +108,7 @@ use proc_macro::TokenStream;
 /// | `ttl` | how long values stay cached: a duration, or `"none"` for no expiry: `ttl = "1h30m"` | `"5m"` |
 /// | `jitter` | spreads each id's TTL by up to ± this fraction, a float from `0.0` to `1.0`: `jitter = 0.05` | `0.2` |
 /// | `lock_ttl` | how long a filler's lock lasts: the longest a crashed filler blocks others; `lock_ttl = "30s"` | `"5s"` |
-/// | `timeout` | the longest one call may take, waiting for other fillers included; `timeout = "1m"` | `"30s"` |
+/// | `timeout` | bounds each wait on Redis and on other fillers, counted from the start of the call (the body itself is not cut short); `timeout = "1m"` | `"30s"` |
 /// | `codec` | a codec type (not a string) implementing `ruecache::Codec<T> + Default`: `codec = ruecache::Raw` | `ruecache::MsgPack` |
 /// | `crate` | the path of `ruecache` as a string, for crates that re-export it: `crate = "my_crate::ruecache"` | `"::ruecache"` |
 ///

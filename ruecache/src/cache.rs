@@ -16,6 +16,10 @@ use crate::{Connection, Error};
 
 /// What a cache needs besides its connection: key template, options and counters. `const`-built
 /// so that it can live in a `static` (the attribute macro puts one per method there).
+///
+/// Not a public API: only `#[cached_batch]` names it (through `__private`), and it may change in
+/// any release. Build caches with [`Cache::builder`].
+#[doc(hidden)]
 #[derive(Debug)]
 pub struct Spec {
     pub(crate) template: Option<KeyTemplate>,
@@ -24,7 +28,8 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// A spec from a template and options that are known to be valid.
+    /// A spec from a template and options that are known to be valid: nothing checks them here
+    /// (the attribute macro validates its arguments when it expands).
     pub const fn new(template: KeyTemplate, options: Options) -> Self {
         Self {
             template: Some(template),
@@ -204,17 +209,48 @@ impl<Id, T> Cache<Id, T, MsgPack> {
 }
 
 impl<Id, T, C> Cache<Id, T, C> {
-    /// A snapshot of this cache's counters (shared by its clones).
+    /// A snapshot of this cache's counters (shared by its clones). Counters only grow; subtract
+    /// two snapshots to measure an interval.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(cache: ruecache::Cache<u64, String>) {
+    /// let stats = cache.stats();
+    /// let asked = stats.hits + stats.misses;
+    /// if asked > 0 {
+    ///     println!("hit ratio {:.2}", stats.hits as f64 / asked as f64);
+    /// }
+    /// # }
+    /// ```
     pub fn stats(&self) -> Stats {
         self.spec.stats.snapshot()
     }
 
     /// This cache's settings.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(cache: ruecache::Cache<u64, String>) {
+    /// println!("values live {:?}", cache.options().ttl());
+    /// # }
+    /// ```
     pub fn options(&self) -> &Options {
         &self.spec.options
     }
 
     /// The connection this cache uses.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(cache: ruecache::Cache<u64, String>) {
+    /// // Another cache on the same socket.
+    /// let other: ruecache::Cache<u64, u32> =
+    ///     ruecache::Cache::builder(cache.connection().clone(), "ages:{id}").build().unwrap();
+    /// # }
+    /// ```
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -224,6 +260,15 @@ impl<Id, T, C> Cache<Id, T, C> {
     /// # Errors
     ///
     /// [`Error::InvalidId`] or [`Error::KeyTooLong`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+    /// // A cache built with the template "names:{{{id}}}".
+    /// assert_eq!(cache.data_key(&7)?, "names:{7}");
+    /// # Ok(()) }
+    /// ```
     pub fn data_key(&self, id: &Id) -> Result<String, Error> {
         match &self.key_fn {
             KeyFn::Template(_) => {
@@ -263,6 +308,18 @@ impl<Id, T, C> Cache<Id, T, C> {
     /// # Errors
     ///
     /// As [`data_key`](Self::data_key).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+    /// // A cache built with the template "names:{{{id}}}".
+    /// let keys = cache.keys(&7)?;
+    /// assert_eq!(keys.data, "names:{7}");
+    /// // `{tag}`, the byte 0xFF, a kind byte (`v` or `l`), then the data key.
+    /// assert_eq!(keys.lock, b"{7}\xfflnames:{7}");
+    /// # Ok(()) }
+    /// ```
     pub fn keys(&self, id: &Id) -> Result<IdKeys, Error> {
         let data = self.data_key(id)?;
         Ok(IdKeys {
@@ -273,11 +330,21 @@ impl<Id, T, C> Cache<Id, T, C> {
     }
 
     /// Loads the cache's Lua scripts on every node, so the first miss does not pay a
-    /// `NOSCRIPT` round trip. Optional.
+    /// `NOSCRIPT` round trip. Optional: a script that is not loaded is loaded when first needed.
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`] if a node refuses `SCRIPT LOAD`.
+    /// [`Error::Redis`] if a node cannot be reached or refuses `SCRIPT LOAD` (a Redis user
+    /// without `+script|load`, which the cache needs anyway).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+    /// // At startup, before serving traffic.
+    /// cache.preload_scripts().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn preload_scripts(&self) -> Result<(), Error> {
         let mut conn = self.conn.clone();
         for script in crate::scripts::all() {
@@ -305,8 +372,10 @@ where
     /// # Errors
     ///
     /// The fetch's own error, unchanged (the locks it held are released first); otherwise a
-    /// [`ruecache::Error`](Error) converted with `From`: Redis failures and
-    /// [`Error::Timeout`]. The cache is left consistent either way.
+    /// [`ruecache::Error`](Error) converted with `From`: Redis failures, [`Error::Timeout`],
+    /// [`Error::InvalidId`] or [`Error::KeyTooLong`] for an id that makes no key, and
+    /// [`Error::Encode`] for a fetched value the codec cannot encode. The cache is left
+    /// consistent either way.
     ///
     /// # Examples
     ///
@@ -473,6 +542,18 @@ pub trait HasConnection {
 }
 
 /// The Redis keys of one id, from [`Cache::keys`]. All three share a cluster slot.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+/// let keys: ruecache::IdKeys = cache.keys(&7)?;
+/// // For `redis-cli`: the derived keys are binary, print them escaped.
+/// println!("data {}", keys.data);
+/// println!("lock {}", keys.lock.escape_ascii());
+/// println!("version {}", keys.version.escape_ascii());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IdKeys {
@@ -527,6 +608,24 @@ where
 }
 
 /// An item that knows its own id, for [`Cache::get_and_fill_items`].
+///
+/// # Examples
+///
+/// ```
+/// struct Widget {
+///     id: u64,
+///     name: String,
+/// }
+///
+/// impl ruecache::Keyed<u64> for Widget {
+///     fn cache_id(&self) -> u64 {
+///         self.id
+///     }
+/// }
+///
+/// let widget = Widget { id: 7, name: "gear".into() };
+/// assert_eq!(ruecache::Keyed::cache_id(&widget), 7);
+/// ```
 pub trait Keyed<Id> {
     /// The id this item is cached under.
     fn cache_id(&self) -> Id;
@@ -555,13 +654,39 @@ impl<Id, T, C: std::fmt::Debug> std::fmt::Debug for CacheBuilder<Id, T, C> {
 }
 
 impl<Id, T, C> CacheBuilder<Id, T, C> {
-    /// How long values stay cached (default 5 min), before jitter.
+    /// How long values stay cached (default 5 min), before jitter (see [`jitter`](Self::jitter)).
+    ///
+    /// [`build`](Self::build) accepts 1 ms up to [`Options::MAX_TTL`] (100 years); for values
+    /// that should never expire use [`no_expiry`](Self::no_expiry).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .ttl(Duration::from_secs(60))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.options.ttl = Some(ttl);
         self
     }
 
     /// Values never expire (they stay until invalidated or evicted); the Go `NoTTL`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "countries:{id}")
+    ///     .no_expiry()
+    ///     .build()?;
+    /// assert_eq!(cache.options().ttl(), None);
+    /// # Ok(()) }
+    /// ```
     pub fn no_expiry(mut self) -> Self {
         self.options.ttl = None;
         self
@@ -569,32 +694,125 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
 
     /// Spreads each id's TTL deterministically by up to ± this fraction (default 0.2), so ids
     /// filled together do not all expire together. `0.0` turns it off.
+    ///
+    /// [`build`](Self::build) accepts `0.0..=1.0`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// // TTLs between 45 and 75 s.
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .ttl(std::time::Duration::from_secs(60))
+    ///     .jitter(0.25)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn jitter(mut self, fraction: f64) -> Self {
         self.options.jitter = fraction;
         self
     }
 
     /// How long a filler's lock lasts (default 5 s): the longest a crashed filler can block
-    /// others. Make it longer than your slowest fetch.
+    /// others. Make it longer than your slowest fetch: a fill whose lock expired during its
+    /// fetch does not write what it fetched.
+    ///
+    /// [`build`](Self::build) accepts 1 ms up to [`Options::MAX_TTL`], and no more than the
+    /// [version TTL](Self::version_ttl) (10 min unless set): raise that too for longer locks.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::time::Duration;
+    ///
+    /// // A report that takes up to a minute to compute.
+    /// let cache = ruecache::Cache::<u64, Vec<u8>>::builder(conn, "reports:{id}")
+    ///     .lock_ttl(Duration::from_secs(90))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
         self.options.lock_ttl = ttl;
         self
     }
 
     /// How long an idle version key lives (default 10 min; refreshed on every fill).
+    ///
+    /// [`build`](Self::build) accepts the [lock TTL](Self::lock_ttl) up to [`Options::MAX_TTL`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .lock_ttl(Duration::from_secs(20 * 60))
+    ///     .version_ttl(Duration::from_secs(30 * 60))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn version_ttl(mut self, ttl: Duration) -> Self {
         self.options.version_ttl = ttl;
         self
     }
 
-    /// The longest one call may take, waiting for other fillers included (default 30 s).
+    /// How long a call may wait on Redis and on other fillers (default 30 s). It does not bound
+    /// your fetch.
+    ///
+    /// From the start of a call, every wait on Redis and on other fillers (callers, in this
+    /// process or another, filling ids this call needs) must end within this long, or the call
+    /// fails with [`Error::Timeout`]. Your fetch is not under it: it runs as long as it takes,
+    /// though its time counts against the waits after it (for ids others still hold). The commit
+    /// that writes what was fetched gets a timeout of its own, this long from the end of the
+    /// fetch. To bound the fetch, wrap it in [`tokio::time::timeout`].
+    ///
+    /// [`build`](Self::build) accepts more than zero up to [`Options::MAX_TIMEOUT`] (365 days).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn load_names(ids: Vec<u64>) -> Result<Vec<(u64, String)>, ruecache::Error> { Ok(Vec::new()) }
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::collections::HashMap;
+    /// use std::time::Duration;
+    ///
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "names:{id}")
+    ///     .timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// let names: HashMap<u64, String> = cache
+    ///     .get_and_fill(vec![1, 2], |ids| async move {
+    ///         // The cache's timeout does not cover the fetch: bound it here.
+    ///         tokio::time::timeout(Duration::from_secs(1), load_names(ids))
+    ///             .await
+    ///             .map_err(ruecache::Error::source_error)?
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.options.timeout = timeout;
         self
     }
 
     /// How waiting callers poll a lock held by another caller: first after `min`, doubling up to
-    /// `max` (default 25 ms to 1 s).
+    /// `max` (default 25 ms to 1 s). Callers woken by the lock's release do not wait that long.
+    ///
+    /// [`build`](Self::build) accepts `0 < min <= max`, with `max` up to
+    /// [`Options::MAX_TIMEOUT`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .backoff(Duration::from_millis(10), Duration::from_millis(200))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.options.backoff_min = min;
         self.options.backoff_max = max;
@@ -603,6 +821,20 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
 
     /// When a fill fails, its locks are released with a round trip unless less than this much of
     /// the lock TTL is left, in which case they are left to expire (default 10 ms).
+    ///
+    /// [`build`](Self::build) accepts anything shorter than the [lock TTL](Self::lock_ttl).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .unlock_threshold(Duration::from_millis(50))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn unlock_threshold(mut self, threshold: Duration) -> Self {
         self.options.unlock_threshold = threshold;
         self
@@ -619,8 +851,10 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// start and end of an outage are logged once each (`warn` and `info`). Errors that are not
     /// about reaching Redis (a permission or type error, an invalid id) are returned as usual.
     ///
-    /// Every call still first waits for Redis to fail, up to the connection's response
-    /// timeout or the cache's timeout: lower those to fail over faster.
+    /// The call that finds Redis unreachable waits for it to fail, up to the connection's
+    /// response timeout or the cache's timeout (lower those to fail over faster). From then
+    /// until Redis answers a background `PING` again (four times a second), calls on that
+    /// connection and its clones go straight to the source.
     ///
     /// # Examples
     ///
@@ -637,6 +871,16 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     }
 
     /// Uses another codec for values (default [`MsgPack`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// let cache = ruecache::Cache::<String, Vec<u8>>::builder(conn, "thumbs:{id}")
+    ///     .codec(ruecache::Raw)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn codec<C2: Codec<T>>(self, codec: C2) -> CacheBuilder<Id, T, C2> {
         CacheBuilder {
             conn: self.conn,
@@ -652,8 +896,29 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     ///
     /// # Errors
     ///
-    /// [`Error::Template`] for a bad key template, [`Error::Config`] for settings that make no
-    /// sense (a zero TTL, jitter above 1, ...); the message says what is accepted.
+    /// [`Error::Template`] for a bad key template (see [`KeyTemplate::parse`]). [`Error::Config`],
+    /// whose message names the setting, what it accepts and how to fix it, for:
+    ///
+    /// - a [`ttl`](Self::ttl) under 1 ms or over [`Options::MAX_TTL`];
+    /// - a [`jitter`](Self::jitter) outside `0.0..=1.0`;
+    /// - a [`lock_ttl`](Self::lock_ttl) under 1 ms or over [`Options::MAX_TTL`];
+    /// - a [`version_ttl`](Self::version_ttl) shorter than the lock TTL or over
+    ///   [`Options::MAX_TTL`];
+    /// - a [`timeout`](Self::timeout) of zero or over [`Options::MAX_TIMEOUT`];
+    /// - a [`backoff`](Self::backoff) whose minimum is zero or above its maximum, or whose
+    ///   maximum is over [`Options::MAX_TIMEOUT`];
+    /// - an [`unlock_threshold`](Self::unlock_threshold) not shorter than the lock TTL.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) {
+    /// let err = ruecache::Cache::<u64, String>::builder(conn, "users:{name}")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, ruecache::Error::Template { .. }));
+    /// # }
+    /// ```
     pub fn build(self) -> Result<Cache<Id, T, C>, Error> {
         self.options.validate()?;
         let template = self.template.transpose()?;

@@ -6,6 +6,23 @@ use std::time::Duration;
 ///
 /// A fetch function's own error is never wrapped in this type: `get_and_fill` returns it to the
 /// caller unchanged, and converts these errors into the caller's error type with `From`.
+///
+/// # Examples
+///
+/// ```
+/// #[derive(Debug, thiserror::Error)]
+/// enum AppError {
+///     #[error("database: {0}")]
+///     Db(String),
+///     #[error(transparent)]
+///     Cache(#[from] ruecache::Error),
+/// }
+///
+/// fn retryable(e: &AppError) -> bool {
+///     matches!(e, AppError::Cache(ruecache::Error::Redis(_) | ruecache::Error::Timeout(_)))
+/// }
+/// # assert!(!retryable(&AppError::Db("down".into())));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -13,11 +30,14 @@ pub enum Error {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
 
-    /// The call did not complete within the configured timeout, usually because another caller
-    /// held the lock for some ids the whole time (a lock without expiry, or a very slow fetch).
+    /// A wait on Redis or on other callers' fills did not end within the configured
+    /// [timeout](crate::CacheBuilder::timeout), usually because another caller held the lock for
+    /// some ids the whole time (a very slow fetch), or Redis did not answer. The call's own
+    /// fetch is not under the timeout.
     #[error(
-        "timed out after {0:?} waiting for other callers to fill the cache; \
-         raise the timeout with `CacheBuilder::timeout` if fetches take this long"
+        "timed out after {0:?} waiting for redis or for other callers to fill the cache; \
+         raise the timeout with `CacheBuilder::timeout` if fetches take this long, \
+         or check that redis is reachable"
     )]
     Timeout(Duration),
 
@@ -49,8 +69,17 @@ pub enum Error {
         max: usize,
     },
 
-    /// A value could not be encoded for the cache.
-    #[error("encoding a value for the cache failed: {0}")]
+    /// The cache's [codec](crate::Codec) could not convert a value, in either direction.
+    ///
+    /// Returned when a fetched value cannot be encoded: the call fails and the fill's locks are
+    /// released. Codecs return it from [`decode`](crate::Codec::decode) too, for cached bytes
+    /// they cannot read, but that never reaches a caller: the id is treated as a miss and
+    /// refilled.
+    #[error(
+        "the cache's codec could not encode or decode a value: {0}; make fetched values \
+         encodable by the codec or choose another with `CacheBuilder::codec` (cached bytes that \
+         do not decode are refilled, not reported)"
+    )]
     Encode(#[source] Box<dyn std::error::Error + Send + Sync>),
 
     /// Redis replied with something the cache's scripts never return.

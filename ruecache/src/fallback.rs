@@ -183,7 +183,7 @@ async fn probe(outage: Weak<Outage>, mut conn: Connection, timeout: Duration) {
 }
 
 /// Whether `e` means Redis could not be reached (rather than refused what was asked).
-fn unreachable(e: &Error) -> bool {
+pub(crate) fn unreachable(e: &Error) -> bool {
     match e {
         Error::Timeout(_) => true,
         Error::Redis(e) => {

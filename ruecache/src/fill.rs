@@ -277,16 +277,20 @@ where
     let stats = &cache.spec.stats;
     let mut backoff = options.backoff_min;
     if !pending.is_empty() {
-        // Others must be able to tell that this connection's locks have a live holder. Without
-        // it (its key's slot may be on a cluster node that is down) the fill goes on after a
-        // quarter of the timeout at most: others cannot read the key either and wait as for a
-        // live holder; at worst they take this caller's locks over, which costs a second
-        // fetch, never a stale write (a commit whose lock was taken is refused). The next fill
-        // tries again.
+        // Others must be able to tell that this connection's locks have a live holder. If the
+        // key cannot be reached (its slot may be on a cluster node that is down) the fill goes
+        // on after a quarter of the timeout at most: others cannot read the key either and wait
+        // as for a live holder; at worst they take this caller's locks over, which costs a
+        // second fetch, never a stale write (a commit whose lock was taken is refused). The
+        // next fill tries again. A refusal (an ACL without the liveness keys) is an error.
         let liveness = cache.conn.liveness().ensure(&cache.conn);
         let bound = (Instant::now() + options.timeout / 4).min(deadline);
-        if let Err(e) = within(bound, options.timeout / 4, liveness).await {
-            debug!(error = %e, "could not set the liveness key; filling without it");
+        match within(bound, options.timeout / 4, liveness).await {
+            Ok(()) => {}
+            Err(e) if crate::fallback::unreachable(&e) => {
+                debug!(error = %e, "could not reach the liveness key; filling without it");
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     // Wake-ups for the ids others hold, from the first wait on.
@@ -356,10 +360,11 @@ where
             Ok(dead) => dead,
             // Unknown (a holder's liveness key may be on a cluster node that is down): treated
             // as alive, so their locks are waited for as usual.
-            Err(e) => {
-                debug!(error = %e, "could not check lock holders' liveness");
+            Err(e) if crate::fallback::unreachable(&e) => {
+                debug!(error = %e, "could not reach lock holders' liveness keys");
                 Vec::new()
             }
+            Err(e) => return Err(e.into()),
         };
         if !dead.is_empty() || cleared {
             // Locks of a dead holder: take them over right away.

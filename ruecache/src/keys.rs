@@ -17,6 +17,12 @@ use crate::Error;
 
 /// Keys longer than this are refused with [`Error::KeyTooLong`] (Redis allows 512 MB, but a
 /// key this long is always a mistake, and it is repeated in the derived keys).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(ruecache::MAX_KEY_LEN, 65_536);
+/// ```
 pub const MAX_KEY_LEN: usize = 64 * 1024;
 
 const VERSION_KIND: u8 = b'v';
@@ -62,6 +68,17 @@ impl KeyTemplate {
     ///
     /// If `parts` has fewer than two pieces (a template needs at least one id slot). In a
     /// `static` or `const` this is a compile-time error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ruecache::KeyTemplate;
+    ///
+    /// // The same template as `KeyTemplate::parse("orders:{{{id}}}:v2")`.
+    /// static ORDERS: KeyTemplate = KeyTemplate::from_parts(&["orders:{", "}:v2"]);
+    /// assert_eq!(ORDERS.render(&12)?, "orders:{12}:v2");
+    /// # Ok::<(), ruecache::Error>(())
+    /// ```
     pub const fn from_parts(parts: &'static [&'static str]) -> Self {
         assert!(
             parts.len() >= 2,
@@ -77,7 +94,21 @@ impl KeyTemplate {
     /// # Errors
     ///
     /// [`Error::Template`] when the template has no `{id}`, a placeholder other than `{id}`, or
-    /// an unbalanced brace.
+    /// an unbalanced brace; the message says how to write it instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ruecache::{Error, KeyTemplate};
+    ///
+    /// let template = KeyTemplate::parse("users:{id}:profile")?;
+    /// assert_eq!(template.render(&"ann")?, "users:ann:profile");
+    ///
+    /// // `{{id}}` is the literal text `{id}`, so this template has no id slot.
+    /// assert!(matches!(KeyTemplate::parse("users:{{id}}"), Err(Error::Template { .. })));
+    /// assert!(KeyTemplate::parse("users:{name}").is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn parse(template: &str) -> Result<Self, Error> {
         let fail = |reason| Error::Template {
             template: template.to_owned(),
@@ -131,6 +162,19 @@ impl KeyTemplate {
     ///
     /// [`Error::InvalidId`] if the id's `Display` fails, [`Error::KeyTooLong`] past
     /// [`MAX_KEY_LEN`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ruecache::{Error, KeyTemplate, MAX_KEY_LEN};
+    ///
+    /// let template = KeyTemplate::parse("sessions:<<<id>>>")?;
+    /// assert_eq!(template.render(&"a1b2")?, "sessions:{a1b2}");
+    ///
+    /// let huge = "x".repeat(MAX_KEY_LEN);
+    /// assert!(matches!(template.render(&huge), Err(Error::KeyTooLong { .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn render(&self, id: &dyn Display) -> Result<String, Error> {
         let mut out = String::new();
         self.write(id, &mut out)?;

@@ -70,8 +70,8 @@ impl Options {
     /// ```
     pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
-    /// The longest timeout of one call, and the longest wait backoff, a cache accepts: 365
-    /// days.
+    /// The longest timeout (of the waits of one call) and the longest wait backoff a cache
+    /// accepts: 365 days.
     ///
     /// A call's deadline is the time it starts plus the timeout; this bound keeps that sum
     /// representable on every platform, so a call can never panic computing it.
@@ -136,7 +136,8 @@ impl Options {
         self.jitter
     }
 
-    /// The overall timeout of one call.
+    /// The timeout of one call's waits on Redis and on other fillers, counted from the start
+    /// of the call; the fetch itself is not cut short.
     ///
     /// # Examples
     ///

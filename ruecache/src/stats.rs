@@ -1,32 +1,51 @@
 //! Counters of what the cache did.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 ///
-/// Counts are per id unless the name says otherwise.
+/// Counts are per id unless the name says otherwise, and only grow: subtract an earlier snapshot
+/// to measure an interval. Clones of a cache share its counters; the caches of two
+/// `#[cached_batch]` methods do not.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+/// let before = cache.stats();
+/// cache.invalidate([1, 2]).await?;
+/// let after = cache.stats();
+/// assert_eq!(after.invalidations - before.invalidations, 2);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Ids answered from Redis (a cached value, or a cached "absent").
+    /// Ids answered by a call's first read from Redis (a cached value, or a cached "absent").
     pub hits: u64,
-    /// Ids not in Redis on the first read.
+    /// Ids not answered by a call's first read: `hits + misses` is the number of distinct ids
+    /// asked for while Redis answers. A miss is not always fetched by this caller: another may
+    /// fill it first.
     pub misses: u64,
-    /// Calls of the fetch function.
+    /// Calls of the fetch function to fill the cache (not those made while Redis is unreachable:
+    /// see [`served_from_source`](Self::served_from_source)).
     pub fetches: u64,
-    /// Ids passed to the fetch function.
+    /// Ids passed to the fetch function to fill the cache.
     pub fetched_ids: u64,
-    /// Ids written to Redis after a fetch.
+    /// Ids written to Redis after a fetch (values, and "absent" markers for ids the source did
+    /// not return).
     pub commits: u64,
     /// Fetched ids not written because they were invalidated during the fetch (the stale-write
     /// guard at work).
     pub stale_commits: u64,
     /// Fetched ids not written because this caller's lock had expired and another caller had
-    /// taken it.
+    /// taken it (a fetch that took longer than the
+    /// [lock TTL](crate::CacheBuilder::lock_ttl)).
     pub lost_locks: u64,
     /// Lock attempts (ids) sent to Redis.
     pub lock_attempts: u64,
-    /// Times an id was waited for because another caller held its lock.
+    /// Times an id was waited for because another caller held its lock (once per id and
+    /// attempt).
     pub lock_waits: u64,
     /// Times a caller waiting for other callers' locks was woken by a release (a commit or
     /// unlock publishing on the lock's channel) before its backoff ran out.
@@ -40,7 +59,7 @@ pub struct Stats {
     /// Ids served straight from the source because Redis was unreachable (see
     /// [`CacheBuilder::fallback_to_source`](crate::CacheBuilder::fallback_to_source)).
     pub served_from_source: u64,
-    /// Ids invalidated.
+    /// Ids invalidated (distinct ids per call of [`Cache::invalidate`](crate::Cache::invalidate)).
     pub invalidations: u64,
 }
 
@@ -59,8 +78,6 @@ pub(crate) struct Counters {
     pub(crate) flight_waits: AtomicU64,
     pub(crate) takeovers: AtomicU64,
     pub(crate) served_from_source: AtomicU64,
-    /// Whether Redis was found unreachable and has not answered since (to log outages once).
-    pub(crate) outage: AtomicBool,
     pub(crate) invalidations: AtomicU64,
 }
 
@@ -80,7 +97,6 @@ impl Counters {
             flight_waits: AtomicU64::new(0),
             takeovers: AtomicU64::new(0),
             served_from_source: AtomicU64::new(0),
-            outage: AtomicBool::new(false),
             invalidations: AtomicU64::new(0),
         }
     }

@@ -347,6 +347,39 @@ async fn batch_of_100_000_ids(t: Target) {
     assert_eq!(stats.commits, N);
 }
 
+/// A 100,000-id batch is sent in bounded requests (`INFO commandstats` of a private server): its
+/// reads take at least 100,000 / 512 `MGET`s and its commits at least 100,000 / 128 script calls
+/// (the engine's limits per request), not one request for all, nor one per id.
+#[ruecache_tests::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_of_100_000_ids_is_sent_in_chunks() {
+    const N: u64 = 100_000;
+    let server = start_standalone_with(&[]);
+    let conn = Connection::open(&server.url()).await.unwrap();
+    let cache = support::cache(conn.clone(), "chunks:");
+    let source = Source::default();
+    let got: HashMap<u64, String> = cache
+        .get_and_fill(0..N, |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(got.len() as u64, N);
+    let info: String = cmd(&conn, "INFO", "commandstats").await;
+    let calls = |command: &str| -> u64 {
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let (reads, commits) = (calls("mget"), calls("evalsha"));
+    eprintln!("hostile: 100,000-id batch in {reads} MGET and {commits} EVALSHA requests");
+    assert!(reads >= N.div_ceil(512), "reads: {reads}");
+    assert!(commits >= N.div_ceil(128), "commits: {commits}");
+    assert!(
+        reads < N / 50 && commits < N / 50,
+        "not one request per id: {reads} MGET, {commits} EVALSHA"
+    );
+}
+
 /// Deterministic bytes that compress badly.
 fn big_value(id: u64, len: usize) -> Vec<u8> {
     let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

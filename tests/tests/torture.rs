@@ -1,5 +1,9 @@
-//! Consistency torture: several "processes" (each with its own Redis connection) read through the
-//! cache and write a real SQLite database at random, with fetches that nap to widen every race.
+//! Consistency torture: several "processes" (each with its own Redis connection, shared by a few
+//! concurrent tasks) read through the cache and write a real SQLite database at random, with
+//! fetches that nap to widen every race. Tasks on one connection overlap, so their reads and
+//! commits share round trips and an id one of them is filling is followed by the others
+//! (in-process single-flight); some reads are dropped at random points, their commits then
+//! finished by a spawned task.
 //!
 //! Two properties are checked:
 //!
@@ -8,13 +12,16 @@
 //! - **No stale data left in Redis**: once everything has stopped, every cached value equals the
 //!   database's current row, or is absent.
 //!
+//! And that the races the test is for did happen: commits refused because an invalidation raced
+//! their fetch, followers of another task's fill, reads dropped after their fetch returned.
+//!
 //! Each variant runs for a few seconds; set `RUECACHE_TORTURE_SECS` for a longer run.
 
 mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,9 +32,18 @@ use ruecache::{Cache, Connection};
 use ruecache_tests::{both, start_standalone_with, RedisServer, Target};
 use serde::{Deserialize, Serialize};
 use support::cmd;
+use tokio::sync::Notify;
 
-/// Concurrent workers, each with its own connection (as separate processes would have).
-const WORKERS: usize = 4;
+/// Redis connections, as separate processes would have.
+const CONNECTIONS: usize = 4;
+
+/// Concurrent tasks on each connection: their calls overlap, so reads and commits are coalesced
+/// and an id one task is filling is followed (not fetched again) by the others.
+const TASKS_PER_CONNECTION: usize = 4;
+
+/// Percent of reads dropped: run under a short random timeout, so the caller may be dropped
+/// while it takes locks, fetches, commits or follows another task's fill.
+const DROPPED_READS_PERCENT: u32 = 20;
 
 /// A database row as cached: its version counter and its value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,12 +187,44 @@ struct Log {
     batch_reads: u64,
     single_reads: u64,
     updates: u64,
+    /// Reads run under a short timeout that fired: the caller was dropped mid-call.
+    dropped_reads: u64,
+    /// Of those, the ones dropped after their own fetch had returned: their commit (or what was
+    /// left of the call) was finished by a spawned task.
+    dropped_after_fetch: u64,
     /// Problems seen by the worker itself: missing ids, values that don't match their version.
     violations: Vec<String>,
     /// Calls that failed with a cache error (only allowed when the run injects faults).
     errors: u64,
 }
 
+impl Log {
+    fn absorb(&mut self, other: Log) {
+        self.reads.extend(other.reads);
+        self.writes.extend(other.writes);
+        self.batch_reads += other.batch_reads;
+        self.single_reads += other.single_reads;
+        self.updates += other.updates;
+        self.dropped_reads += other.dropped_reads;
+        self.dropped_after_fetch += other.dropped_after_fetch;
+        self.violations.extend(other.violations);
+        self.errors += other.errors;
+    }
+}
+
+/// When a read's caller stops waiting for it.
+#[derive(Clone, Copy)]
+enum DropAt {
+    /// Waits for the result.
+    Never,
+    /// This long after the call began, wherever it is.
+    After(Duration),
+    /// This long after its fetch returned (if it fetches): while its commit is in flight.
+    AfterFetch(Duration),
+}
+
+/// One task: reads, updates and dropped reads at random on `cache`, whose connection it shares
+/// with the other tasks of its "process".
 async fn worker(
     cache: Cache<u64, Row>,
     db: Arc<Db>,
@@ -194,13 +242,19 @@ async fn worker(
     while Instant::now() < until {
         let before = Duration::from_micros(rng.random_range(0..=5_000));
         let after = Duration::from_micros(rng.random_range(0..=5_000));
+        // Set, and notified, once this read's fetch has returned its rows to the cache.
+        let fetched = AtomicBool::new(false);
+        let fetch_returned = Notify::new();
         let fetch = |missing: Vec<u64>| {
             let db = db.clone();
+            let (fetched, fetch_returned) = (&fetched, &fetch_returned);
             async move {
                 tokio::time::sleep(before).await;
                 let rows = load(&db, missing).await;
                 // The widest race: the rows are read, the commit has not happened yet.
                 tokio::time::sleep(after).await;
+                fetched.store(true, Ordering::Relaxed);
+                fetch_returned.notify_one();
                 Ok::<_, ruecache::Error>(rows)
             }
         };
@@ -243,19 +297,55 @@ async fn worker(
                 let n = rng.random_range(2..=8);
                 (0..n).map(|_| rng.random_range(0..ids)).collect()
             };
-            let start = Instant::now();
-            let got: Result<HashMap<u64, Row>, ruecache::Error> = if let [id] = batch[..] {
+            // Some reads are dropped when a short timer fires: half at a uniformly random point
+            // of the call, half just after their fetch returns, while the commit is in flight.
+            let drop_at = if rng.random_range(0..100) >= DROPPED_READS_PERCENT {
+                DropAt::Never
+            } else if rng.random_bool(0.5) {
+                DropAt::After(Duration::from_micros(rng.random_range(0..=15_000)))
+            } else {
+                DropAt::AfterFetch(Duration::from_micros(rng.random_range(0..=1_000)))
+            };
+            if batch.len() == 1 {
                 log.single_reads += 1;
-                cache
-                    .get_and_fill_one(
-                        id,
-                        |id| async move { Ok(fetch(vec![id]).await?.remove(&id)) },
-                    )
-                    .await
-                    .map(|row| row.map(|row| (id, row)).into_iter().collect())
             } else {
                 log.batch_reads += 1;
-                cache.get_and_fill(batch.clone(), fetch).await
+            }
+            let start = Instant::now();
+            let read = async {
+                if let [id] = batch[..] {
+                    cache
+                        .get_and_fill_one(
+                            id,
+                            |id| async move { Ok(fetch(vec![id]).await?.remove(&id)) },
+                        )
+                        .await
+                        .map(|row| row.map(|row| (id, row)).into_iter().collect())
+                } else {
+                    cache.get_and_fill(batch.clone(), fetch).await
+                }
+            };
+            let timer = async {
+                match drop_at {
+                    DropAt::Never => std::future::pending().await,
+                    DropAt::After(delay) => tokio::time::sleep(delay).await,
+                    DropAt::AfterFetch(delay) => {
+                        fetch_returned.notified().await;
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            };
+            let got: Result<HashMap<u64, Row>, ruecache::Error> = tokio::select! {
+                got = read => got,
+                () = timer => {
+                    // Dropped: no result to check; what its commit wrote is checked at the end,
+                    // and by every later read of its ids.
+                    log.dropped_reads += 1;
+                    if fetched.load(Ordering::Relaxed) {
+                        log.dropped_after_fetch += 1;
+                    }
+                    continue;
+                }
             };
             let got = match got {
                 Ok(got) => got,
@@ -336,18 +426,46 @@ impl From<ruecache::Error> for Probe {
     }
 }
 
+/// How long the tasks spawned by dropped callers (commits, unlocks) may take to finish once the
+/// workers have stopped. Well under the lock TTL, so a lock that is never released still shows.
+const QUIESCE_WITHIN: Duration = Duration::from_secs(2);
+
+/// Waits until no id's lock exists: the commits and unlocks that dropped callers left to spawned
+/// tasks are done. Gives up after [`QUIESCE_WITHIN`] (the locks left are then reported).
+async fn quiesce(conn: &Connection, probe: &Cache<u64, Row>, ids: u64) -> Duration {
+    let start = Instant::now();
+    let locks: Vec<Vec<u8>> = (0..ids).map(|id| probe.keys(&id).unwrap().lock).collect();
+    loop {
+        let mut held = false;
+        for lock in &locks {
+            if cmd::<i64>(conn, "EXISTS", lock).await != 0 {
+                held = true;
+                break;
+            }
+        }
+        if !held || start.elapsed() > QUIESCE_WITHIN {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A commit whose lock was evicted or taken over holds none: let any such stragglers land.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    start.elapsed()
+}
+
 /// After quiescence: every cached value equals the database's row, or is absent; no lock is
-/// left behind. Returns the violations and how many ids were cached.
+/// left behind. Returns the violations, how many ids were cached and how long quiescing took.
 async fn check_redis_against_db(
     conn: Connection,
     template: &str,
     db: &Arc<Db>,
     ids: u64,
-) -> (Vec<String>, u64) {
+) -> (Vec<String>, u64, Duration) {
     // A cache whose fetch refuses: it can only report what Redis holds.
     let probe: Cache<u64, Row> = Cache::builder(conn.clone(), template)
         .build()
         .expect("valid config");
+    let quiesced = quiesce(&conn, &probe, ids).await;
     let truth = load(db, (0..ids).collect()).await;
     let mut violations = Vec::new();
     let mut cached = 0;
@@ -376,13 +494,37 @@ async fn check_redis_against_db(
             Err(Probe::Cache(e)) => panic!("reading Redis failed: {e}"),
         }
     }
-    (violations, cached)
+    (violations, cached, quiesced)
 }
 
-/// Runs the workers on `conns` (one each, plus one for the final check) and checks both
-/// properties. Returns the caches' summed statistics for variant-specific checks.
+/// Runs [`TASKS_PER_CONNECTION`] workers on each of `conns` (plus one connection for the final
+/// check), checks both properties and that the races happened. Returns the caches' summed
+/// statistics for variant-specific checks.
 async fn torture(label: &str, conns: Vec<Connection>, ns: &str, setup: Setup) -> ruecache::Stats {
     torture_with(label, conns, ns, setup, None).await
+}
+
+/// The counters of all `caches`, summed.
+fn summed_stats(caches: &[Cache<u64, Row>]) -> ruecache::Stats {
+    let mut stats = ruecache::Stats::default();
+    for c in caches {
+        let s = c.stats();
+        stats.hits += s.hits;
+        stats.misses += s.misses;
+        stats.fetches += s.fetches;
+        stats.fetched_ids += s.fetched_ids;
+        stats.commits += s.commits;
+        stats.stale_commits += s.stale_commits;
+        stats.lost_locks += s.lost_locks;
+        stats.lock_attempts += s.lock_attempts;
+        stats.lock_waits += s.lock_waits;
+        stats.wakeups += s.wakeups;
+        stats.flight_waits += s.flight_waits;
+        stats.takeovers += s.takeovers;
+        stats.served_from_source += s.served_from_source;
+        stats.invalidations += s.invalidations;
+    }
+    stats
 }
 
 /// [`torture`], killing `server` a third of the way into the run and restarting it at two thirds.
@@ -393,7 +535,7 @@ async fn torture_with(
     setup: Setup,
     server: Option<&mut RedisServer>,
 ) -> ruecache::Stats {
-    assert_eq!(conns.len(), WORKERS + 1);
+    assert_eq!(conns.len(), CONNECTIONS + 1);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("rows.sqlite3");
     Db::create(&path, &setup);
@@ -405,8 +547,9 @@ async fn torture_with(
     let check_conn = conns.next_back().expect("a connection for the final check");
     let mut caches = Vec::new();
     let mut workers = Vec::new();
-    for n in 0..WORKERS {
-        let cache: Cache<u64, Row> = Cache::builder(conns.next().unwrap(), &template)
+    for conn in conns {
+        // One cache per connection, shared by its tasks (clones share the counters).
+        let cache: Cache<u64, Row> = Cache::builder(conn, &template)
             .backoff(Duration::from_millis(1), Duration::from_millis(20))
             // With faults, calls must fail quickly while the server is down.
             .timeout(if setup.faults {
@@ -417,13 +560,15 @@ async fn torture_with(
             .build()
             .expect("valid config");
         caches.push(cache.clone());
-        workers.push(tokio::spawn(worker(
-            cache,
-            Db::open(&path),
-            setup,
-            until,
-            seed.wrapping_add(n as u64),
-        )));
+        for _ in 0..TASKS_PER_CONNECTION {
+            workers.push(tokio::spawn(worker(
+                cache.clone(),
+                Db::open(&path),
+                setup,
+                until,
+                seed.wrapping_add(workers.len() as u64),
+            )));
+        }
     }
     let mut downtime = Duration::ZERO;
     if let Some(server) = server {
@@ -446,41 +591,30 @@ async fn torture_with(
     }
     let mut log = Log::default();
     for w in workers {
-        let l = w.await.expect("a worker panicked");
-        log.reads.extend(l.reads);
-        log.writes.extend(l.writes);
-        log.batch_reads += l.batch_reads;
-        log.single_reads += l.single_reads;
-        log.updates += l.updates;
-        log.violations.extend(l.violations);
-        log.errors += l.errors;
+        log.absorb(w.await.expect("a worker panicked"));
     }
     let db = Db::open(&path);
     let stale = stale_reads(&log.reads, &log.writes);
-    let (left, cached) = check_redis_against_db(check_conn, &template, &db, setup.ids).await;
+    let (left, cached, quiesced) =
+        check_redis_against_db(check_conn, &template, &db, setup.ids).await;
 
-    let mut stats = ruecache::Stats::default();
-    for c in &caches {
-        let s = c.stats();
-        stats.hits += s.hits;
-        stats.misses += s.misses;
-        stats.fetches += s.fetches;
-        stats.commits += s.commits;
-        stats.stale_commits += s.stale_commits;
-        stats.lost_locks += s.lost_locks;
-        stats.invalidations += s.invalidations;
-    }
+    let stats = summed_stats(&caches);
     let violations = log.violations.len() + stale.len() + left.len();
     eprintln!(
-        "torture[{label}]: {run_time:?}, seed {seed}, {WORKERS} workers, {} ids: \
-         {} batch reads + {} single reads ({} id reads), {} updates ({} ids), \
-         {} hits, {} misses, {} fetches, {} commits, {} stale commits refused, {} lost locks; \
+        "torture[{label}]: {run_time:?}, seed {seed}, {CONNECTIONS} connections x \
+         {TASKS_PER_CONNECTION} tasks, {} ids: {} batch reads + {} single reads ({} checked, \
+         {} id reads), {} dropped reads ({} after their fetch returned), {} updates ({} ids); \
+         {} hits, {} misses, {} fetches, {} commits, {} stale commits refused, {} lost locks, \
+         {} flight waits, {} lock waits ({} woken), {} takeovers; quiesced in {quiesced:?}, \
          {cached}/{} ids cached at the end; {} failed calls (server down {downtime:?}); \
          violations: {} in reads, {} stale reads, {} in Redis",
         setup.ids,
         log.batch_reads,
         log.single_reads,
+        log.reads.len(),
         log.reads.iter().map(|r| r.got.len()).sum::<usize>(),
+        log.dropped_reads,
+        log.dropped_after_fetch,
         log.updates,
         log.writes.len(),
         stats.hits,
@@ -489,6 +623,10 @@ async fn torture_with(
         stats.commits,
         stats.stale_commits,
         stats.lost_locks,
+        stats.flight_waits,
+        stats.lock_waits,
+        stats.wakeups,
+        stats.takeovers,
         setup.ids,
         log.errors,
         log.violations.len(),
@@ -508,12 +646,25 @@ async fn torture_with(
         log.updates > 0 && log.batch_reads > 0 && log.single_reads > 0 && stats.fetches > 0,
         "the run exercised reads, fills and updates"
     );
+    // The races the test is for happened.
+    assert!(
+        stats.stale_commits > 0,
+        "no commit was refused as stale: no invalidation raced a fetch"
+    );
+    assert!(
+        stats.flight_waits > 0,
+        "no task followed another's fill on its connection: single-flight was not exercised"
+    );
+    assert!(
+        log.dropped_after_fetch > 0,
+        "no read was dropped after its fetch returned: no commit was left to a spawned task"
+    );
     stats
 }
 
 async fn readers_never_see_invalidated_versions_and_redis_matches_db(t: Target) {
     let mut conns = Vec::new();
-    for _ in 0..=WORKERS {
+    for _ in 0..=CONNECTIONS {
         conns.push(t.connect().await);
     }
     let label = if t.is_cluster() {
@@ -586,7 +737,7 @@ async fn torture_with_eviction_of_version_keys_mid_fill() {
     });
 
     let mut conns = Vec::new();
-    for _ in 0..=WORKERS {
+    for _ in 0..=CONNECTIONS {
         conns.push(server.connect().await);
     }
     let info_conn = conns[0].clone();
@@ -630,7 +781,7 @@ async fn torture_with_eviction_of_version_keys_mid_fill() {
 async fn torture_with_the_server_killed_and_restarted() {
     let mut server = start_standalone_with(&[]);
     let mut conns = Vec::new();
-    for _ in 0..=WORKERS {
+    for _ in 0..=CONNECTIONS {
         conns.push(server.connection_manager().await);
     }
     let stats = torture_with(
