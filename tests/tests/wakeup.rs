@@ -1,4 +1,5 @@
-//! Waiters are woken, not polling: a caller waiting for an id another process holds returns as
+//! Waiters are woken, not polling: a caller waiting for an id another process holds (another
+//! connection, and a child process of its own) returns as
 //! soon as the holder commits or gives up, long before its backoff would have let it look again;
 //! a connection without wake-ups still gets there by polling, and one made with `From` gets them
 //! when given a client to subscribe with.
@@ -8,11 +9,13 @@
 mod support;
 
 use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ruecache::{Cache, Connection};
-use ruecache_tests::{both, Target};
+use ruecache_tests::{both, cluster_nodes, standalone_url, Target};
 use support::{template, value, Gate, TestError};
 use tokio::time::Instant;
 
@@ -183,6 +186,91 @@ async fn waiter_is_woken_by_the_commit(t: Target) {
     );
 }
 
+/// The same with the waiter in a process of its own (`src/bin/waiter.rs`): over many trials it
+/// returns within a few milliseconds of the holder's commit, without fetching. Times are compared
+/// on the system clock the two processes share (from the holder's fetch returning, just before
+/// its commit, to the waiter's return: an upper bound).
+async fn waiter_in_another_process_is_woken_by_the_commit(t: Target) {
+    let ns = t.ns();
+    let (kind, urls) = match t {
+        Target::Standalone => ("standalone", standalone_url()),
+        Target::Cluster => ("cluster", cluster_nodes().join(",")),
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_waiter"))
+        .args([kind, &urls, &template(&ns)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the waiter");
+    let mut to_child = child.stdin.take().unwrap();
+    let mut from_child = BufReader::new(child.stdout.take().unwrap());
+    let mut read_line = move || {
+        let mut line = String::new();
+        // The child bounds each of its waits; this blocks this test's thread only.
+        tokio::task::block_in_place(|| from_child.read_line(&mut line)).expect("waiter output");
+        assert!(!line.is_empty(), "the waiter exited");
+        line.trim().to_owned()
+    };
+    let holder = support::cache(t.connect().await, &ns);
+    let mut latencies = Vec::new();
+    for id in 0..TRIALS {
+        let mut gate = Gate::default();
+        let handle = gate.handle();
+        let returned = Arc::new(OnceLock::new());
+        let a = {
+            let (holder, returned) = (holder.clone(), returned.clone());
+            tokio::spawn(async move {
+                holder
+                    .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>(vec![id], |ids| {
+                        let (handle, returned) = (handle.clone(), returned.clone());
+                        async move {
+                            handle.pause(&ids).await;
+                            returned.set(SystemTime::now()).expect("one fetch");
+                            Ok::<_, TestError>(
+                                ids.into_iter().map(|i| (i, value(i))).collect::<Vec<_>>(),
+                            )
+                        }
+                    })
+                    .await
+            })
+        };
+        let (ids, release) = gate.paused().await;
+        assert_eq!(ids, vec![id], "the holder locked the id");
+        writeln!(to_child, "{id}").unwrap();
+        to_child.flush().unwrap();
+        assert_eq!(read_line(), format!("waiting {id}"));
+        release.send(()).expect("the holder waits at the gate");
+        assert_eq!(a.await.unwrap().unwrap(), HashMap::from([(id, value(id))]));
+        let done = read_line();
+        let [word, done_id, micros, fetched] = done.split(' ').collect::<Vec<_>>()[..] else {
+            panic!("unexpected waiter output {done:?}");
+        };
+        assert_eq!((word, done_id), ("done", id.to_string().as_str()));
+        assert_eq!(fetched, "0", "trial {id}: the waiter fetched the id itself");
+        let done = UNIX_EPOCH + Duration::from_micros(micros.parse().unwrap());
+        let fetch_returned = *returned.get().unwrap();
+        let latency = done.duration_since(fetch_returned).unwrap_or_else(|_| {
+            panic!("trial {id}: the waiter returned before the holder's fetch did")
+        });
+        assert!(
+            latency < WOKEN_WITHIN,
+            "trial {id}: the waiter returned {latency:?} after the holder's fetch: it polled, \
+             not woken"
+        );
+        latencies.push(latency);
+    }
+    drop(to_child);
+    assert!(child.wait().unwrap().success(), "the waiter exits cleanly");
+    latencies.sort();
+    println!(
+        "{t:?}: waiter in another process, its return after the holder's fetch returned, over \
+         {TRIALS} trials: median {:?}, p99 {:?}, max {:?}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+}
+
 /// A holder whose fetch fails releases its lock, and that release wakes the waiter, which then
 /// takes the lock and fetches the id itself.
 async fn waiter_is_woken_when_the_holder_gives_up(t: Target) {
@@ -266,6 +354,7 @@ async fn from_connection_given_wake_ups_is_woken(t: Target) {
 
 both!(
     waiter_is_woken_by_the_commit,
+    waiter_in_another_process_is_woken_by_the_commit,
     waiter_is_woken_when_the_holder_gives_up,
     connection_without_wake_ups_polls,
     from_connection_given_wake_ups_is_woken

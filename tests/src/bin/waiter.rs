@@ -1,0 +1,76 @@
+//! A process that waits for ids another process holds, for the cross-process wake-up test
+//! (`tests/wakeup.rs`).
+//!
+//! Usage: `waiter <standalone|cluster> <url>[,<url>...] <key template>`
+//!
+//! For each id read from stdin (one per line) it asks the cache for it and prints `waiting <id>`
+//! once it is waiting for another process's lock (its second busy reply: subscribed, and read
+//! again since), then `done <id> <µs since the Unix epoch> <ids it fetched itself>` when the call
+//! returns. Its backoff starts at 1 s, so a return well under that was a wake-up.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, Write as _};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ruecache::{Cache, Connection};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [kind, urls, template] = &args[..] else {
+        panic!("usage: waiter <standalone|cluster> <urls> <template>");
+    };
+    let urls: Vec<&str> = urls.split(',').collect();
+    let conn = match kind.as_str() {
+        "standalone" => Connection::open(urls[0]).await,
+        "cluster" => Connection::open_cluster(&urls).await,
+        other => panic!("unknown kind {other}"),
+    }
+    .expect("connect");
+    let cache: Cache<u64, String> = Cache::builder(conn, template)
+        .backoff(Duration::from_secs(1), Duration::from_secs(2))
+        .build()
+        .expect("valid config");
+    let mut out = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let id: u64 = line.expect("stdin").trim().parse().expect("an id per line");
+        let waits = cache.stats().lock_waits;
+        let call = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let fetched = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+                let count = fetched.clone();
+                let got: HashMap<u64, String> = cache
+                    .get_and_fill(vec![id], |ids| {
+                        *count.lock().unwrap() += ids.len();
+                        async move {
+                            Ok::<_, ruecache::Error>(
+                                ids.into_iter()
+                                    .map(|i| (i, format!("value of {i}")))
+                                    .collect::<Vec<_>>(),
+                            )
+                        }
+                    })
+                    .await
+                    .expect("the waiter gets the value");
+                let done = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+                assert_eq!(got.len(), 1);
+                let fetched = *fetched.lock().unwrap();
+                (done, fetched)
+            })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while cache.stats().lock_waits < waits + 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "id {id}: never waited for a lock"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        writeln!(out, "waiting {id}").unwrap();
+        out.flush().unwrap();
+        let (done, fetched) = call.await.expect("the call does not panic");
+        writeln!(out, "done {id} {} {fetched}", done.as_micros()).unwrap();
+        out.flush().unwrap();
+    }
+}
