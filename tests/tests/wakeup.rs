@@ -1,8 +1,8 @@
-//! Waiters are woken, not polling: a caller waiting for an id another process holds (another
-//! connection, and a child process of its own) returns as
-//! soon as the holder commits or gives up, long before its backoff would have let it look again;
-//! a connection without wake-ups still gets there by polling, and one made with `From` gets them
-//! when given a client to subscribe with.
+//! Waiters are woken, not polling: a caller waiting for an id another process holds (on another
+//! connection, or in a child process of its own) returns as soon as the holder commits or gives
+//! up, long before its backoff would have let it look again; a connection without wake-ups still
+//! gets there by polling, and one made with `From` gets them when given a client to subscribe
+//! with.
 //!
 //! The waiter's backoff starts at 1 s, so a return well under that can only be a wake-up.
 
