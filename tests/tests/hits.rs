@@ -136,3 +136,66 @@ async fn a_call_does_not_carry_the_fill_in_its_future() {
     assert_eq!(batch.await.unwrap().len(), 2);
     assert_eq!(one.await.unwrap(), Some(value(1)));
 }
+
+/// The commands a call costs Redis, counted by `INFO commandstats` on a private server: a batch
+/// of 100 cached ids is one `MGET` and nothing else; 100 misses are the read, plain commands per
+/// id (lock, version, its TTL, the data again) and one commit script call for all.
+#[tokio::test]
+async fn a_hit_batch_is_one_mget_and_a_miss_one_lock_step_and_one_commit() {
+    let server = start_standalone_with(&[]);
+    // No liveness key: its refresh (a `SET` every 2/3 s) would land in the counts now and then.
+    let conn = server.connect().await.liveness_window(None);
+    let cache = cache(conn.clone(), "trips:");
+    let source = Source::default();
+    let commands = async || -> HashMap<String, u64> {
+        let info: String = support::cmd(&conn, "INFO", "commandstats").await;
+        support::cmd::<()>(&conn, "CONFIG", "RESETSTAT").await;
+        info.lines()
+            .filter_map(|line| line.strip_prefix("cmdstat_"))
+            .filter_map(|line| {
+                let (name, rest) = line.split_once(":calls=")?;
+                let calls = rest.split(',').next()?.parse().ok()?;
+                // The counting itself (`INFO`, `CONFIG`) is left out.
+                (!matches!(name, "info" | "config|resetstat")).then(|| (name.to_owned(), calls))
+            })
+            .collect()
+    };
+
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([0], |ids| source.fetch(ids))
+        .await
+        .unwrap(); // scripts loaded
+    commands().await;
+    let filled: HashMap<u64, String> = cache
+        .get_and_fill(1..=100, |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(filled.len(), 100);
+    let miss = commands().await;
+    // Redis counts the commands a script runs too: the commit's `MGET` of the locks and
+    // versions, its `SET` of each value, one `DEL` of the released locks and the wake-ups.
+    assert_eq!(
+        miss,
+        HashMap::from([
+            ("mget".to_owned(), 1 + 1),
+            ("set".to_owned(), 2 * 100 + 100),
+            ("pexpire".to_owned(), 100),
+            ("get".to_owned(), 100),
+            ("evalsha".to_owned(), 1),
+            ("del".to_owned(), 1),
+            ("publish".to_owned(), 100),
+        ]),
+        "a batch of 100 misses"
+    );
+
+    let hit: HashMap<u64, String> = cache
+        .get_and_fill(1..=100, |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(hit, filled);
+    assert_eq!(
+        commands().await,
+        HashMap::from([("mget".to_owned(), 1)]),
+        "a batch of 100 hits"
+    );
+}
