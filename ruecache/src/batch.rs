@@ -102,6 +102,12 @@ pub(crate) fn get_cmd(
     Ok(cmd)
 }
 
+/// Whether a reply is Redis's `WRONGTYPE` error: the key holds a list, a hash... (written by
+/// someone else), where the cache keeps a string.
+pub(crate) fn is_wrong_type(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(e) if e.code() == "WRONGTYPE")
+}
+
 /// A `GET`'s reply, with a key of another type (written by someone else) read as missing, as
 /// `MGET` reads it: a miss, which the commit's `SET` then overwrites.
 pub(crate) fn missing_if_wrong_type(reply: redis::RedisResult<Value>) -> Result<Value, Error> {

@@ -30,7 +30,7 @@ use redis::{Pipeline, Value};
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, debug_span, warn, Instrument as _};
 
-use crate::batch::{for_groups, get_cmd, get_many, missing_if_wrong_type};
+use crate::batch::{for_groups, get_cmd, get_many, is_wrong_type, missing_if_wrong_type};
 use crate::cache::{Cache, Shared, Spec};
 use crate::coalesce;
 use crate::codec::{open, seal, Cached, Codec, MAGIC, PAYLOAD_START};
@@ -835,11 +835,13 @@ async fn prepare<Id, T, C>(
             return Err(malformed("the pipeline", &reply));
         };
         let mut parts = parts.into_iter();
+        let mut lock_is_foreign = false;
         let holder = match parts.next().unwrap_or(Value::Nil) {
             Value::Nil => None,
             Value::BulkString(holder) => Some(holder),
             other if is_wrong_type(&other) => {
                 foreign.locks.push(i);
+                lock_is_foreign = true;
                 None
             }
             // `SET ... NX ... GET` is Redis 7.0's; older servers call it a syntax error.
@@ -880,7 +882,6 @@ async fn prepare<Id, T, C>(
             }
             _ => None,
         };
-        let lock_is_foreign = foreign.locks.last() == Some(&i);
         prepared.push(match (data, holder) {
             (Some(data), holder) => {
                 if holder.is_none() && !lock_is_foreign {
@@ -902,16 +903,9 @@ async fn prepare<Id, T, C>(
     }
     if !release.is_empty() {
         // Filled by another caller since the first read: the lock is not needed.
-        let unlock = unlock(cache.conn.clone(), token, release, options.timeout);
-        tokio::spawn(unlock.in_current_span());
+        spawn_unlock(unlock(cache.conn.clone(), token, release, options.timeout));
     }
     Ok(prepared)
-}
-
-/// Whether a reply is Redis's `WRONGTYPE` error: the key holds a list, a hash... (written by
-/// someone else), where the cache keeps a string.
-fn is_wrong_type(reply: &Value) -> bool {
-    matches!(reply, Value::ServerError(e) if e.code() == "WRONGTYPE")
 }
 
 /// Ids (indices into `pending`) whose lock or version key held a key of another type. Such a

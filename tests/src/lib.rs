@@ -148,6 +148,31 @@ impl Target {
     pub fn is_cluster(&self) -> bool {
         matches!(self, Target::Cluster)
     }
+
+    /// Where a child process (`src/bin/*`) finds this target: its kind and URL(s), as two
+    /// arguments that [`connect_from_args`] reads back. Starts the server(s) on first use.
+    pub fn child_args(&self) -> [String; 2] {
+        match self {
+            Target::Standalone => ["standalone".to_owned(), standalone_url()],
+            Target::Cluster => ["cluster".to_owned(), cluster_nodes().join(",")],
+        }
+    }
+}
+
+/// The connection a child process (`src/bin/*`) opens from the arguments of
+/// [`Target::child_args`]: `standalone <url>` or `cluster <url>,<url>...`.
+///
+/// # Panics
+///
+/// An unknown kind, or no server answers.
+pub async fn connect_from_args(kind: &str, urls: &str) -> ruecache::Connection {
+    let urls: Vec<&str> = urls.split(',').collect();
+    match kind {
+        "standalone" => ruecache::Connection::open(urls[0]).await,
+        "cluster" => ruecache::Connection::open_cluster(&urls).await,
+        other => panic!("unknown kind {other}, expected `standalone` or `cluster`"),
+    }
+    .unwrap_or_else(|e| panic!("cannot connect to {urls:?}: {e}"))
 }
 
 /// A key prefix no other call returns (random hex plus a process-wide counter), like

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
-use ruecache::Connection;
 use ruecache_tests::{both, start_standalone_with, Target};
 use support::{eventually, exists, value, Gate, TestError};
 
@@ -102,17 +101,9 @@ async fn dropped_after_fetch_returned_still_commits_cluster() {
 /// after them, instead of the locks blocking others for the lock TTL.
 #[tokio::test]
 async fn dropped_while_taking_locks_releases_them() {
-    // A private server: `CLIENT PAUSE` holds every client of the server it is sent to.
     let server = start_standalone_with(&[]);
-    // No liveness key: its first write would be the one held instead of the lock's.
-    let conn = Connection::open(&server.url())
-        .await
-        .unwrap()
-        .liveness_window(None);
+    let (conn, admin) = support::writes_held(&server.url()).await;
     let cache = support::cache(conn.clone(), "taking:");
-    let admin = Connection::open(&server.url()).await.unwrap();
-    // Reads go on; writes wait in Redis until the pause ends.
-    support::cmd::<()>(&admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;
     let c = cache.clone();
     let task = tokio::spawn(async move {
         c.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1], |ids| async move {
@@ -133,7 +124,7 @@ async fn dropped_while_taking_locks_releases_them() {
     .await;
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
-    support::cmd::<()>(&admin, "CLIENT", "UNPAUSE").await;
+    support::release_writes(&admin).await;
     let keys = cache.keys(&1).unwrap();
     eventually("the lock taken, then released", async || {
         // The version key shows that the lock command did run.

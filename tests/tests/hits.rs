@@ -147,19 +147,7 @@ async fn a_hit_batch_is_one_mget_and_a_miss_one_lock_step_and_one_commit() {
     let conn = server.connect().await.liveness_window(None);
     let cache = cache(conn.clone(), "trips:");
     let source = Source::default();
-    let commands = async || -> HashMap<String, u64> {
-        let info: String = support::cmd(&conn, "INFO", "commandstats").await;
-        support::cmd::<()>(&conn, "CONFIG", "RESETSTAT").await;
-        info.lines()
-            .filter_map(|line| line.strip_prefix("cmdstat_"))
-            .filter_map(|line| {
-                let (name, rest) = line.split_once(":calls=")?;
-                let calls = rest.split(',').next()?.parse().ok()?;
-                // The counting itself (`INFO`, `CONFIG`) is left out.
-                (!matches!(name, "info" | "config|resetstat")).then(|| (name.to_owned(), calls))
-            })
-            .collect()
-    };
+    let commands = async || support::take_command_calls(&conn).await;
 
     let _: HashMap<u64, String> = cache
         .get_and_fill([0], |ids| source.fetch(ids))

@@ -362,15 +362,9 @@ async fn batch_of_100_000_ids_is_sent_in_chunks() {
         .await
         .unwrap();
     assert_eq!(got.len() as u64, N);
-    let info: String = cmd(&conn, "INFO", "commandstats").await;
-    let calls = |command: &str| -> u64 {
-        let prefix = format!("cmdstat_{command}:calls=");
-        info.lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .and_then(|rest| rest.split(',').next())
-            .map_or(0, |n| n.parse().unwrap())
-    };
-    let (reads, commits) = (calls("mget"), calls("evalsha"));
+    let calls = support::take_command_calls(&conn).await;
+    let count = |command: &str| calls.get(command).copied().unwrap_or(0);
+    let (reads, commits) = (count("mget"), count("evalsha"));
     eprintln!("hostile: 100,000-id batch in {reads} MGET and {commits} EVALSHA requests");
     assert!(reads >= N.div_ceil(512), "reads: {reads}");
     assert!(commits >= N.div_ceil(128), "commits: {commits}");
@@ -779,18 +773,12 @@ async fn list_in_lock_key_heals_by_itself(t: Target) {
 #[ruecache_tests::tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_batch_releases_the_locks_it_took() {
     let server = start_standalone_with(&[]);
-    // No liveness key: its first write would be the one held instead of the locks'.
-    let conn = Connection::open(&server.url())
-        .await
-        .unwrap()
-        .liveness_window(None);
+    let (conn, admin) = support::writes_held(&server.url()).await;
     let cache: Cache<u64, String> = Cache::builder(conn.clone(), "failed:{id}")
         .lock_ttl(Duration::from_secs(30))
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let admin = Connection::open(&server.url()).await.unwrap();
-    cmd::<()>(&admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;
     let source = Source::default();
     let failed = cache
         .get_and_fill::<_, HashMap<_, _>, _, _, _, _>([1, 2, 3], |ids| source.fetch(ids))
@@ -799,7 +787,7 @@ async fn failed_batch_releases_the_locks_it_took() {
         matches!(failed, Err(TestError::Cache(ref e)) if e.contains("timed out")),
         "{failed:?}"
     );
-    cmd::<()>(&admin, "CLIENT", "UNPAUSE").await;
+    support::release_writes(&admin).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     for id in [1, 2, 3] {
         let keys = cache.keys(&id).unwrap();

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ruecache::Cache;
-use ruecache_tests::{both, cluster_nodes, standalone_url, Target};
+use ruecache_tests::{both, Target};
 use support::{exists, template, value, Gate, Source, TestError};
 
 type Map = HashMap<u64, String>;
@@ -22,13 +22,10 @@ const WINDOW: Duration = Duration::from_millis(500);
 /// that lock TTL still gets both ids, because it takes the dead holder's locks over.
 async fn locks_of_a_killed_process_are_taken_over(t: Target) {
     let ns = t.ns();
-    let (kind, urls) = match t {
-        Target::Standalone => ("standalone", standalone_url()),
-        Target::Cluster => ("cluster", cluster_nodes().join(",")),
-    };
+    let [kind, urls] = t.child_args();
     let mut child = Command::new(env!("CARGO_BIN_EXE_lock_holder"))
         .args([
-            kind,
+            &kind,
             &urls,
             &template(&ns),
             &WINDOW.as_millis().to_string(),

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ruecache::{Cache, Connection};
-use ruecache_tests::{both, cluster_nodes, standalone_url, Target};
+use ruecache_tests::{both, Target};
 use support::{template, value, Gate, TestError};
 use tokio::time::Instant;
 
@@ -192,12 +192,9 @@ async fn waiter_is_woken_by_the_commit(t: Target) {
 /// its commit, to the waiter's return: an upper bound).
 async fn waiter_in_another_process_is_woken_by_the_commit(t: Target) {
     let ns = t.ns();
-    let (kind, urls) = match t {
-        Target::Standalone => ("standalone", standalone_url()),
-        Target::Cluster => ("cluster", cluster_nodes().join(",")),
-    };
+    let [kind, urls] = t.child_args();
     let mut child = Command::new(env!("CARGO_BIN_EXE_waiter"))
-        .args([kind, &urls, &template(&ns)])
+        .args([&kind, &urls, &template(&ns)])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

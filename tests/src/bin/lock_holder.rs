@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::time::Duration;
 
-use ruecache::{Cache, Connection};
+use ruecache::Cache;
+use ruecache_tests::connect_from_args;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -17,14 +18,9 @@ async fn main() {
     let [kind, urls, template, liveness_ms, ids @ ..] = &args[..] else {
         panic!("usage: lock_holder <standalone|cluster> <urls> <template> <liveness ms> <id>...");
     };
-    let urls: Vec<&str> = urls.split(',').collect();
-    let conn = match kind.as_str() {
-        "standalone" => Connection::open(urls[0]).await,
-        "cluster" => Connection::open_cluster(&urls).await,
-        other => panic!("unknown kind {other}"),
-    }
-    .expect("connect")
-    .liveness_window(Some(Duration::from_millis(liveness_ms.parse().unwrap())));
+    let conn = connect_from_args(kind, urls)
+        .await
+        .liveness_window(Some(Duration::from_millis(liveness_ms.parse().unwrap())));
     let ids: Vec<u64> = ids.iter().map(|id| id.parse().unwrap()).collect();
     let cache: Cache<u64, String> = Cache::builder(conn, template)
         .lock_ttl(Duration::from_secs(60))

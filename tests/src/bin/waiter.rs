@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::io::{BufRead as _, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ruecache::{Cache, Connection};
+use ruecache::Cache;
+use ruecache_tests::connect_from_args;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -20,13 +21,7 @@ async fn main() {
     let [kind, urls, template] = &args[..] else {
         panic!("usage: waiter <standalone|cluster> <urls> <template>");
     };
-    let urls: Vec<&str> = urls.split(',').collect();
-    let conn = match kind.as_str() {
-        "standalone" => Connection::open(urls[0]).await,
-        "cluster" => Connection::open_cluster(&urls).await,
-        other => panic!("unknown kind {other}"),
-    }
-    .expect("connect");
+    let conn = connect_from_args(kind, urls).await;
     let cache: Cache<u64, String> = Cache::builder(conn, template)
         .backoff(Duration::from_secs(1), Duration::from_secs(2))
         .build()

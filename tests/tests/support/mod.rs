@@ -133,6 +133,38 @@ pub async fn exists(conn: &Connection, key: impl ToRedisArgs) -> bool {
     cmd::<i64>(conn, "EXISTS", key).await == 1
 }
 
+/// The calls per command Redis has counted since the last reset (`INFO commandstats`; commands
+/// run by scripts included), then resets the counts. The counting itself (`INFO`, `CONFIG`) is
+/// left out.
+pub async fn take_command_calls(conn: &Connection) -> HashMap<String, u64> {
+    let info: String = cmd(conn, "INFO", "commandstats").await;
+    cmd::<()>(conn, "CONFIG", "RESETSTAT").await;
+    info.lines()
+        .filter_map(|line| line.strip_prefix("cmdstat_"))
+        .filter_map(|line| {
+            let (name, rest) = line.split_once(":calls=")?;
+            let calls = rest.split(',').next()?.parse().ok()?;
+            (!matches!(name, "info" | "config|resetstat")).then(|| (name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// For tests that hold writes inside Redis (`CLIENT PAUSE WRITE`: reads go on, writes wait in
+/// Redis until [`release_writes`]). It holds every client of the server, so `url` must be a
+/// private server's. Returns a connection without a liveness key (its first write would be the
+/// one held instead of the locks') and the admin connection that holds the writes.
+pub async fn writes_held(url: &str) -> (Connection, Connection) {
+    let conn = Connection::open(url).await.unwrap().liveness_window(None);
+    let admin = Connection::open(url).await.unwrap();
+    cmd::<()>(&admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;
+    (conn, admin)
+}
+
+/// Ends [`writes_held`]: the held writes run.
+pub async fn release_writes(admin: &Connection) {
+    cmd::<()>(admin, "CLIENT", "UNPAUSE").await;
+}
+
 /// Waits (bounded, 2 s) until `check` holds: for an effect that happens in another task.
 pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
