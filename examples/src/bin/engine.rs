@@ -44,12 +44,15 @@ async fn main() -> Result<(), AppError> {
     service.cache.invalidate(1..=1000).await?; // start cold
 
     let first = service.get_widgets(vec![1, 2, 3, 999_999]).await?;
+    assert_eq!(service.db.queries(), 1, "the first call queries the database once");
     println!(
         "first call:  {} widgets, {} queries (id 999999 does not exist)",
         first.len(),
         service.db.queries()
     );
     let second = service.get_widgets(vec![1, 2, 3, 999_999]).await?;
+    assert_eq!(first, second);
+    assert_eq!(service.db.queries(), 1, "the second call is all hits");
     println!(
         "second call: {} widgets, {} queries (all hits, absent id included)",
         second.len(),
@@ -57,6 +60,8 @@ async fn main() -> Result<(), AppError> {
     );
     service.rename_widget(2, "renamed widget").await?;
     let third = service.get_widgets(vec![2]).await?;
+    assert_eq!(third[&2].name, "renamed widget");
+    assert_eq!(service.db.queries(), 2, "the invalidated widget is read again");
     println!(
         "after rename: {:?}, {} queries",
         third[&2].name,
@@ -75,10 +80,9 @@ async fn main() -> Result<(), AppError> {
     for request in requests {
         assert_eq!(request.await.expect("request task")?.len(), 1);
     }
-    println!(
-        "100 concurrent requests for cold id 500: {} query",
-        service.db.queries() - before
-    );
+    let queries = service.db.queries() - before;
+    assert_eq!(queries, 1, "100 concurrent requests for one cold id share one query");
+    println!("100 concurrent requests for cold id 500: {queries} query");
     println!("stats: {:?}", service.cache.stats());
     Ok(())
 }

@@ -56,9 +56,10 @@ async fn main() -> Result<(), AppError> {
     for caller in callers {
         assert!(caller.await.expect("caller task")?.is_some());
     }
+    let jobs = resizer.jobs.load(Ordering::Relaxed);
+    assert_eq!(jobs, 1, "50 concurrent callers share one resize job");
     println!(
-        "50 concurrent callers, {} resize job; result: {:?}",
-        resizer.jobs.load(Ordering::Relaxed),
+        "50 concurrent callers, {jobs} resize job; result: {:?}",
         resizer.resized_url(url).await?
     );
     Ok(())
