@@ -10,8 +10,9 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 use crate::coalesce::Coalescer;
 use crate::fallback::Outage;
 use crate::flight::Flights;
-use crate::liveness::{Liveness, DEFAULT_LIVENESS_WINDOW};
+use crate::liveness::{Liveness, DEFAULT_LIVENESS_WINDOW, MIN_LIVENESS_WINDOW};
 use crate::notify::Notifier;
+use crate::Error;
 
 /// The response timeout the convenience constructors set (redis-rs's own default is 500 ms,
 /// short enough to fail a large batch on a busy server).
@@ -175,29 +176,42 @@ impl Connection {
     }
 
     /// Sets how soon the locks of a process that died stop blocking others: this connection
-    /// keeps a liveness key (`ruecache:live:<id>`) alive, refreshed every third of `window`,
-    /// and a caller waiting on one of its locks takes the lock over once the key has been gone
-    /// for a whole `window`. `None` turns this off: locks then block others until their
-    /// lock TTL ends. Default [`DEFAULT_LIVENESS_WINDOW`].
+    /// keeps a liveness key (`ruecache:live:<id>`) with `window` as its TTL, refreshed every
+    /// third of `window`, and a caller waiting on one of its locks takes the lock over once the
+    /// key is gone: at most `window` after the process died (or lost Redis). `None` turns this
+    /// off: locks then block others until their lock TTL ends. Default
+    /// [`DEFAULT_LIVENESS_WINDOW`].
     ///
     /// Call it before cloning the connection: clones share one liveness key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `window` is shorter than 100 ms (a live process would be declared
+    /// dead by one slow refresh) or longer than [`Options::MAX_TTL`](crate::Options::MAX_TTL).
     ///
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn run() -> redis::RedisResult<()> {
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
     /// let conn = ruecache::Connection::open("redis://127.0.0.1:6379")
     ///     .await?
-    ///     .liveness_window(Some(Duration::from_millis(500)));
+    ///     .liveness_window(Some(Duration::from_millis(500)))?;
     /// # Ok(()) }
     /// ```
-    #[must_use]
-    pub fn liveness_window(self, window: Option<Duration>) -> Self {
-        Self {
+    pub fn liveness_window(self, window: Option<Duration>) -> Result<Self, Error> {
+        if let Some(window) = window {
+            if window < MIN_LIVENESS_WINDOW || window > crate::Options::MAX_TTL {
+                return Err(Error::Config(format!(
+                    "liveness window {window:?} is out of range: use 100 ms to 100 years, \
+                     or `None` to turn liveness keys off"
+                )));
+            }
+        }
+        Ok(Self {
             liveness: Arc::new(Liveness::new(window)),
             ..self
-        }
+        })
     }
 
     /// Wakes this connection's waiting callers as soon as another process releases a lock they

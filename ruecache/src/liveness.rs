@@ -6,8 +6,8 @@
 //! as TTL, and a background task refreshes it every third of the window for as long as the
 //! connection (or a clone of it) exists. A caller that finds an id locked checks the holder's
 //! liveness key; once it is gone, the holder is dead (or has been cut off from Redis for a whole
-//! window) and its lock is taken over: the prepare script deletes the lock only if it still
-//! holds that same token, then locks as usual.
+//! window) and its lock is taken over: the unlock script, given the dead holder's token, deletes
+//! the lock only if that token still holds it, and the lock is then taken as usual.
 //!
 //! The stale-write guard does not depend on this: a holder wrongly declared dead finds its lock
 //! gone, and its commit is refused.
@@ -26,6 +26,9 @@ use crate::{Connection, Error};
 /// How long a connection's liveness key outlives its last refresh, unless set with
 /// [`Connection::liveness_window`].
 pub const DEFAULT_LIVENESS_WINDOW: Duration = Duration::from_secs(2);
+
+/// The shortest liveness window [`Connection::liveness_window`] accepts.
+pub(crate) const MIN_LIVENESS_WINDOW: Duration = Duration::from_millis(100);
 
 /// The prefix of every liveness key.
 const PREFIX: &[u8] = b"ruecache:live:";

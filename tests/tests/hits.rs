@@ -144,7 +144,7 @@ async fn a_call_does_not_carry_the_fill_in_its_future() {
 async fn a_hit_batch_is_one_mget_and_a_miss_one_lock_step_and_one_commit() {
     let server = start_standalone_with(&[]);
     // No liveness key: its refresh (a `SET` every 2/3 s) would land in the counts now and then.
-    let conn = server.connect().await.liveness_window(None);
+    let conn = server.connect().await.liveness_window(None).unwrap();
     let cache = cache(conn.clone(), "trips:");
     let source = Source::default();
     let commands = async || support::take_command_calls(&conn).await;

@@ -77,7 +77,7 @@ async fn locks_of_a_killed_process_are_taken_over(t: Target) {
 async fn locks_of_a_live_holder_are_never_taken_over(t: Target) {
     let ns = t.ns();
     let holder: Cache<u64, String> = Cache::builder(
-        t.connect().await.liveness_window(Some(WINDOW)),
+        t.connect().await.liveness_window(Some(WINDOW)).unwrap(),
         &template(&ns),
     )
     .build()
@@ -130,7 +130,7 @@ async fn locks_of_a_live_holder_are_never_taken_over(t: Target) {
 async fn without_liveness_locks_are_waited_out(t: Target) {
     let ns = t.ns();
     let holder: Cache<u64, String> =
-        Cache::builder(t.connect().await.liveness_window(None), &template(&ns))
+        Cache::builder(t.connect().await.liveness_window(None).unwrap(), &template(&ns))
             .lock_ttl(Duration::from_millis(400))
             .build()
             .unwrap();
@@ -193,6 +193,7 @@ fn liveness_refresh_restarts_after_its_runtime_is_gone() {
             .await
             .unwrap()
             .liveness_window(Some(WINDOW))
+            .unwrap()
     });
     let cache = support::cache(conn.clone(), "restart:");
     let fill = |id: u64| {
@@ -224,4 +225,23 @@ fn liveness_refresh_restarts_after_its_runtime_is_gone() {
         tokio::time::sleep(3 * WINDOW).await;
     });
     assert_eq!(live_keys().len(), 1, "still refreshed");
+}
+
+/// A window so short that one slow refresh would declare a live process dead, or beyond the
+/// longest TTL, is refused with a configuration error; the bounds themselves are accepted.
+#[tokio::test]
+async fn a_liveness_window_out_of_range_is_refused() {
+    let conn = Target::Standalone.connect().await;
+    let too_long = ruecache::Options::MAX_TTL + Duration::from_millis(1);
+    for window in [Duration::ZERO, Duration::from_millis(99), too_long] {
+        match conn.clone().liveness_window(Some(window)) {
+            Err(ruecache::Error::Config(message)) => {
+                assert!(message.contains("liveness window"), "{message}");
+            }
+            other => panic!("{window:?}: expected a configuration error, got {other:?}"),
+        }
+    }
+    for window in [Some(Duration::from_millis(100)), Some(ruecache::Options::MAX_TTL), None] {
+        assert!(conn.clone().liveness_window(window).is_ok(), "{window:?}");
+    }
 }

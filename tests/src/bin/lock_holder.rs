@@ -20,7 +20,8 @@ async fn main() {
     };
     let conn = connect_from_args(kind, urls)
         .await
-        .liveness_window(Some(Duration::from_millis(liveness_ms.parse().unwrap())));
+        .liveness_window(Some(Duration::from_millis(liveness_ms.parse().unwrap())))
+        .expect("a liveness window in range");
     let ids: Vec<u64> = ids.iter().map(|id| id.parse().unwrap()).collect();
     let cache: Cache<u64, String> = Cache::builder(conn, template)
         .lock_ttl(Duration::from_secs(60))

@@ -154,7 +154,11 @@ pub async fn take_command_calls(conn: &Connection) -> HashMap<String, u64> {
 /// private server's. Returns a connection without a liveness key (its first write would be the
 /// one held instead of the locks') and the admin connection that holds the writes.
 pub async fn writes_held(url: &str) -> (Connection, Connection) {
-    let conn = Connection::open(url).await.unwrap().liveness_window(None);
+    let conn = Connection::open(url)
+        .await
+        .unwrap()
+        .liveness_window(None)
+        .unwrap();
     let admin = Connection::open(url).await.unwrap();
     cmd::<()>(&admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;
     (conn, admin)
