@@ -313,6 +313,8 @@ where
         let mut holders = Vec::new();
         // A foreign lock key was deleted: its id is prepared again at once.
         let mut cleared = false;
+        // Busy locks that hold no token of ours (written by hand, say): given a TTL below.
+        let mut strangers = Vec::new();
         for (p, reply) in pending.into_iter().zip(replies) {
             let p = Pending {
                 takeover: None,
@@ -333,6 +335,9 @@ where
                     version,
                 }),
                 Prepared::Busy(holder) => {
+                    if !is_token(&holder) {
+                        strangers.push(p.key.clone());
+                    }
                     waiting.push(p);
                     holders.push(holder);
                 }
@@ -351,6 +356,15 @@ where
         if waiting.is_empty() {
             flight.land_except(|_| false);
             return Ok(());
+        }
+        if !strangers.is_empty() {
+            match within(deadline, options.timeout, expire_strangers(cache, &strangers)).await {
+                Ok(()) => {}
+                Err(e) if crate::fallback::unreachable(&e) => {
+                    debug!(error = %e, "could not give foreign locks a TTL");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let busy: HashSet<&str> = waiting.iter().map(|p| p.key.as_str()).collect();
         flight.land_except(|key| busy.contains(key));
@@ -458,6 +472,37 @@ async fn dead_holders<Id, T, C>(
         .filter(|(_, k)| k.as_deref().is_some_and(|k| dead.contains(k)))
         .map(|(i, _)| i)
         .collect())
+}
+
+/// Whether a lock's value is a token this library wrote (see [`random_token`]). Such a lock
+/// always has the lock TTL of its taker.
+fn is_token(lock: &[u8]) -> bool {
+    lock.len() == TOKEN_LEN && lock.iter().all(|&b| b.is_ascii_hexdigit() || b == b'x')
+}
+
+/// Locks that hold no token of ours (written by hand or by another program) are held by no
+/// filler: without a TTL, or with a long one, they would block their ids for good. Each gets the
+/// lock TTL at most (`PEXPIRE ... LT`, which counts a key without TTL as expiring never), so it
+/// heals like the lock of a filler that crashed. Their ids are waited for meanwhile.
+async fn expire_strangers<Id, T, C>(cache: &Cache<Id, T, C>, keys: &[String]) -> Result<(), Error> {
+    let lock_ttl = cache.spec.options.lock_ttl.as_millis() as u64;
+    let request = |mut conn: Connection, group: Vec<usize>| {
+        let mut pipe = Pipeline::with_capacity(group.len());
+        for &i in &group {
+            let derived = Derived::of(&keys[i]);
+            pipe.cmd("PEXPIRE").arg(derived.lock()).arg(lock_ttl).arg("LT");
+        }
+        async move { Ok(pipe.query_async::<Vec<Value>>(&mut conn).await?) }
+    };
+    let replies = for_groups(&cache.conn, keys, request).await?;
+    let expired = replies.iter().filter(|r| matches!(r, Value::Int(1))).count();
+    if expired > 0 {
+        warn!(
+            locks = expired,
+            "gave lock keys that no filler wrote the lock TTL; their ids fill once they expire"
+        );
+    }
+    Ok(())
 }
 
 /// Fetches the locked ids and commits them; releases the locks if the fetch fails, panics, or the

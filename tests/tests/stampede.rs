@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ruecache::Cache;
 use ruecache_tests::{both, Target};
-use support::{cmd, template, value, Source, TestError};
+use support::{cmd, eventually, exists, template, value, Source, TestError};
 use tokio::sync::{watch, Barrier};
 
 /// 64 tasks on 4 connections (4 "processes") ask for the same 100 cold ids at the same moment.
@@ -80,8 +80,11 @@ async fn concurrent_callers_fetch_each_id_exactly_once(t: Target) {
     );
 }
 
-async fn lock_without_expiry_times_out(t: Target) {
+/// A lock without expiry (no filler of ours writes one) makes the call time out instead of
+/// hanging, and is given the lock TTL, so the id heals: once that lock expires the id fills.
+async fn lock_without_expiry_times_out_then_heals(t: Target) {
     let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&t.ns()))
+        .lock_ttl(Duration::from_millis(600))
         .timeout(Duration::from_millis(300))
         .backoff(Duration::from_millis(10), Duration::from_millis(50))
         .build()
@@ -94,9 +97,13 @@ async fn lock_without_expiry_times_out(t: Target) {
     )
     .await;
     let source = Source::default();
-    let err = cache
-        .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], |ids| source.fetch(ids))
+    // Bounded from outside too: a regression to hanging fails the test instead of stalling it.
+    let call = cache.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], |ids| {
+        source.fetch(ids)
+    });
+    let err = tokio::time::timeout(Duration::from_secs(10), call)
         .await
+        .expect("the call ended by its own timeout")
         .unwrap_err();
     assert!(
         matches!(&err, TestError::Cache(msg) if msg.contains("timed out")),
@@ -108,9 +115,25 @@ async fn lock_without_expiry_times_out(t: Target) {
         "the unlocked id was still filled"
     );
     assert!(cache.stats().lock_waits > 0);
+
+    let pttl: i64 = cmd(cache.connection(), "PTTL", &lock).await;
+    assert!(
+        (1..=600).contains(&pttl),
+        "the lock without expiry was given the lock TTL: PTTL {pttl}"
+    );
+    eventually("the foreign lock expires", async || {
+        !exists(cache.connection(), &lock).await
+    })
+    .await;
+    let healed: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(healed, HashMap::from([(1, value(1))]));
+    assert_eq!(source.calls(), vec![vec![2], vec![1]]);
 }
 
 both!(
     concurrent_callers_fetch_each_id_exactly_once,
-    lock_without_expiry_times_out
+    lock_without_expiry_times_out_then_heals
 );
