@@ -358,7 +358,13 @@ where
             return Ok(());
         }
         if !strangers.is_empty() {
-            match within(deadline, options.timeout, expire_strangers(cache, &strangers)).await {
+            match within(
+                deadline,
+                options.timeout,
+                expire_strangers(cache, &strangers),
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err(e) if crate::fallback::unreachable(&e) => {
                     debug!(error = %e, "could not give foreign locks a TTL");
@@ -490,12 +496,18 @@ async fn expire_strangers<Id, T, C>(cache: &Cache<Id, T, C>, keys: &[String]) ->
         let mut pipe = Pipeline::with_capacity(group.len());
         for &i in &group {
             let derived = Derived::of(&keys[i]);
-            pipe.cmd("PEXPIRE").arg(derived.lock()).arg(lock_ttl).arg("LT");
+            pipe.cmd("PEXPIRE")
+                .arg(derived.lock())
+                .arg(lock_ttl)
+                .arg("LT");
         }
         async move { Ok(pipe.query_async::<Vec<Value>>(&mut conn).await?) }
     };
     let replies = for_groups(&cache.conn, keys, request).await?;
-    let expired = replies.iter().filter(|r| matches!(r, Value::Int(1))).count();
+    let expired = replies
+        .iter()
+        .filter(|r| matches!(r, Value::Int(1)))
+        .count();
     if expired > 0 {
         warn!(
             locks = expired,

@@ -129,11 +129,13 @@ async fn locks_of_a_live_holder_are_never_taken_over(t: Target) {
 /// With liveness off, a holder's locks block others until their TTL, as in the Go original.
 async fn without_liveness_locks_are_waited_out(t: Target) {
     let ns = t.ns();
-    let holder: Cache<u64, String> =
-        Cache::builder(t.connect().await.liveness_window(None).unwrap(), &template(&ns))
-            .lock_ttl(Duration::from_millis(400))
-            .build()
-            .unwrap();
+    let holder: Cache<u64, String> = Cache::builder(
+        t.connect().await.liveness_window(None).unwrap(),
+        &template(&ns),
+    )
+    .lock_ttl(Duration::from_millis(400))
+    .build()
+    .unwrap();
     let waiter: Cache<u64, String> = Cache::builder(t.connect().await, &template(&ns))
         .backoff(Duration::from_millis(10), Duration::from_millis(50))
         .build()
@@ -241,7 +243,11 @@ async fn a_liveness_window_out_of_range_is_refused() {
             other => panic!("{window:?}: expected a configuration error, got {other:?}"),
         }
     }
-    for window in [Some(Duration::from_millis(100)), Some(ruecache::Options::MAX_TTL), None] {
+    for window in [
+        Some(Duration::from_millis(100)),
+        Some(ruecache::Options::MAX_TTL),
+        None,
+    ] {
         assert!(conn.clone().liveness_window(window).is_ok(), "{window:?}");
     }
 }

@@ -98,9 +98,8 @@ async fn lock_without_expiry_times_out_then_heals(t: Target) {
     .await;
     let source = Source::default();
     // Bounded from outside too: a regression to hanging fails the test instead of stalling it.
-    let call = cache.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], |ids| {
-        source.fetch(ids)
-    });
+    let call =
+        cache.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], |ids| source.fetch(ids));
     let err = tokio::time::timeout(Duration::from_secs(10), call)
         .await
         .expect("the call ended by its own timeout")

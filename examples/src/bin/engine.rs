@@ -44,7 +44,11 @@ async fn main() -> Result<(), AppError> {
     service.cache.invalidate(1..=1000).await?; // start cold
 
     let first = service.get_widgets(vec![1, 2, 3, 999_999]).await?;
-    assert_eq!(service.db.queries(), 1, "the first call queries the database once");
+    assert_eq!(
+        service.db.queries(),
+        1,
+        "the first call queries the database once"
+    );
     println!(
         "first call:  {} widgets, {} queries (id 999999 does not exist)",
         first.len(),
@@ -61,7 +65,11 @@ async fn main() -> Result<(), AppError> {
     service.rename_widget(2, "renamed widget").await?;
     let third = service.get_widgets(vec![2]).await?;
     assert_eq!(third[&2].name, "renamed widget");
-    assert_eq!(service.db.queries(), 2, "the invalidated widget is read again");
+    assert_eq!(
+        service.db.queries(),
+        2,
+        "the invalidated widget is read again"
+    );
     println!(
         "after rename: {:?}, {} queries",
         third[&2].name,
@@ -81,7 +89,10 @@ async fn main() -> Result<(), AppError> {
         assert_eq!(request.await.expect("request task")?.len(), 1);
     }
     let queries = service.db.queries() - before;
-    assert_eq!(queries, 1, "100 concurrent requests for one cold id share one query");
+    assert_eq!(
+        queries, 1,
+        "100 concurrent requests for one cold id share one query"
+    );
     println!("100 concurrent requests for cold id 500: {queries} query");
     println!("stats: {:?}", service.cache.stats());
     Ok(())

@@ -45,7 +45,11 @@ async fn main() -> Result<(), AppError> {
 
     let ids = vec![1, 2, 3, 999_999];
     let first = service.get_widgets(ids.clone()).await?;
-    assert_eq!(service.db.queries(), 1, "the first call queries the database once");
+    assert_eq!(
+        service.db.queries(),
+        1,
+        "the first call queries the database once"
+    );
     println!(
         "1. first call: {} widgets found, {} database query (id 999999 does not exist and is cached as absent)",
         first.len(),
@@ -64,7 +68,11 @@ async fn main() -> Result<(), AppError> {
     service.rename_widget(2, "renamed widget").await?;
     let third = service.get_widgets(vec![2]).await?;
     assert_eq!(third[&2].name, "renamed widget");
-    assert_eq!(service.db.queries(), 2, "the invalidated widget is read again");
+    assert_eq!(
+        service.db.queries(),
+        2,
+        "the invalidated widget is read again"
+    );
     println!(
         "3. after rename + invalidate: widget 2 is {:?}, {} queries",
         third[&2].name,
@@ -82,7 +90,10 @@ async fn main() -> Result<(), AppError> {
         assert_eq!(request.await.expect("request task")?.len(), 1);
     }
     let queries = service.db.queries() - before;
-    assert_eq!(queries, 1, "100 concurrent requests for one cold id share one query");
+    assert_eq!(
+        queries, 1,
+        "100 concurrent requests for one cold id share one query"
+    );
     println!("4. 100 concurrent requests for cold widget 500: {queries} query");
     println!("stats: {:?}", service.get_widgets_cache().stats());
     Ok(())
