@@ -4,10 +4,15 @@
 //!
 //! A call runs the normal protocol first. If that fails because Redis cannot be reached, the
 //! connection is marked as in an outage, and the ids the call has no value for yet are fetched
-//! from the source and returned; nothing is written anywhere. From then on, calls on that
+//! from the source and returned; nothing is written anywhere. A timeout only counts if Redis
+//! then does not answer a probe either: a call that timed out waiting for another caller's slow
+//! fill gets its [`Error::Timeout`] as without the fallback. From then on, calls on that
 //! connection (and its clones) go straight to the source without waiting on Redis, while one
-//! background task probes Redis (`PING`) a few times a second; once Redis answers, calls use it
-//! again. Callers on one connection still share fetches: an id another caller is fetching is
+//! background task probes Redis a few times a second; once Redis answers, calls use it again.
+//!
+//! A probe is a `GET` of the connection's own liveness key: a command the cache's minimal ACL
+//! allows, and on a cluster it needs only the node of that key's slot to answer (a `PING` there
+//! needs every node). Any reply counts as an answer, a refusal included. Callers on one connection still share fetches: an id another caller is fetching is
 //! waited for, and that caller hands its followers the value (there is no Redis to read it
 //! from). An outage is logged once when it starts (a warning) and once when it ends.
 
@@ -112,7 +117,19 @@ where
         Ok(()) => Ok(()),
         Err(Failure::Source(e)) => Err(e),
         Err(Failure::Cache(e)) if unreachable(&e) => {
-            if outage.begin(&cache.conn, probe_timeout(cache.spec.options.timeout)) {
+            let probe_timeout = probe_timeout(cache.spec.options.timeout);
+            if matches!(e, Error::Timeout(_))
+                && answers(
+                    &mut cache.conn.without_liveness(),
+                    &probe_key(&cache.conn),
+                    probe_timeout,
+                )
+                .await
+            {
+                // Redis answers: the call waited too long for other callers, not for Redis.
+                return Err(e.into());
+            }
+            if outage.begin(&cache.conn, probe_timeout) {
                 warn!(error = %e, "redis is unreachable; serving from the source until it answers");
             }
             // What the call already has (read before the outage, or fetched before a commit
@@ -152,7 +169,12 @@ impl Outage {
         if self.down.swap(true, Relaxed) {
             return false;
         }
-        let probe = probe(Arc::downgrade(self), conn.without_liveness(), timeout);
+        let probe = probe(
+            Arc::downgrade(self),
+            conn.without_liveness(),
+            probe_key(conn),
+            timeout,
+        );
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(probe);
@@ -164,21 +186,36 @@ impl Outage {
     }
 }
 
-/// `PING`s Redis until it answers, then ends the outage; stops early once the connection and
-/// all its clones are gone.
-async fn probe(outage: Weak<Outage>, mut conn: Connection, timeout: Duration) {
+/// Probes Redis until it answers, then ends the outage; stops early once the connection and all
+/// its clones are gone.
+async fn probe(outage: Weak<Outage>, mut conn: Connection, key: String, timeout: Duration) {
     loop {
         tokio::time::sleep(PROBE_INTERVAL).await;
         let Some(outage) = outage.upgrade() else {
             return;
         };
-        let cmd = redis::cmd("PING");
-        let ping = cmd.query_async::<Value>(&mut conn);
-        if let Ok(Ok(_)) = tokio::time::timeout(timeout, ping).await {
+        if answers(&mut conn, &key, timeout).await {
             outage.down.store(false, Relaxed);
             info!("redis answers again; caching resumed");
             return;
         }
+    }
+}
+
+/// What a probe reads: the connection's own liveness key (see the module docs).
+fn probe_key(conn: &Connection) -> String {
+    conn.liveness().key()
+}
+
+/// Whether Redis answers a `GET` of `key` within `timeout`: any reply but one that means Redis
+/// could not be reached (a refusal, `NOPERM` say, is an answer).
+async fn answers(conn: &mut Connection, key: &str, timeout: Duration) -> bool {
+    let mut get = redis::cmd("GET");
+    get.arg(key);
+    match tokio::time::timeout(timeout, get.query_async::<Value>(conn)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => !unreachable(&Error::Redis(e)),
+        Err(_) => false,
     }
 }
 
@@ -222,6 +259,9 @@ where
     E: From<Error>,
 {
     dedup(&mut ids);
+    // How long a follower waits for its leader (which may be a normal fill, stuck on a Redis
+    // that hangs until its own timeout) before fetching the id itself.
+    let deadline = tokio::time::Instant::now() + cache.spec.options.timeout;
     Counters::add(&cache.spec.stats.served_from_source, ids.len());
     let mut flight = Flight::new(cache.conn.flights());
     let mut lead = Vec::new();
@@ -251,11 +291,13 @@ where
     drop(flight);
     let mut again = Vec::new();
     for (id, landing) in follow {
-        let handed = landing.wait().await;
+        let handed = tokio::time::timeout_at(deadline, landing.wait())
+            .await
+            .unwrap_or_default();
         match handed.map(|sealed| read(&cache.codec, Value::BulkString(sealed.to_vec()))) {
             Some(Read::Value(value)) => out.push((id, value)),
             Some(Read::Absent) => {}
-            // The leader failed, was dropped, or filled through Redis after all.
+            // The leader failed, was dropped, filled through Redis after all, or took too long.
             Some(Read::Miss { .. }) | None => again.push(id),
         }
     }

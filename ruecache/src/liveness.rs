@@ -68,6 +68,12 @@ impl Liveness {
         &self.id
     }
 
+    /// This connection's liveness key (set only while the connection takes locks and has a
+    /// window).
+    pub(crate) fn key(&self) -> String {
+        key(&self.id)
+    }
+
     /// Makes sure this connection's liveness key exists and is kept alive. Called before the
     /// connection takes locks; once the refresh task runs it costs one atomic load. If the task
     /// stopped (its runtime was shut down), the next call starts it again.

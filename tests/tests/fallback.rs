@@ -194,3 +194,44 @@ async fn errors_other_than_unreachable_redis_still_surface() {
     assert!(source.calls().is_empty(), "not served from the source");
     assert_eq!(cache.stats().served_from_source, 0);
 }
+
+/// A call that times out waiting for another caller's slow fill is not an outage: Redis still
+/// answers, so the call gets its timeout error, nothing is served from the source, and the
+/// connection keeps using Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_fill_elsewhere_is_not_an_outage() {
+    let server = start_standalone_with(&[]);
+    let ns = ruecache_tests::ns();
+    let holder = cache(server.connect().await, &ns);
+    let mut gate = Gate::default();
+    let (held, release) = support::paused_fill(&holder, vec![1], &mut gate).await;
+
+    let waiter: Cache<u64, String> =
+        Cache::builder(server.connect().await, &support::template(&ns))
+            .timeout(Duration::from_millis(300))
+            .fallback_to_source(true)
+            .build()
+            .unwrap();
+    let source = Source::default();
+    let err = waiter
+        .get_and_fill::<_, Map, _, _, _, _>([1], |ids| source.fetch(ids))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TestError::Cache(msg) if msg.contains("timed out")),
+        "{err:?}"
+    );
+    assert!(source.calls().is_empty(), "not served from the source");
+
+    // Still through Redis: another id is fetched once and cached.
+    let got: Map = waiter
+        .get_and_fill([2], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(got, [(2, value(2))].into());
+    assert!(support::exists(waiter.connection(), waiter.data_key(&2).unwrap()).await);
+    assert_eq!(waiter.stats().served_from_source, 0);
+
+    release.send(()).unwrap();
+    assert_eq!(held.await.unwrap(), [(1, value(1))].into());
+}

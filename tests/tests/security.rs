@@ -672,3 +672,48 @@ fn default_level_logs_no_keys_values_or_passwords() {
         );
     }
 }
+
+/// Degraded mode under the minimal ACL: Redis stops answering (every client held by `CLIENT
+/// PAUSE` for a second, as a frozen server holds them), calls are served from the source, and
+/// the outage ends once Redis answers again: the probe that finds it back needs nothing the ACL
+/// does not grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_user_falls_back_to_the_source_and_back() {
+    let (server, admin) = acl_server(false).await;
+    let conn = Connection::open(&server.url_as("cache", PASSWORD))
+        .await
+        .expect("the restricted user logs in");
+    let cache: Cache<u64, String> = Cache::builder(conn, TEMPLATE)
+        .timeout(Duration::from_millis(300))
+        .fallback_to_source(true)
+        .build()
+        .expect("valid config");
+    let source = Source::default();
+    let fill = |ids: Vec<u64>| source.fetch(ids);
+    let warm: HashMap<u64, String> = cache.get_and_fill([1], fill).await.unwrap();
+    assert_eq!(warm.len(), 1);
+
+    support::cmd::<()>(&admin, "CLIENT", ("PAUSE", 1000, "ALL")).await;
+    let during: HashMap<u64, String> = cache.get_and_fill([1, 2], fill).await.unwrap();
+    assert_eq!(during.len(), 2);
+    assert_eq!(
+        cache.stats().served_from_source,
+        2,
+        "served from the source"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let key = cache.data_key(&3).unwrap();
+    loop {
+        let got: HashMap<u64, String> = cache.get_and_fill([3], fill).await.unwrap();
+        assert_eq!(got.len(), 1);
+        if support::exists(&admin, &key).await {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still served from the source 10 s after the pause ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
