@@ -565,7 +565,24 @@ pub struct IdKeys {
     pub lock: Vec<u8>,
 }
 
-/// The future of a batch fetch made by [`fetch_one`].
+/// The future of a batch fetch made by [`fetch_one`]: name it to keep such a fetch in a struct
+/// or return it from a function.
+///
+/// # Examples
+///
+/// ```
+/// use ruecache::BoxFetch;
+///
+/// fn thumbnails() -> impl FnMut(Vec<String>) -> BoxFetch<String, String, ruecache::Error> {
+///     ruecache::fetch_one(|name: String| async move { Ok(Some(format!("{name}?w=128"))) })
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let mut fetch = thumbnails();
+/// let fetched = fetch(vec!["a.png".to_owned()]).await?;
+/// assert_eq!(fetched, vec![("a.png".to_owned(), "a.png?w=128".to_owned())]);
+/// # Ok::<_, ruecache::Error>(()) }).unwrap();
+/// ```
 pub type BoxFetch<Id, T, E> =
     std::pin::Pin<Box<dyn Future<Output = Result<Vec<(Id, T)>, E>> + Send>>;
 
@@ -632,6 +649,23 @@ pub trait Keyed<Id> {
 }
 
 /// Configures a [`Cache`]; from [`Cache::builder`] or [`Cache::builder_with_key_fn`].
+///
+/// Every setting has a default (see [`Options`]); [`build`](Self::build) checks them all
+/// together and names the first one out of range.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+/// use std::time::Duration;
+///
+/// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{{{id}}}")
+///     .ttl(Duration::from_secs(600))
+///     .lock_ttl(Duration::from_secs(10))
+///     .timeout(Duration::from_secs(5))
+///     .build()?;
+/// # Ok(()) }
+/// ```
 #[must_use]
 pub struct CacheBuilder<Id, T, C = MsgPack> {
     conn: Connection,
@@ -714,8 +748,10 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     }
 
     /// How long a filler's lock lasts (default 5 s): the longest a crashed filler can block
-    /// others. Make it longer than your slowest fetch: a fill whose lock expired during its
-    /// fetch does not write what it fetched.
+    /// others. Make it longer than your slowest fetch: once a fill's lock expires during its
+    /// fetch, another caller may take the lock and fetch the same ids again, and the first
+    /// fill's commit is then refused. (If no one took the lock, the commit still writes, as long
+    /// as the ids were not invalidated meanwhile.)
     ///
     /// [`build`](Self::build) accepts 1 ms up to [`Options::MAX_TTL`], and no more than the
     /// [version TTL](Self::version_ttl) (10 min unless set): raise that too for longer locks.
@@ -766,7 +802,8 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// fails with [`Error::Timeout`]. Your fetch is not under it: it runs as long as it takes,
     /// though its time counts against the waits after it (for ids others still hold). The commit
     /// that writes what was fetched gets a timeout of its own, this long from the end of the
-    /// fetch. To bound the fetch, wrap it in [`tokio::time::timeout`].
+    /// fetch; so does the release of the locks after a fetch error, which happens before the
+    /// error is returned. To bound the fetch, wrap it in [`tokio::time::timeout`].
     ///
     /// [`build`](Self::build) accepts more than zero up to [`Options::MAX_TIMEOUT`] (365 days).
     ///

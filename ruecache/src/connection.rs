@@ -16,6 +16,21 @@ use crate::Error;
 
 /// The response timeout the convenience constructors set (redis-rs's own default is 500 ms,
 /// short enough to fail a large batch on a busy server).
+///
+/// # Examples
+///
+/// The same for a connection you make yourself:
+///
+/// ```no_run
+/// # async fn run() -> redis::RedisResult<()> {
+/// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+/// let config = redis::AsyncConnectionConfig::new()
+///     .set_response_timeout(Some(ruecache::DEFAULT_RESPONSE_TIMEOUT));
+/// let conn = ruecache::Connection::from(
+///     client.get_multiplexed_async_connection_with_config(&config).await?,
+/// );
+/// # Ok(()) }
+/// ```
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A Redis connection the cache can use: standalone, reconnecting, or cluster.
@@ -155,6 +170,15 @@ impl Connection {
     }
 
     /// Whether this is a cluster connection (batches are then split by hash slot).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let conn = ruecache::Connection::open("redis://127.0.0.1:6379").await?;
+    /// assert!(!conn.is_cluster());
+    /// # Ok(()) }
+    /// ```
     pub fn is_cluster(&self) -> bool {
         matches!(self.kind, Kind::Cluster(_))
     }

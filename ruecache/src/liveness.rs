@@ -25,6 +25,17 @@ use crate::{Connection, Error};
 
 /// How long a connection's liveness key outlives its last refresh, unless set with
 /// [`Connection::liveness_window`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// // Twice the default: a process that stalls for a few seconds keeps its locks.
+/// let conn = ruecache::Connection::open("redis://127.0.0.1:6379")
+///     .await?
+///     .liveness_window(Some(2 * ruecache::DEFAULT_LIVENESS_WINDOW))?;
+/// # Ok(()) }
+/// ```
 pub const DEFAULT_LIVENESS_WINDOW: Duration = Duration::from_secs(2);
 
 /// The shortest liveness window [`Connection::liveness_window`] accepts.
