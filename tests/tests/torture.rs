@@ -571,6 +571,8 @@ async fn torture_with(
         }
     }
     let mut downtime = Duration::ZERO;
+    // The counters when the restarted server first answered.
+    let mut at_restart = None;
     if let Some(server) = server {
         let start = until - run_time;
         tokio::time::sleep_until((start + run_time / 3).into()).await;
@@ -588,6 +590,7 @@ async fn torture_with(
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        at_restart = Some(summed_stats(&caches));
     }
     let mut log = Log::default();
     for w in workers {
@@ -599,6 +602,15 @@ async fn torture_with(
         check_redis_against_db(check_conn, &template, &db, setup.ids).await;
 
     let stats = summed_stats(&caches);
+    if let Some(at_restart) = &at_restart {
+        // The server came back empty: every id read after the restart was fetched and committed.
+        let commits = stats.commits - at_restart.commits;
+        eprintln!("torture[{label}]: {commits} commits after the restart");
+        assert!(
+            commits > 0,
+            "nothing was cached after the restart: {at_restart:?}, then {stats:?}"
+        );
+    }
     let violations = log.violations.len() + stale.len() + left.len();
     eprintln!(
         "torture[{label}]: {run_time:?}, seed {seed}, {CONNECTIONS} connections x \
