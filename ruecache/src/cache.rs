@@ -498,6 +498,9 @@ where
     /// Deletes the cached values of `ids` and replaces their versions, so a fill that is running
     /// now cannot write what it fetched. Call it after every write to the source.
     ///
+    /// Once polled, the invalidation runs to its end in a task of its own: if the caller stops
+    /// waiting (a cancelled request), it still happens.
+    ///
     /// # Errors
     ///
     /// [`Error::Redis`] if Redis cannot be reached: the cache may then still hold the old values

@@ -1045,9 +1045,15 @@ where
     }
     let deadline = Instant::now() + options.timeout;
     let span = debug_span!("invalidate", ids = keys.len());
-    within(deadline, options.timeout, send(&cache.conn, calls))
-        .instrument(span)
-        .await?;
+    // In a task of its own, so that it happens even if the caller stops waiting: typically a
+    // request cancelled after its database write, whose old value would otherwise stay cached
+    // for the data TTL.
+    let (conn, timeout) = (cache.conn.clone(), options.timeout);
+    let task = tokio::spawn(
+        async move { within(deadline, timeout, send(&conn, calls)).await }.instrument(span),
+    );
+    task.await
+        .map_err(|e| Error::UnexpectedReply(format!("the invalidation task failed: {e}")))??;
     Counters::add(&cache.spec.stats.invalidations, keys.len());
     Ok(())
 }

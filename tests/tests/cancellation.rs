@@ -136,3 +136,39 @@ async fn dropped_while_taking_locks_releases_them() {
         "nothing was fetched or written"
     );
 }
+
+/// An invalidation whose caller stops waiting right after the first poll (a request handler
+/// cancelled between its database write and the end of the invalidation) still happens: the old
+/// value cannot outlive the write for the data TTL.
+async fn dropped_invalidation_still_happens(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let filled: HashMap<u64, String> = cache
+        .get_and_fill([1, 2], |ids| async move {
+            Ok::<_, TestError>(
+                ids.into_iter()
+                    .map(|id| (id, value(id)))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(filled.len(), 2);
+    let data = cache.data_key(&1).unwrap();
+    let version: Vec<u8> =
+        support::cmd(cache.connection(), "GET", &cache.keys(&1).unwrap().version).await;
+    {
+        let mut invalidation = pin!(cache.invalidate([1, 2]));
+        let first = std::future::poll_fn(|cx| Poll::Ready(invalidation.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "the invalidation waits for Redis");
+    }
+    eventually("the dropped invalidation to delete the data", async || {
+        !exists(cache.connection(), &data).await
+    })
+    .await;
+    let replaced: Vec<u8> =
+        support::cmd(cache.connection(), "GET", &cache.keys(&1).unwrap().version).await;
+    assert_ne!(replaced, version, "the version was replaced");
+    assert!(!exists(cache.connection(), cache.data_key(&2).unwrap()).await);
+}
+
+both!(dropped_invalidation_still_happens);
