@@ -44,10 +44,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The user's method, its body turned into the fetch of the cache's fill:
 ///
 /// ```text
-/// async fn get_widgets(&self, __ruecache_ids: Vec<WidgetId>) -> Result<HashMap<..>, AppError> {
+/// async fn get_widgets(&self, ids: Vec<WidgetId>) -> Result<HashMap<..>, AppError> {
 ///     <Result<HashMap<..>, AppError> as ::ruecache::__private::Form<Vec<WidgetId>>>::fill(
 ///         Self::get_widgets_cache(self),
-///         __ruecache_ids,
+///         ids,
 ///         move |ids: Vec<WidgetId>| async move {
 ///             if false { return ::ruecache::__private::unreachable::<Result<..>>(); }
 ///             self.db.load_widgets(&ids).await
@@ -73,7 +73,7 @@ fn cached_method(
     } = method;
     let form = Form::new(settings, ret_ty, ids_ty);
     let at = form.span;
-    let ids = Ident::new("__ruecache_ids", Span::mixed_site().located_at(at));
+    let ids = outer_ids_name(ids_pat, at);
 
     let mut sig = func.sig.clone();
     for input in &mut sig.inputs {
@@ -122,6 +122,23 @@ fn cached_method(
     quote! {
         #(#attrs)*
         #vis #defaultness #sig #block
+    }
+}
+
+/// The name of the ids parameter in the generated signature: the user's own when the pattern is
+/// a plain name (`ids`, `mut ids`), so that attributes naming it (`#[tracing::instrument(skip(ids))]`),
+/// docs and IDE hints see it; `__ruecache_ids` for a destructuring pattern, which the fetch's
+/// parameter then takes apart. Either way the fetch's parameter, written as the user wrote it,
+/// is what the body sees (with its `mut`).
+fn outer_ids_name(ids_pat: &Pat, at: Span) -> Ident {
+    match ids_pat {
+        Pat::Ident(PatIdent {
+            by_ref: None,
+            subpat: None,
+            ident,
+            ..
+        }) => ident.clone(),
+        _ => Ident::new("__ruecache_ids", Span::mixed_site().located_at(at)),
     }
 }
 

@@ -59,9 +59,11 @@ use proc_macro::TokenStream;
 ///
 /// `async fn name(&self, ids: Ids) -> Ret` in an `impl` block of a type that implements
 /// `ruecache::HasConnection` (which says which Redis connection its cached methods use). The
-/// method keeps its name, signature, visibility and attributes. Its body becomes the fetch: it
-/// sees its ids parameter (whatever it is called) holding only the ids Redis does not have, and
-/// returns what the source has for them. Ids it leaves out are cached as absent.
+/// method keeps its name, signature (the ids parameter's name included, so attributes such as
+/// `#[tracing::instrument(skip(self, ids))]` can name it), visibility and attributes. Its body
+/// becomes the fetch: it sees its ids parameter (whatever it is called, `mut` or a destructuring
+/// pattern as written) holding only the ids Redis does not have, and returns what the source has
+/// for them. Ids it leaves out are cached as absent.
 ///
 /// **Batch or single item: the types decide.** The form is chosen by the compiler from the
 /// declared types, never from their names, so aliases (`type AppResult<T> = Result<T, AppError>`,
