@@ -2,19 +2,22 @@
 
 use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
-use syn::{Ident, ImplItemFn, Pat, PatIdent};
+use syn::{Ident, Pat, PatIdent};
 
 use crate::args::Args;
 use crate::errors::Errors;
+use crate::item::{self, Item, MethodItem};
 use crate::validate::{self, first_span, Method, Settings};
 
 /// Expands `#[cached_batch(args)] item`: parse, validate, expand. On any mistake the item comes
 /// back unchanged next to the errors, with its companion whenever the method's types are known,
 /// so that callers of both still type-check and the IDE keeps working.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func: ImplItemFn = match syn::parse2(item.clone()) {
-        Ok(func) => func,
-        Err(_) => {
+    let func = match item::parse(item.clone()) {
+        Item::Method(func) => func,
+        // The compiler reports the signature's syntax error; another one here would be noise.
+        Item::BrokenSignature => return item,
+        Item::Other => {
             let error = syn::Error::new(
                 Span::call_site(),
                 "`#[cached_batch]` applies to `async fn` methods in an `impl` block",
@@ -26,7 +29,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = Args::parse(args, &mut errors);
     let settings = validate::settings(&args, &mut errors);
-    let method = validate::method(&func, &mut errors);
+    let method = validate::method(&func.sig, &mut errors);
 
     let companion_name = format_ident!("{}_cache", func.sig.ident);
     let companion = method
@@ -34,7 +37,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         .map(|method| companion(&func, &settings, method, &companion_name));
     if let Err(error) = errors.finish() {
         let error = error.into_compile_error();
-        return quote!(#func #companion #error);
+        return quote!(#item #companion #error);
     }
     let method = method.expect("a method without errors is complete");
     let cached = cached_method(&func, &settings, &method, &companion_name);
@@ -45,20 +48,23 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// ```text
 /// async fn get_widgets(&self, ids: Vec<WidgetId>) -> Result<HashMap<..>, AppError> {
+///     #![inner_attributes_of_the_body]
 ///     <Result<HashMap<..>, AppError> as ::ruecache::__private::Form<Vec<WidgetId>>>::fill(
 ///         Self::get_widgets_cache(self),
 ///         ids,
 ///         move |ids: Vec<WidgetId>| async move {
 ///             if false { return ::ruecache::__private::unreachable::<Result<..>>(); }
-///             self.db.load_widgets(&ids).await
+///             { self.db.load_widgets(&ids).await } // the body, as written
 ///         },
 ///         ::ruecache::__private::error_from::<<Result<..> as ::ruecache::__private::Form<..>>::Error>,
 ///     )
 ///     .await
 /// }
 /// ```
+///
+/// The body is moved in as the tokens it was written with, inside its own braces.
 fn cached_method(
-    func: &ImplItemFn,
+    func: &MethodItem,
     settings: &Settings<'_>,
     method: &Method<'_>,
     companion: &Ident,
@@ -92,13 +98,14 @@ fn cached_method(
     // Fixes the async block's output to the declared type before the body is checked, so that
     // `?` and `Ok(..)` in the body infer as they would in the method itself.
     let ret = &form.ret;
-    let stmts = &func.block.stmts;
+    let mut body = Group::new(Delimiter::Brace, func.body.rest.clone());
+    body.set_span(func.body.span);
     let fetch = quote_spanned! {at=>
         move |#ids_pat: #ids_ty| async move {
             if false {
                 return #private::unreachable::<#ret>();
             }
-            #(#stmts)*
+            #body
         }
     };
     // `error_from`, its type `fn(ruecache::Error) -> E` inferred from the form, so that a
@@ -113,12 +120,13 @@ fn cached_method(
     // method's name to its return type would report the form's errors a second time, there.
     let companion = Ident::new(&companion.to_string(), at);
     let args = quote_spanned!(at=> Self::#companion(#self_token), #ids, #fetch, #error_from);
-    let body = quote_spanned!(at=> #fill(#args).await);
+    let inner_attrs = &func.body.inner_attrs;
+    let body = quote_spanned!(at=> #(#inner_attrs)* #fill(#args).await);
     let attrs = &func.attrs;
     let vis = &func.vis;
     let defaultness = &func.defaultness;
     let mut block = Group::new(Delimiter::Brace, body);
-    block.set_span(func.block.brace_token.span.join());
+    block.set_span(func.body.span);
     quote! {
         #(#attrs)*
         #vis #defaultness #sig #block
@@ -145,7 +153,7 @@ fn outer_ids_name(ids_pat: &Pat, at: Span) -> Ident {
 /// `fn <method>_cache(&self) -> ruecache::Cache<Id, T, Codec>`: the method's cache, whose spec
 /// (template, options, counters) lives in a `static` inside it.
 fn companion(
-    func: &ImplItemFn,
+    func: &MethodItem,
     settings: &Settings<'_>,
     method: &Method<'_>,
     name: &Ident,
@@ -289,5 +297,68 @@ fn krate(settings: &Settings<'_>, span: Span) -> TokenStream {
     match &settings.krate {
         Some(path) => path.to_token_stream(),
         None => quote_spanned!(span=> ::ruecache),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    fn expand_method(item: TokenStream) -> String {
+        expand(quote!(key = "w:{id}"), item).to_string()
+    }
+
+    #[test]
+    fn the_ids_parameter_keeps_its_name_and_the_body_its_mut() {
+        let out = expand_method(quote! {
+            async fn get(&self, mut ids: Vec<u64>) -> R { ids.sort(); f(ids) }
+        });
+        assert!(
+            out.contains("async fn get (& self , ids : Vec < u64 >) -> R"),
+            "{out}"
+        );
+        assert!(out.contains("move | mut ids : Vec < u64 > |"), "{out}");
+        assert!(!out.contains("__ruecache_ids"), "{out}");
+    }
+
+    #[test]
+    fn a_destructuring_ids_pattern_is_taken_apart_inside() {
+        let out = expand_method(quote! {
+            async fn get(&self, Sku(raw): Sku) -> R { f(raw) }
+        });
+        assert!(
+            out.contains("async fn get (& self , __ruecache_ids : Sku) -> R"),
+            "{out}"
+        );
+        assert!(out.contains("move | Sku (raw) : Sku |"), "{out}");
+    }
+
+    #[test]
+    fn inner_attributes_go_to_the_top_of_the_method_and_the_body_is_moved_as_written() {
+        let out = expand_method(quote! {
+            async fn get(&self, ids: Vec<u64>) -> R {
+                #![allow(unused_variables)]
+                let typing = ;
+            }
+        });
+        assert!(
+            out.contains("-> R { # ! [allow (unused_variables)]"),
+            "{out}"
+        );
+        assert!(out.contains("{ let typing = ; }"), "{out}");
+        assert!(out.contains("fn get_cache"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn only_what_is_not_a_method_gets_the_applies_to_error() {
+        let out = expand_method(quote!(
+            struct Service;
+        ));
+        assert!(out.contains("applies to `async fn` methods"), "{out}");
+        let broken = quote!(async fn get(&self, ids: Vec<u64>,,) -> R {});
+        assert_eq!(expand_method(broken.clone()), broken.to_string());
     }
 }

@@ -8,6 +8,7 @@ mod args;
 mod duration;
 mod errors;
 mod expand;
+mod item;
 mod template;
 mod validate;
 
@@ -63,7 +64,10 @@ use proc_macro::TokenStream;
 /// `#[tracing::instrument(skip(self, ids))]` can name it), visibility and attributes. Its body
 /// becomes the fetch: it sees its ids parameter (whatever it is called, `mut` or a destructuring
 /// pattern as written) holding only the ids Redis does not have, and returns what the source has
-/// for them. Ids it leaves out are cached as absent.
+/// for them. Ids it leaves out are cached as absent. The attribute does not read the body: it is
+/// moved into the fetch as written, so the compiler checks it and reports any mistake in it on
+/// the body itself (the companion is still generated), and inner attributes at its top, such as
+/// `#![allow(..)]`, apply to the whole method as usual.
 ///
 /// **Batch or single item: the types decide.** The form is chosen by the compiler from the
 /// declared types, never from their names, so aliases (`type AppResult<T> = Result<T, AppError>`,

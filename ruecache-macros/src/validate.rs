@@ -4,8 +4,8 @@
 use proc_macro2::Span;
 use quote::ToTokens;
 use syn::{
-    FnArg, GenericArgument, GenericParam, ImplItemFn, Lit, LitStr, Pat, Path, PathArguments,
-    Receiver, ReturnType, Type,
+    FnArg, GenericArgument, GenericParam, Lit, LitStr, Pat, Path, PathArguments, Receiver,
+    ReturnType, Signature, Type,
 };
 
 use crate::args::Args;
@@ -167,8 +167,7 @@ fn fraction(lit: &Lit) -> syn::Result<f64> {
 /// The parts come back whenever the ids parameter and the return type are there and the method
 /// has no type parameters (`impl Trait` ids included), mistakes elsewhere or not, so that the
 /// companion can still be written.
-pub(crate) fn method<'a>(func: &'a ImplItemFn, errors: &mut Errors) -> Option<Method<'a>> {
-    let sig = &func.sig;
+pub(crate) fn method<'a>(sig: &'a Signature, errors: &mut Errors) -> Option<Method<'a>> {
     let mut fail = |error: syn::Error| errors.push(error);
 
     if sig.asyncness.is_none() {
