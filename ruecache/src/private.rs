@@ -66,23 +66,22 @@ pub fn cache<Id: CacheId, T, C>(
     crate::cache::from_static(conn.clone(), spec, codec)
 }
 
-/// The ids parameter of a batch method: `Vec<Id>` (or an alias of it).
+/// The ids parameter of a batch method: `Vec<Id>` (or an alias of it), `Id` being the map's key
+/// type. The id is a parameter of the trait, not an associated type, so that ids of another type
+/// than the keys are reported with this message too.
 #[diagnostic::on_unimplemented(
-    message = "the ids parameter of a batch `#[cached_batch]` method must be a `Vec` of ids, not `{Self}`",
-    label = "expected `Vec<Id>`",
-    note = "a batch method takes `ids: Vec<Id>` and returns `Result<HashMap<Id, T>, E>`; a single-item method takes `id: Id` and returns `Result<Option<T>, E>`"
+    message = "the ids parameter of a batch `#[cached_batch]` method must be a `Vec` of the map's key type `{Id}`, not `{Self}`",
+    label = "expected `Vec<{Id}>`",
+    note = "the ids and the keys of the returned map are the same type: a batch method takes `ids: Vec<Id>` and returns `Result<HashMap<Id, T>, E>`; a single-item method takes `id: Id` and returns `Result<Option<T>, E>`"
 )]
-pub trait IdList: Sized {
-    /// The id type.
-    type Id;
+pub trait IdList<Id>: Sized {
     /// The ids to look up.
-    fn into_ids(self) -> Vec<Self::Id>;
+    fn into_ids(self) -> Vec<Id>;
     /// The missing ids, handed to the method's body.
-    fn from_ids(ids: Vec<Self::Id>) -> Self;
+    fn from_ids(ids: Vec<Id>) -> Self;
 }
 
-impl<Id> IdList for Vec<Id> {
-    type Id = Id;
+impl<Id> IdList<Id> for Vec<Id> {
     fn into_ids(self) -> Self {
         self
     }
@@ -125,7 +124,7 @@ pub trait Form<P>: Sized {
 
 impl<P, K, V, E, S> Form<P> for Result<HashMap<K, V, S>, E>
 where
-    P: IdList<Id = K>,
+    P: IdList<K>,
     K: Eq + Hash,
     S: BuildHasher + Default,
 {
@@ -151,7 +150,7 @@ where
 
 impl<P, K, V, E> Form<P> for Result<BTreeMap<K, V>, E>
 where
-    P: IdList<Id = K>,
+    P: IdList<K>,
     K: Ord,
 {
     type Id = K;
@@ -176,7 +175,7 @@ where
 
 impl<P, K, V, E> Form<P> for Result<Vec<(K, V)>, E>
 where
-    P: IdList<Id = K>,
+    P: IdList<K>,
 {
     type Id = K;
     type Value = V;
@@ -225,17 +224,17 @@ impl<Id, T, E> Form<Id> for Result<Option<T>, E> {
     }
 }
 
-async fn batch<P, M, T, C, E, F, Fut>(
-    cache: Cache<P::Id, T, C>,
+async fn batch<P, Id, M, T, C, E, F, Fut>(
+    cache: Cache<Id, T, C>,
     ids: P,
     mut fetch: F,
     from_error: fn(Error) -> E,
 ) -> Result<M, E>
 where
-    P: IdList,
-    P::Id: Eq + Hash + Clone + Send + Sync + 'static,
+    P: IdList<Id>,
+    Id: Eq + Hash + Clone + Send + Sync + 'static,
     C: Codec<T>,
-    M: IntoIterator<Item = (P::Id, T)> + FromIterator<(P::Id, T)>,
+    M: IntoIterator<Item = (Id, T)> + FromIterator<(Id, T)>,
     F: FnMut(P) -> Fut,
     Fut: Future<Output = Result<M, E>>,
 {
