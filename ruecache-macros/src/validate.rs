@@ -306,3 +306,78 @@ pub(crate) fn first_span(tokens: &dyn ToTokens) -> Span {
         .next()
         .map_or_else(Span::call_site, |token| token.span())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(text: &str, name: &str, none_allowed: bool) -> Result<u64, String> {
+        let lit = LitStr::new(text, Span::call_site());
+        duration_ms(&lit, name, none_allowed).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn the_limits_are_the_runtimes() {
+        assert_eq!(
+            u128::from(MAX_TTL_MS),
+            ruecache::Options::MAX_TTL.as_millis()
+        );
+        assert_eq!(
+            u128::from(MAX_TIMEOUT_MS),
+            ruecache::Options::MAX_TIMEOUT.as_millis()
+        );
+    }
+
+    #[test]
+    fn durations_are_accepted_up_to_the_limits() {
+        for (name, none_allowed) in [("ttl", true), ("lock_ttl", false)] {
+            assert_eq!(ms("1ms", name, none_allowed), Ok(1));
+            assert_eq!(ms("36500d", name, none_allowed), Ok(MAX_TTL_MS));
+            let over = ms("36500d1ms", name, none_allowed).unwrap_err();
+            assert!(
+                over.starts_with(&format!("`{name}` must be at most 100 years")),
+                "{over}"
+            );
+            let zero = ms("0ms", name, none_allowed).unwrap_err();
+            assert!(
+                zero.starts_with(&format!("`{name}` must be longer than zero")),
+                "{zero}"
+            );
+        }
+        assert_eq!(ms("1ms", "timeout", false), Ok(1));
+        assert_eq!(ms("365d", "timeout", false), Ok(MAX_TIMEOUT_MS));
+        let over = ms("365d1ms", "timeout", false).unwrap_err();
+        assert!(
+            over.starts_with("`timeout` must be at most 365 days"),
+            "{over}"
+        );
+    }
+
+    #[test]
+    fn none_is_only_for_the_ttl() {
+        assert_eq!(ms("none", "ttl", true), Ok(0));
+        for name in ["lock_ttl", "timeout"] {
+            let error = ms("none", name, false).unwrap_err();
+            assert!(
+                error.starts_with(&format!("`{name}` cannot be `\"none\"`")),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn jitter_is_accepted_from_zero_to_one() {
+        let jitter = |text: &str| fraction(&syn::parse_str::<Lit>(text).unwrap());
+        for (text, value) in [("0.0", 0.0), ("0.2", 0.2), ("1.0", 1.0), ("1e-1", 0.1)] {
+            assert_eq!(jitter(text).unwrap(), value, "{text}");
+        }
+        for (text, reason) in [
+            ("1.01", "must be between `0.0` (off) and `1.0`"),
+            ("0", "expects a float literal, write `0.0`"),
+            ("\"0.2\"", "expects a fraction between `0.0` and `1.0`"),
+        ] {
+            let error = jitter(text).unwrap_err().to_string();
+            assert!(error.contains(reason), "{text}: {error}");
+        }
+    }
+}

@@ -1,15 +1,18 @@
 //! `#[cached_batch]` against real Redis: the body runs only for missing ids, both key spellings
-//! store `widgets:{42}`, the `ttl` argument reaches Redis, the generated companion invalidates,
-//! two service instances on separate connections share one fill, the body's own error reaches
-//! the caller unchanged, and the single-item and batch forms of one template share keys.
+//! store `widgets:{42}`, the `ttl` argument reaches Redis, every other argument (`jitter`,
+//! `lock_ttl`, `timeout`, `codec`) reaches the cache's options, the options at the arguments'
+//! limits are valid, the generated companion invalidates, two service instances on separate
+//! connections share one fill, the body's own error reaches the caller unchanged, and the
+//! single-item and batch forms of one template share keys.
 
 mod support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use ruecache::{Connection, HasConnection};
+use ruecache::{Cache, Connection, HasConnection, Options, Raw};
 use ruecache_tests::{both, Target};
 use support::{cmd, exists, value, Gate, GateHandle, TestError};
 
@@ -99,6 +102,48 @@ impl Service {
         self.load(ids).await
     }
 
+    // Every duration argument and `jitter`, each unlike its default.
+    #[ruecache::cached_batch(
+        key = "attr:tuned:{{{id}}}",
+        ttl = "2h",
+        jitter = 0.0,
+        lock_ttl = "45s",
+        timeout = "12s"
+    )]
+    async fn get_tuned(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
+        self.load(ids).await
+    }
+
+    #[ruecache::cached_batch(key = "attr:bytes:{{{id}}}", codec = ruecache::Raw)]
+    async fn get_bytes(&self, id: u64) -> Result<Option<Vec<u8>>, TestError> {
+        Ok(Some(vec![0xff, 0xfe, 0xfd, id as u8]))
+    }
+
+    // Only their options are looked at: each argument at its upper limit, then its lower one.
+    #[allow(dead_code)]
+    #[ruecache::cached_batch(
+        key = "attr:longest:{{{id}}}",
+        ttl = "36500d",
+        jitter = 1.0,
+        lock_ttl = "36500d",
+        timeout = "365d"
+    )]
+    async fn get_longest(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
+        self.load(ids).await
+    }
+
+    #[allow(dead_code)]
+    #[ruecache::cached_batch(
+        key = "attr:shortest:{{{id}}}",
+        ttl = "1ms",
+        jitter = 0.0,
+        lock_ttl = "1ms",
+        timeout = "1ms"
+    )]
+    async fn get_shortest(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
+        self.load(ids).await
+    }
+
     #[ruecache::cached_batch(key = "attr:pair:{{{id}}}", ttl = "5m")]
     async fn get_pairs(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
         self.load(ids).await
@@ -150,6 +195,114 @@ async fn pttl_matches_the_ttl_argument(t: Target) {
     );
     let forever: i64 = cmd(&s.redis, "PTTL", "attr:forever:{7}").await;
     assert_eq!(forever, -1);
+}
+
+/// Each argument is in the companion cache's options, and nothing else is changed: they are the
+/// options the builder makes with the same settings. An argument left out keeps its default.
+async fn every_argument_reaches_the_cache_options(t: Target) {
+    let s = Service::new(t).await;
+    let tuned = s.get_tuned_cache();
+    let options = tuned.options();
+    assert_eq!(options.ttl(), Some(Duration::from_secs(2 * 60 * 60)));
+    assert_eq!(options.jitter(), 0.0);
+    assert_eq!(options.lock_ttl(), Duration::from_secs(45));
+    assert_eq!(options.timeout(), Duration::from_secs(12));
+    let built = Cache::<u64, String>::builder(s.redis.clone(), "attr:tuned:{{{id}}}")
+        .ttl(Duration::from_secs(2 * 60 * 60))
+        .jitter(0.0)
+        .lock_ttl(Duration::from_secs(45))
+        .timeout(Duration::from_secs(12))
+        .build()
+        .unwrap();
+    assert_eq!(options, built.options());
+
+    let failing = s.get_or_fail_cache();
+    assert_eq!(failing.options().lock_ttl(), Duration::from_secs(60));
+    assert_eq!(failing.options().timeout(), Duration::from_secs(10));
+    assert_eq!(failing.options().ttl(), Options::DEFAULT.ttl());
+    assert_eq!(failing.options().jitter(), Options::DEFAULT.jitter());
+
+    // `ttl = "5m"` is the default, and no other argument is given.
+    assert_eq!(*s.get_fill_cache().options(), Options::DEFAULT);
+    assert_eq!(
+        s.get_long_cache().options().ttl(),
+        Some(Duration::from_secs(90 * 60))
+    );
+    assert_eq!(s.get_forever_cache().options().ttl(), None);
+
+    // `codec`: the companion's type says it, and values are stored with it (MessagePack would
+    // write each of these bytes as two).
+    let bytes: Cache<u64, Vec<u8>, Raw> = s.get_bytes_cache();
+    bytes.invalidate([9]).await.unwrap();
+    let nine = vec![0xff, 0xfe, 0xfd, 9];
+    assert_eq!(s.get_bytes(9).await.unwrap(), Some(nine.clone()));
+    let stored: Vec<u8> = cmd(&s.redis, "GET", bytes.data_key(&9).unwrap()).await;
+    assert!(stored.ends_with(&nine), "stored as raw bytes: {stored:?}");
+    assert_eq!(s.get_bytes(9).await.unwrap(), Some(nine), "and read back");
+}
+
+/// The options of arguments at their limits (the longest TTLs and timeout, full jitter; then the
+/// shortest, no jitter) are ones the builder accepts, with the two adjustments the attribute
+/// makes: a version TTL that outlives a long lock, an unlock threshold under a short one.
+async fn options_at_the_limits_are_valid(t: Target) {
+    let s = Service::new(t).await;
+    let longest = *s.get_longest_cache().options();
+    assert_eq!(longest.ttl(), Some(Options::MAX_TTL));
+    assert_eq!(longest.lock_ttl(), Options::MAX_TTL);
+    assert_eq!(longest.timeout(), Options::MAX_TIMEOUT);
+    assert_eq!(longest.jitter(), 1.0);
+    let built = Cache::<u64, String>::builder(s.redis.clone(), "attr:longest:{{{id}}}")
+        .ttl(Options::MAX_TTL)
+        .jitter(1.0)
+        .lock_ttl(Options::MAX_TTL)
+        .version_ttl(Options::MAX_TTL)
+        .timeout(Options::MAX_TIMEOUT)
+        .build()
+        .expect("the longest options are valid");
+    assert_eq!(&longest, built.options());
+
+    let shortest = *s.get_shortest_cache().options();
+    let ms = Duration::from_millis(1);
+    assert_eq!(
+        (shortest.ttl(), shortest.lock_ttl(), shortest.timeout()),
+        (Some(ms), ms, ms)
+    );
+    let built = Cache::<u64, String>::builder(s.redis.clone(), "attr:shortest:{{{id}}}")
+        .ttl(ms)
+        .jitter(0.0)
+        .lock_ttl(ms)
+        .unlock_threshold(Duration::ZERO)
+        .timeout(ms)
+        .build()
+        .expect("the shortest options are valid");
+    assert_eq!(&shortest, built.options());
+}
+
+/// `lock_ttl` and `jitter` as Redis sees them: the lock of a fill held open at its fetch has the
+/// lock TTL, and with no jitter the value's TTL is the `ttl` itself.
+async fn lock_ttl_and_jitter_reach_redis(t: Target) {
+    let mut gate = Gate::default();
+    let s = Arc::new(Service {
+        gate: Some(gate.handle()),
+        ..Service::new(t).await
+    });
+    let keys = s.get_tuned_cache().keys(&7).unwrap();
+    s.get_tuned_cache().invalidate([7]).await.unwrap();
+    let s2 = s.clone();
+    let fill = tokio::spawn(async move { s2.get_tuned(vec![7]).await.unwrap() });
+    let (_, release) = gate.paused().await;
+    let lock: i64 = cmd(&s.redis, "PTTL", &keys.lock).await;
+    assert!(
+        (30_000..=45_000).contains(&lock),
+        "lock_ttl 45s (default 5s): {lock}"
+    );
+    release.send(()).unwrap();
+    assert_eq!(fill.await.unwrap()[&7], value(7));
+    let data: i64 = cmd(&s.redis, "PTTL", &keys.data).await;
+    assert!(
+        (7_080_000..=7_200_000).contains(&data),
+        "ttl 2h with no jitter: {data}"
+    );
 }
 
 async fn single_item_form_and_companion_invalidation(t: Target) {
@@ -244,6 +397,9 @@ both!(
     body_runs_only_for_missing_ids,
     both_key_spellings_store_widgets_42,
     pttl_matches_the_ttl_argument,
+    every_argument_reaches_the_cache_options,
+    options_at_the_limits_are_valid,
+    lock_ttl_and_jitter_reach_redis,
     single_item_form_and_companion_invalidation,
     two_instances_share_one_fill,
     the_body_error_reaches_the_caller_unchanged,
