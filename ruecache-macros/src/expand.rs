@@ -20,7 +20,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         Item::Other => {
             let error = syn::Error::new(
                 Span::call_site(),
-                "`#[cached_batch]` applies to `async fn` methods in an `impl` block",
+                "`#[cached_batch]` applies to `async fn` methods in an inherent `impl` block",
             )
             .into_compile_error();
             return quote!(#item #error);

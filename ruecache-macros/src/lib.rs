@@ -58,7 +58,7 @@ use proc_macro::TokenStream;
 ///
 /// # The method
 ///
-/// `async fn name(&self, ids: Ids) -> Ret` in an `impl` block of a type that implements
+/// `async fn name(&self, ids: Ids) -> Ret` in an inherent `impl` block of a type that implements
 /// `ruecache::HasConnection` (which says which Redis connection its cached methods use). The
 /// method keeps its name, signature (the ids parameter's name included, so attributes such as
 /// `#[tracing::instrument(skip(self, ids))]` can name it), visibility and attributes. Its body
@@ -91,6 +91,11 @@ use proc_macro::TokenStream;
 /// The method takes `&self` and exactly one more parameter: anything else would not be part of
 /// the cache key. It cannot have type or const parameters (lifetimes are fine). Methods of
 /// generic `impl` blocks work; the instantiations share one spec (template, options, counters).
+///
+/// Inherent `impl` blocks only: a trait impl cannot hold the companion, so there the compiler
+/// reports "method `name_cache` is not a member of trait" on the attribute (the attribute
+/// cannot see which `impl` block it is in). To cache a trait method, put the attribute on an
+/// inherent method and have the trait impl call it: `self.get_widgets(ids).await`.
 ///
 /// # The companion
 ///
