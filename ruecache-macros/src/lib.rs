@@ -82,7 +82,9 @@ use proc_macro::TokenStream;
 /// directly for those. An `Option` *inside* a map (`HashMap<Id, Option<T>>`) is a value like any
 /// other.
 ///
-/// Requirements, each checked by the compiler and reported at the type at fault: `Id` is
+/// Requirements, each checked by the compiler with a message that names the type at fault (it
+/// points at `E` when `E` lacks the `From`, at the id type when it lacks `Display`, and at the
+/// declared return type otherwise): `Id` is
 /// `Display + Eq + Hash + Clone + Send + Sync + 'static` (the key is the template rendered with
 /// the id's `Display`); `T` works with the codec (`Serialize + DeserializeOwned` for the
 /// default `MsgPack`); `E: From<ruecache::Error>` (Redis failures and timeouts become your
