@@ -9,12 +9,13 @@
 //! fill gets its [`Error::Timeout`] as without the fallback. From then on, calls on that
 //! connection (and its clones) go straight to the source without waiting on Redis, while one
 //! background task probes Redis a few times a second; once Redis answers, calls use it again.
+//! Callers on one connection still share fetches: an id another caller is fetching is waited
+//! for, and that caller hands its followers the value (there is no Redis to read it from). An
+//! outage is logged once when it starts (a warning) and once when it ends.
 //!
 //! A probe is a `GET` of the connection's own liveness key: a command the cache's minimal ACL
 //! allows, and on a cluster it needs only the node of that key's slot to answer (a `PING` there
-//! needs every node). Any reply counts as an answer, a refusal included. Callers on one connection still share fetches: an id another caller is fetching is
-//! waited for, and that caller hands its followers the value (there is no Redis to read it
-//! from). An outage is logged once when it starts (a warning) and once when it ends.
+//! needs every node). Any reply counts as an answer, a refusal included.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
