@@ -121,7 +121,7 @@ where
             let probe_timeout = probe_timeout(cache.spec.options.timeout);
             if matches!(e, Error::Timeout(_))
                 && answers(
-                    &mut cache.conn.without_liveness(),
+                    &mut cache.conn.clone(),
                     &probe_key(&cache.conn),
                     probe_timeout,
                 )

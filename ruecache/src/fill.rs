@@ -313,8 +313,6 @@ where
         let mut holders = Vec::new();
         // A foreign lock key was deleted: its id is prepared again at once.
         let mut cleared = false;
-        // Busy locks that hold no token of ours (written by hand, say): given a TTL below.
-        let mut strangers = Vec::new();
         for (p, reply) in pending.into_iter().zip(replies) {
             let p = Pending {
                 takeover: None,
@@ -335,9 +333,6 @@ where
                     version,
                 }),
                 Prepared::Busy(holder) => {
-                    if !is_token(&holder) {
-                        strangers.push(p.key.clone());
-                    }
                     waiting.push(p);
                     holders.push(holder);
                 }
@@ -356,21 +351,6 @@ where
         if waiting.is_empty() {
             flight.land_except(|_| false);
             return Ok(());
-        }
-        if !strangers.is_empty() {
-            match within(
-                deadline,
-                options.timeout,
-                expire_strangers(cache, &strangers),
-            )
-            .await
-            {
-                Ok(()) => {}
-                Err(e) if crate::fallback::unreachable(&e) => {
-                    debug!(error = %e, "could not give foreign locks a TTL");
-                }
-                Err(e) => return Err(e.into()),
-            }
         }
         let busy: HashSet<&str> = waiting.iter().map(|p| p.key.as_str()).collect();
         flight.land_except(|key| busy.contains(key));
@@ -484,37 +464,6 @@ async fn dead_holders<Id, T, C>(
 /// always has the lock TTL of its taker.
 fn is_token(lock: &[u8]) -> bool {
     lock.len() == TOKEN_LEN && lock.iter().all(|&b| b.is_ascii_hexdigit() || b == b'x')
-}
-
-/// Locks that hold no token of ours (written by hand or by another program) are held by no
-/// filler: without a TTL, or with a long one, they would block their ids for good. Each gets the
-/// lock TTL at most (`PEXPIRE ... LT`, which counts a key without TTL as expiring never), so it
-/// heals like the lock of a filler that crashed. Their ids are waited for meanwhile.
-async fn expire_strangers<Id, T, C>(cache: &Cache<Id, T, C>, keys: &[String]) -> Result<(), Error> {
-    let lock_ttl = cache.spec.options.lock_ttl.as_millis() as u64;
-    let request = |mut conn: Connection, group: Vec<usize>| {
-        let mut pipe = Pipeline::with_capacity(group.len());
-        for &i in &group {
-            let derived = Derived::of(&keys[i]);
-            pipe.cmd("PEXPIRE")
-                .arg(derived.lock())
-                .arg(lock_ttl)
-                .arg("LT");
-        }
-        async move { Ok(pipe.query_async::<Vec<Value>>(&mut conn).await?) }
-    };
-    let replies = for_groups(&cache.conn, keys, request).await?;
-    let expired = replies
-        .iter()
-        .filter(|r| matches!(r, Value::Int(1)))
-        .count();
-    if expired > 0 {
-        warn!(
-            locks = expired,
-            "gave lock keys that no filler wrote the lock TTL; their ids fill once they expire"
-        );
-    }
-    Ok(())
 }
 
 /// Fetches the locked ids and commits them; releases the locks if the fetch fails, panics, or the
@@ -895,7 +844,12 @@ async fn prepare<Id, T, C>(
         let mut lock_is_foreign = false;
         let holder = match parts.next().unwrap_or(Value::Nil) {
             Value::Nil => None,
-            Value::BulkString(holder) => Some(holder),
+            Value::BulkString(holder) => {
+                if !is_token(&holder) {
+                    foreign.strangers.push(i);
+                }
+                Some(holder)
+            }
             other if is_wrong_type(&other) => {
                 foreign.locks.push(i);
                 lock_is_foreign = true;
@@ -955,6 +909,10 @@ async fn prepare<Id, T, C>(
     foreign
         .versions
         .retain(|&i| matches!(prepared[i], Prepared::Locked(_)));
+    // Only the locks of ids still to wait for need to heal.
+    foreign
+        .strangers
+        .retain(|&i| matches!(prepared[i], Prepared::Busy(_)));
     if !foreign.is_empty() {
         foreign.replace(cache, pending, &versions).await?;
     }
@@ -965,58 +923,90 @@ async fn prepare<Id, T, C>(
     Ok(prepared)
 }
 
-/// Ids (indices into `pending`) whose lock or version key held a key of another type. Such a
-/// key is no one's lock or version: it would block the id for good (a lock that cannot be taken,
-/// a version no commit can match), so it is replaced. Replacing a version is always safe (it is
-/// what an invalidation does; at worst a concurrent commit is refused as stale), and a lock
-/// deleted here is taken again by the next prepare like any free lock.
+/// Ids (indices into `pending`) whose lock or version key is no one's: it would block the id for
+/// good, so it is mended.
+///
+/// - A key of another type where a lock or a version belongs (a lock that cannot be taken, a
+///   version no commit can match) is replaced. Replacing a version is always safe (it is what an
+///   invalidation does; at worst a concurrent commit is refused as stale), and a lock deleted
+///   here is taken again by the next prepare like any free lock.
+/// - A lock that holds no token of ours (written by hand or by another program), with no TTL or
+///   a long one, gets the lock TTL at most (`PEXPIRE ... LT`, which counts a key without TTL as
+///   expiring never), so it heals like the lock of a filler that crashed. Its id is waited for
+///   meanwhile.
 #[derive(Default)]
 struct Foreign {
     locks: Vec<usize>,
     versions: Vec<usize>,
+    strangers: Vec<usize>,
+}
+
+/// How [`Foreign`] mends one key.
+#[derive(Clone, Copy)]
+enum Mend {
+    DeleteLock,
+    ReplaceVersion,
+    ExpireLock,
 }
 
 impl Foreign {
     fn is_empty(&self) -> bool {
-        self.locks.is_empty() && self.versions.is_empty()
+        self.locks.is_empty() && self.versions.is_empty() && self.strangers.is_empty()
     }
 
     /// One round trip: `DEL` each foreign lock, `SET` each foreign version to the fresh version
-    /// this caller drew for it (and now fills under).
+    /// this caller drew for it (and now fills under), `PEXPIRE ... LT` each stranger's lock.
     async fn replace<Id, T, C>(
         self,
         cache: &Cache<Id, T, C>,
         pending: &[Pending<Id>],
         versions: &[[u8; 16]],
     ) -> Result<(), Error> {
-        warn!(
-            locks = self.locks.len(),
-            versions = self.versions.len(),
-            "replacing keys of another type where the cache keeps locks or versions"
-        );
-        let version_ttl = cache.spec.options.version_ttl.as_millis() as u64;
-        let ids: Vec<(usize, bool)> = (self.locks.iter().map(|&i| (i, true)))
-            .chain(self.versions.iter().map(|&i| (i, false)))
+        let options = &cache.spec.options;
+        let version_ttl = options.version_ttl.as_millis() as u64;
+        let lock_ttl = options.lock_ttl.as_millis() as u64;
+        let ids: Vec<(usize, Mend)> = (self.locks.iter().map(|&i| (i, Mend::DeleteLock)))
+            .chain(self.versions.iter().map(|&i| (i, Mend::ReplaceVersion)))
+            .chain(self.strangers.iter().map(|&i| (i, Mend::ExpireLock)))
             .collect();
         let keys: Vec<&str> = ids.iter().map(|&(i, _)| pending[i].key.as_str()).collect();
         let request = |mut conn: Connection, group: Vec<usize>| {
             let mut pipe = Pipeline::with_capacity(group.len());
             for &g in &group {
-                let (i, lock) = ids[g];
+                let (i, mend) = ids[g];
                 let derived = Derived::of(&pending[i].key);
-                if lock {
-                    pipe.cmd("DEL").arg(derived.lock());
-                } else {
-                    pipe.cmd("SET")
+                match mend {
+                    Mend::DeleteLock => pipe.cmd("DEL").arg(derived.lock()),
+                    Mend::ReplaceVersion => pipe
+                        .cmd("SET")
                         .arg(derived.version())
                         .arg(&versions[i])
                         .arg("PX")
-                        .arg(version_ttl);
-                }
+                        .arg(version_ttl),
+                    Mend::ExpireLock => pipe
+                        .cmd("PEXPIRE")
+                        .arg(derived.lock())
+                        .arg(lock_ttl)
+                        .arg("LT"),
+                };
             }
             async move { Ok(pipe.query_async::<Vec<Value>>(&mut conn).await?) }
         };
-        for_groups(&cache.conn, &keys, request).await?;
+        let replies = for_groups(&cache.conn, &keys, request).await?;
+        // A stranger's lock counts once, when its TTL is cut (`1`); later waits find it done.
+        let expired = (ids.iter().zip(&replies))
+            .filter(|((_, mend), reply)| {
+                matches!(mend, Mend::ExpireLock) && **reply == Value::Int(1)
+            })
+            .count();
+        if self.locks.len() + self.versions.len() + expired > 0 {
+            warn!(
+                locks = self.locks.len(),
+                versions = self.versions.len(),
+                expired_locks = expired,
+                "mended keys that no filler wrote where the cache keeps locks or versions"
+            );
+        }
         Ok(())
     }
 }

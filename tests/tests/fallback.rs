@@ -80,33 +80,7 @@ async fn served_from_the_source_while_redis_is_down_then_cached_again() {
     assert_eq!(fetches.calls(), vec![vec![5]], "one fetch for ten callers");
 
     server.restart();
-    cached_again_once_redis_answers(&cache, 6).await;
-}
-
-/// Calls for `id` until one is cached in Redis again (the outage's probe finds Redis back within
-/// a few hundred milliseconds; bounded at 10 s).
-async fn cached_again_once_redis_answers(cache: &Cache<u64, String>, id: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let key = cache.data_key(&id).unwrap();
-    let source = Source::default();
-    loop {
-        let got: Map = cache
-            .get_and_fill([id], |ids| source.fetch(ids))
-            .await
-            .unwrap();
-        assert_eq!(got, [(id, value(id))].into());
-        let mut conn = cache.connection().clone();
-        let cached: redis::RedisResult<bool> =
-            redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await;
-        if cached == Ok(true) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not cached again 10 s after Redis came back"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::cached_again_once_redis_answers(&cache, 6, cache.connection()).await;
 }
 
 /// A Redis that hangs instead of refusing (a frozen process, a network partition) costs the one
@@ -168,7 +142,7 @@ async fn a_frozen_redis_costs_one_timeout_per_outage_not_one_per_call() {
 
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-    cached_again_once_redis_answers(&patient, 7).await;
+    support::cached_again_once_redis_answers(&patient, 7, patient.connection()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

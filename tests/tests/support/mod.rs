@@ -235,3 +235,36 @@ pub const MINIMAL_ACL: &[&[u8]] = &[
     b"+del",
     b"+pexpire",
 ];
+
+/// Calls for `id` until one is cached in Redis again, as `check` (a connection allowed to run
+/// `EXISTS`) sees it: after an outage, the probe finds Redis back within a few hundred
+/// milliseconds. Bounded at 10 s.
+pub async fn cached_again_once_redis_answers(
+    cache: &Cache<u64, String>,
+    id: u64,
+    check: &Connection,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let key = cache.data_key(&id).unwrap();
+    let source = Source::default();
+    loop {
+        let got: HashMap<u64, String> = cache
+            .get_and_fill([id], |ids| source.fetch(ids))
+            .await
+            .unwrap();
+        assert_eq!(got, [(id, value(id))].into());
+        // Redis may still be down: an error is "not yet".
+        let cached: redis::RedisResult<bool> = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut check.clone())
+            .await;
+        if cached == Ok(true) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not cached again 10 s after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
