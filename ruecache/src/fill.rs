@@ -38,6 +38,7 @@ use crate::flight::{Claimed, Flight};
 use crate::keys::{version_key, Derived, KeyBuf};
 use crate::liveness::{self, ID_LEN};
 use crate::notify::Interest;
+use crate::options::Options;
 use crate::scripts::{Arg, Calls, COMMIT, INVALIDATE, UNLOCK};
 use crate::stats::Counters;
 use crate::{Connection, Error};
@@ -394,8 +395,11 @@ where
             }
         }
         let listening = interest.as_ref().is_some_and(Interest::is_listening);
+        // The last read is made a little before the deadline, so that a release up to then is
+        // still seen; it has been made once a round ends after it.
+        let last_read = last_read(deadline, options);
         let now = Instant::now();
-        if !listening && now + backoff > deadline {
+        if now >= last_read {
             return Err(Error::Timeout(options.timeout).into());
         }
         debug!(
@@ -406,7 +410,7 @@ where
         );
         // The backoff stays as the safety net: for a lock that expires without a release, a
         // lost message, or a holder that cannot publish.
-        let until = (now + backoff).min(deadline);
+        let until = (now + backoff).min(last_read);
         let woken = match interest.as_ref().filter(|_| listening) {
             Some(interest) => tokio::select! {
                 () = interest.notified() => true,
@@ -419,13 +423,18 @@ where
         };
         if woken {
             Counters::add(&stats.wakeups, 1);
-        } else if until == deadline {
-            return Err(Error::Timeout(options.timeout).into());
         } else {
             backoff = (backoff * 2).min(options.backoff_max);
         }
     }
     Ok(())
+}
+
+/// When a caller waiting for other fillers reads for the last time: ahead of `deadline` by a
+/// tenth of the timeout, at most the first backoff step, so that the read can still be answered.
+fn last_read(deadline: Instant, options: &Options) -> Instant {
+    let reserve = (options.timeout / 10).min(options.backoff_min);
+    deadline.checked_sub(reserve).unwrap_or(deadline)
 }
 
 /// The indices of `holders` whose connection's liveness key is gone: those holders died (see
@@ -460,10 +469,29 @@ async fn dead_holders<Id, T, C>(
         .collect())
 }
 
-/// Whether a lock's value is a token this library wrote (see [`random_token`]). Such a lock
-/// always has the lock TTL of its taker.
-fn is_token(lock: &[u8]) -> bool {
-    lock.len() == TOKEN_LEN && lock.iter().all(|&b| b.is_ascii_hexdigit() || b == b'x')
+/// What a lock's value says about its holder.
+#[derive(Debug, PartialEq)]
+enum Holder {
+    /// A token of a connection with a liveness key (see [`random_token`]): a dead holder is
+    /// found out by its key.
+    Checked,
+    /// A token of a connection without liveness (its id is all `x`): its lock always has the
+    /// lock TTL of its taker.
+    Unchecked,
+    /// Not a token of ours: written by hand or by another program.
+    Stranger,
+}
+
+fn holder(lock: &[u8]) -> Holder {
+    let hex = |part: &[u8]| part.iter().all(u8::is_ascii_hexdigit);
+    if lock.len() != TOKEN_LEN || !hex(&lock[ID_LEN..]) {
+        return Holder::Stranger;
+    }
+    match &lock[..ID_LEN] {
+        id if hex(id) => Holder::Checked,
+        id if id.iter().all(|&b| b == b'x') => Holder::Unchecked,
+        _ => Holder::Stranger,
+    }
 }
 
 /// Fetches the locked ids and commits them; releases the locks if the fetch fails, panics, or the
@@ -844,11 +872,13 @@ async fn prepare<Id, T, C>(
         let mut lock_is_foreign = false;
         let holder = match parts.next().unwrap_or(Value::Nil) {
             Value::Nil => None,
-            Value::BulkString(holder) => {
-                if !is_token(&holder) {
-                    foreign.strangers.push(i);
+            Value::BulkString(lock) => {
+                match holder(&lock) {
+                    Holder::Checked => {}
+                    Holder::Unchecked => foreign.unchecked.push(i),
+                    Holder::Stranger => foreign.strangers.push(i),
                 }
-                Some(holder)
+                Some(lock)
             }
             other if is_wrong_type(&other) => {
                 foreign.locks.push(i);
@@ -910,9 +940,9 @@ async fn prepare<Id, T, C>(
         .versions
         .retain(|&i| matches!(prepared[i], Prepared::Locked(_)));
     // Only the locks of ids still to wait for need to heal.
-    foreign
-        .strangers
-        .retain(|&i| matches!(prepared[i], Prepared::Busy(_)));
+    for locks in [&mut foreign.strangers, &mut foreign.unchecked] {
+        locks.retain(|&i| matches!(prepared[i], Prepared::Busy(_)));
+    }
     if !foreign.is_empty() {
         foreign.replace(cache, pending, &versions).await?;
     }
@@ -933,12 +963,15 @@ async fn prepare<Id, T, C>(
 /// - A lock that holds no token of ours (written by hand or by another program), with no TTL or
 ///   a long one, gets the lock TTL at most (`PEXPIRE ... LT`, which counts a key without TTL as
 ///   expiring never), so it heals like the lock of a filler that crashed. Its id is waited for
-///   meanwhile.
+///   meanwhile. A lock shaped like a token of a connection without liveness (no holder to
+///   check) gets the lock TTL only if it has none (`PEXPIRE ... NX`): such a token's own lock
+///   always has its taker's TTL, which is left as it is.
 #[derive(Default)]
 struct Foreign {
     locks: Vec<usize>,
     versions: Vec<usize>,
     strangers: Vec<usize>,
+    unchecked: Vec<usize>,
 }
 
 /// How [`Foreign`] mends one key.
@@ -947,15 +980,20 @@ enum Mend {
     DeleteLock,
     ReplaceVersion,
     ExpireLock,
+    ExpirePersistentLock,
 }
 
 impl Foreign {
     fn is_empty(&self) -> bool {
-        self.locks.is_empty() && self.versions.is_empty() && self.strangers.is_empty()
+        self.locks.is_empty()
+            && self.versions.is_empty()
+            && self.strangers.is_empty()
+            && self.unchecked.is_empty()
     }
 
     /// One round trip: `DEL` each foreign lock, `SET` each foreign version to the fresh version
-    /// this caller drew for it (and now fills under), `PEXPIRE ... LT` each stranger's lock.
+    /// this caller drew for it (and now fills under), `PEXPIRE ... LT` each stranger's lock and
+    /// `PEXPIRE ... NX` each unchecked one.
     async fn replace<Id, T, C>(
         self,
         cache: &Cache<Id, T, C>,
@@ -968,6 +1006,11 @@ impl Foreign {
         let ids: Vec<(usize, Mend)> = (self.locks.iter().map(|&i| (i, Mend::DeleteLock)))
             .chain(self.versions.iter().map(|&i| (i, Mend::ReplaceVersion)))
             .chain(self.strangers.iter().map(|&i| (i, Mend::ExpireLock)))
+            .chain(
+                self.unchecked
+                    .iter()
+                    .map(|&i| (i, Mend::ExpirePersistentLock)),
+            )
             .collect();
         let keys: Vec<&str> = ids.iter().map(|&(i, _)| pending[i].key.as_str()).collect();
         let request = |mut conn: Connection, group: Vec<usize>| {
@@ -988,15 +1031,21 @@ impl Foreign {
                         .arg(derived.lock())
                         .arg(lock_ttl)
                         .arg("LT"),
+                    Mend::ExpirePersistentLock => pipe
+                        .cmd("PEXPIRE")
+                        .arg(derived.lock())
+                        .arg(lock_ttl)
+                        .arg("NX"),
                 };
             }
             async move { Ok(pipe.query_async::<Vec<Value>>(&mut conn).await?) }
         };
         let replies = for_groups(&cache.conn, &keys, request).await?;
-        // A stranger's lock counts once, when its TTL is cut (`1`); later waits find it done.
+        // A lock counts once, when its TTL is cut (`1`); later waits find it done.
         let expired = (ids.iter().zip(&replies))
             .filter(|((_, mend), reply)| {
-                matches!(mend, Mend::ExpireLock) && **reply == Value::Int(1)
+                matches!(mend, Mend::ExpireLock | Mend::ExpirePersistentLock)
+                    && **reply == Value::Int(1)
             })
             .count();
         if self.locks.len() + self.versions.len() + expired > 0 {

@@ -18,11 +18,12 @@
 //! fails with anything but a network error (`NOPERM`, a server without RESP3), the notifier
 //! turns itself off and its callers only poll.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use foldhash::fast::RandomState;
 use futures_util::future::try_join_all;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
@@ -193,7 +194,7 @@ impl Notifier {
             notifier: self.clone(),
             id,
             notify: Arc::new(Notify::new()),
-            channels: Vec::new(),
+            channels: HashSet::default(),
         }
     }
 
@@ -340,7 +341,8 @@ pub(crate) struct Interest {
     notifier: Arc<Notifier>,
     id: u64,
     notify: Arc<Notify>,
-    channels: Vec<Box<[u8]>>,
+    /// A set: a batch of many ids registers many channels, round after round.
+    channels: HashSet<Box<[u8]>, RandomState>,
 }
 
 impl std::fmt::Debug for Interest {
@@ -371,7 +373,7 @@ impl Interest {
         {
             let mut state = self.notifier.waiters.state();
             for name in channels {
-                if self.channels.iter().any(|c| **c == *name) {
+                if self.channels.contains(name) {
                     continue;
                 }
                 state
@@ -380,7 +382,7 @@ impl Interest {
                     .or_default()
                     .waiters
                     .push((self.id, self.notify.clone()));
-                self.channels.push(name.into());
+                self.channels.insert(name.into());
                 fresh = true;
             }
             for name in &self.channels {

@@ -80,8 +80,9 @@ async fn concurrent_callers_fetch_each_id_exactly_once(t: Target) {
     );
 }
 
-/// A lock without expiry (no filler of ours writes one) makes the call time out instead of
-/// hanging, and is given the lock TTL, so the id heals: once that lock expires the id fills.
+/// A lock without expiry (no filler of ours writes one: it was written by hand, whether or not it
+/// looks like one of our tokens) makes the call time out instead of hanging, and is given the
+/// lock TTL, so the id heals: once that lock expires the id fills.
 async fn lock_without_expiry_times_out_then_heals(t: Target) {
     let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&t.ns()))
         .lock_ttl(Duration::from_millis(600))
@@ -89,47 +90,53 @@ async fn lock_without_expiry_times_out_then_heals(t: Target) {
         .backoff(Duration::from_millis(10), Duration::from_millis(50))
         .build()
         .unwrap();
-    let lock = cache.keys(&1).unwrap().lock;
-    cmd::<()>(
-        cache.connection(),
-        "SET",
-        (&lock, "a crashed filler, no PX"),
-    )
-    .await;
-    let source = Source::default();
-    // Bounded from outside too: a regression to hanging fails the test instead of stalling it.
-    let call =
-        cache.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], |ids| source.fetch(ids));
-    let err = tokio::time::timeout(Duration::from_secs(10), call)
-        .await
-        .expect("the call ended by its own timeout")
-        .unwrap_err();
-    assert!(
-        matches!(&err, TestError::Cache(msg) if msg.contains("timed out")),
-        "{err:?}"
-    );
-    assert_eq!(
-        source.calls(),
-        vec![vec![2]],
-        "the unlocked id was still filled"
-    );
-    assert!(cache.stats().lock_waits > 0);
+    let hand_written = [
+        "a crashed filler, no PX".to_owned(),
+        // Shaped like the token of a connection without liveness: no holder to check.
+        format!("{}{}", "x".repeat(16), "0123456789abcdef"),
+    ];
+    for (n, lock_value) in (0..).zip(hand_written) {
+        let (locked, free) = (10 * n + 1, 10 * n + 2);
+        let lock = cache.keys(&locked).unwrap().lock;
+        cmd::<()>(cache.connection(), "SET", (&lock, &lock_value)).await;
+        let source = Source::default();
+        // Bounded from outside too: a regression to hanging fails the test instead of stalling
+        // it.
+        let call = cache
+            .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([locked, free], |ids| {
+                source.fetch(ids)
+            });
+        let err = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("the call ended by its own timeout")
+            .unwrap_err();
+        assert!(
+            matches!(&err, TestError::Cache(msg) if msg.contains("timed out")),
+            "{lock_value:?}: {err:?}"
+        );
+        assert_eq!(
+            source.calls(),
+            vec![vec![free]],
+            "the unlocked id was still filled"
+        );
+        assert!(cache.stats().lock_waits > 0);
 
-    let pttl: i64 = cmd(cache.connection(), "PTTL", &lock).await;
-    assert!(
-        (1..=600).contains(&pttl),
-        "the lock without expiry was given the lock TTL: PTTL {pttl}"
-    );
-    eventually("the foreign lock expires", async || {
-        !exists(cache.connection(), &lock).await
-    })
-    .await;
-    let healed: HashMap<u64, String> = cache
-        .get_and_fill([1], |ids| source.fetch(ids))
-        .await
-        .unwrap();
-    assert_eq!(healed, HashMap::from([(1, value(1))]));
-    assert_eq!(source.calls(), vec![vec![2], vec![1]]);
+        let pttl: i64 = cmd(cache.connection(), "PTTL", &lock).await;
+        assert!(
+            (1..=600).contains(&pttl),
+            "the lock {lock_value:?} without expiry was given the lock TTL: PTTL {pttl}"
+        );
+        eventually("the foreign lock expires", async || {
+            !exists(cache.connection(), &lock).await
+        })
+        .await;
+        let healed: HashMap<u64, String> = cache
+            .get_and_fill([locked], |ids| source.fetch(ids))
+            .await
+            .unwrap();
+        assert_eq!(healed, HashMap::from([(locked, value(locked))]));
+        assert_eq!(source.calls(), vec![vec![free], vec![locked]]);
+    }
 }
 
 both!(

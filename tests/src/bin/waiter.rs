@@ -5,8 +5,9 @@
 //!
 //! For each id read from stdin (one per line) it asks the cache for it and prints `waiting <id>`
 //! once it is waiting for another process's lock (its second busy reply: subscribed, and read
-//! again since), then `done <id> <µs since the Unix epoch> <ids it fetched itself>` when the call
-//! returns. Its backoff starts at 1 s, so a return well under that was a wake-up.
+//! again since), then `done <id> <µs since the Unix epoch> <ids it fetched itself> <wake-ups>`
+//! when the call returns. Its backoff (10 min) is longer than its timeout (30 s): without a
+//! wake-up it would look again only just before the deadline, counting none.
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, Write as _};
@@ -23,13 +24,14 @@ async fn main() {
     };
     let conn = connect_from_args(kind, urls).await;
     let cache: Cache<u64, String> = Cache::builder(conn, template)
-        .backoff(Duration::from_secs(1), Duration::from_secs(2))
+        .backoff(Duration::from_secs(600), Duration::from_secs(600))
         .build()
         .expect("valid config");
     let mut out = std::io::stdout();
     for line in std::io::stdin().lock().lines() {
         let id: u64 = line.expect("stdin").trim().parse().expect("an id per line");
-        let waits = cache.stats().lock_waits;
+        let before = cache.stats();
+        let waits = before.lock_waits;
         let call = {
             let cache = cache.clone();
             tokio::spawn(async move {
@@ -65,7 +67,8 @@ async fn main() {
         writeln!(out, "waiting {id}").unwrap();
         out.flush().unwrap();
         let (done, fetched) = call.await.expect("the call does not panic");
-        writeln!(out, "done {id} {} {fetched}", done.as_micros()).unwrap();
+        let wakeups = cache.stats().wakeups - before.wakeups;
+        writeln!(out, "done {id} {} {fetched} {wakeups}", done.as_micros()).unwrap();
         out.flush().unwrap();
     }
 }
