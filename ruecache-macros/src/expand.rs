@@ -7,7 +7,7 @@ use syn::{Ident, Pat, PatIdent};
 use crate::args::Args;
 use crate::errors::Errors;
 use crate::item::{self, Item, MethodItem};
-use crate::validate::{self, first_span, Method, Settings};
+use crate::validate::{self, first_span, last_span, Method, Settings};
 
 /// Expands `#[cached_batch(args)] item`: parse, validate, expand. On any mistake the item comes
 /// back unchanged next to the errors, with its companion whenever the method's types are known,
@@ -115,11 +115,15 @@ fn cached_method(
         let private = self::private(settings, at);
         quote_spanned!(at=> #private::error_from)
     };
+    // The ids parameter's shape (a list of ids, or one id), made at the ids type, so that a
+    // parameter that does not fit the return type is reported under it.
+    let shape = call_at_type(settings, ids_ty, "shape", TokenStream::new());
     let fill = form.item("fill");
     // Called at the form's span too (the name only keeps its spelling): a call spanning from the
     // method's name to its return type would report the form's errors a second time, there.
     let companion = Ident::new(&companion.to_string(), at);
-    let args = quote_spanned!(at=> Self::#companion(#self_token), #ids, #fetch, #error_from);
+    let args =
+        quote_spanned!(at=> Self::#companion(#self_token), #ids, #fetch, #error_from, #shape);
     let inner_attrs = &func.body.inner_attrs;
     let body = quote_spanned!(at=> #(#inner_attrs)* #fill(#args).await);
     let attrs = &func.attrs;
@@ -201,11 +205,10 @@ fn companion(
     let connection = quote_spanned!(self_token.span=>
         <Self as #self_krate::HasConnection>::cache_connection(#self_token)
     );
-    // The id's own requirement (`Display`, for keys) is reported at the id type.
-    let id_span = method.id_span;
-    let id_private = self::private(settings, id_span);
+    // The id's own requirement (`Display`, for keys) is reported under the ids type: the id is
+    // that type or its items, which only the compiler can tell apart (aliases).
     let args = quote!(#connection, &#spec, <#codec as ::core::default::Default>::default());
-    let cache = quote_spanned!(id_span=> #id_private::cache(#args));
+    let cache = call_at_type(settings, ids_ty, "cache", args);
 
     let cache_ty = quote_spanned!(form.span=> #krate::Cache<#id, #value, #codec>);
 
@@ -283,6 +286,27 @@ fn relocate(tokens: TokenStream, span: Span) -> TokenStream {
             }
         })
         .collect()
+}
+
+/// `<::ruecache::__private::At>::name(args)`, its first tokens located at the first token of
+/// `ty` and its last ones (the name and the parentheses) at the last token of `ty`: the compiler
+/// spans the call from its first token to its last, so that what it reports about the call is
+/// underlined under the whole of `ty` (a proc macro cannot make a span over several tokens on
+/// stable Rust).
+fn call_at_type(
+    settings: &Settings<'_>,
+    ty: &syn::Type,
+    name: &str,
+    args: TokenStream,
+) -> TokenStream {
+    let (first, last) = (first_span(ty), last_span(ty));
+    let private = private(settings, first);
+    let name = Ident::new(name, last);
+    let open = quote_spanned!(first=> <);
+    let close = quote_spanned!(last=> >::);
+    let mut args = Group::new(Delimiter::Parenthesis, args);
+    args.set_span(last);
+    quote!(#open #private::At #close #name #args)
 }
 
 /// `::ruecache::__private` (or the `crate = "..."` override's) with the given span.

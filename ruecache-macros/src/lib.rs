@@ -83,8 +83,9 @@ use proc_macro::TokenStream;
 /// other.
 ///
 /// Requirements, each checked by the compiler with a message that names the type at fault (it
-/// points at `E` when `E` lacks the `From`, at the id type when it lacks `Display`, and at the
-/// declared return type otherwise): `Id` is
+/// points at `E` when `E` lacks the `From`, at the ids parameter's type when the ids are not a
+/// `Vec` of the map's keys or the id lacks `Display`, and at the declared return type
+/// otherwise): `Id` is
 /// `Display + Eq + Hash + Clone + Send + Sync + 'static` (the key is the template rendered with
 /// the id's `Display`); `T` works with the codec (`Serialize + DeserializeOwned` for the
 /// default `MsgPack`); `E: From<ruecache::Error>` (Redis failures and timeouts become your

@@ -46,9 +46,6 @@ pub(crate) struct Method<'a> {
     /// type point there, or at the whole return type when it is an alias such as `AppResult<T>`.
     /// The error type itself is found by the compiler, never by reading names.
     pub(crate) error_ty: Option<&'a Type>,
-    /// Where errors about the id type point: `Id` in an ids type written `Vec<Id>`, else the ids
-    /// type. For spans only, like `error_ty`.
-    pub(crate) id_span: Span,
 }
 
 /// Checks every argument's value. Each mistake is pushed to `errors` and its value replaced by a
@@ -251,7 +248,6 @@ pub(crate) fn method<'a>(sig: &'a Signature, errors: &mut Errors) -> Option<Meth
         ids_ty: &ids.ty,
         ret_ty,
         error_ty: written_error_type(ret_ty),
-        id_span: first_span(first_type_argument(&ids.ty).unwrap_or(&ids.ty)),
     })
 }
 
@@ -274,10 +270,6 @@ fn written_error_type(ret_ty: &Type) -> Option<&Type> {
         [_, error] => Some(error),
         _ => None,
     }
-}
-
-fn first_type_argument(ty: &Type) -> Option<&Type> {
-    type_arguments(ty).first().copied()
 }
 
 /// The type arguments of the last segment of a path type: `[A, B]` for `x::Y<A, B>`.
@@ -304,6 +296,15 @@ pub(crate) fn first_span(tokens: &dyn ToTokens) -> Span {
         .to_token_stream()
         .into_iter()
         .next()
+        .map_or_else(Span::call_site, |token| token.span())
+}
+
+/// The span of the last token.
+pub(crate) fn last_span(tokens: &dyn ToTokens) -> Span {
+    tokens
+        .to_token_stream()
+        .into_iter()
+        .last()
         .map_or_else(Span::call_site, |token| token.span())
 }
 

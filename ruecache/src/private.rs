@@ -46,25 +46,16 @@ pub const fn options(
     options
 }
 
-/// What the cache needs of an id to write it into its keys. Named in the companion, at the id
-/// type, so that an id that cannot be written, or a `Vec` given to a single-item method, is
+/// What the cache needs of an id to write it into its keys. Named in the companion, under the
+/// ids type, so that an id that cannot be written, or a `Vec` given to a single-item method, is
 /// reported there with both shapes.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a `#[cached_batch]` id, it does not implement `Display`",
     label = "the key template writes the id with `Display`",
-    note = "a batch method takes `ids: Vec<Id>` and returns `Result<HashMap<Id, T>, E>`; a single-item method takes `id: Id` and returns `Result<Option<T>, E>`"
+    note = "a method that takes a `Vec` of ids is a batch and returns a map: `ids: Vec<Id>` with `Result<HashMap<Id, T>, E>`; a single-item method takes `id: Id` and returns `Result<Option<T>, E>`"
 )]
 pub trait CacheId: Display {}
 impl<Id: Display + ?Sized> CacheId for Id {}
-
-/// The cache for one annotated method: the service's connection and the method's `static` spec.
-pub fn cache<Id: CacheId, T, C>(
-    conn: &Connection,
-    spec: &'static Spec,
-    codec: C,
-) -> Cache<Id, T, C> {
-    crate::cache::from_static(conn.clone(), spec, codec)
-}
 
 /// The ids parameter of a batch method: `Vec<Id>` (or an alias of it), `Id` being the map's key
 /// type. The id is a parameter of the trait, not an associated type, so that ids of another type
@@ -90,6 +81,61 @@ impl<Id> IdList<Id> for Vec<Id> {
     }
 }
 
+/// How a method's parameter gives its ids: `Batch` for a list of ids (`P: IdList<Id>`), `Single`
+/// for one id. The form names which one it needs (`Form::Shape`); the expansion makes it with
+/// [`At::shape`], called at the ids type, so that a parameter of the wrong shape is reported
+/// there with `IdList`'s message rather than at the return type.
+pub trait Shape: Sized {
+    /// The shape's conversions.
+    const SHAPE: Self;
+}
+
+/// The batch shape: the parameter's conversions to and from the ids.
+#[allow(missing_debug_implementations)]
+pub struct Batch<P, Id> {
+    into_ids: fn(P) -> Vec<Id>,
+    from_ids: fn(Vec<Id>) -> P,
+}
+
+impl<P: IdList<Id>, Id> Shape for Batch<P, Id> {
+    const SHAPE: Self = Self {
+        into_ids: P::into_ids,
+        from_ids: P::from_ids,
+    };
+}
+
+/// The single-item shape: the parameter is the id.
+#[derive(Debug)]
+pub struct Single;
+
+impl Shape for Single {
+    const SHAPE: Self = Self;
+}
+
+/// Functions the expansion calls as `<At>::name(..)`: the path's first and last tokens carry the
+/// spans of the first and last tokens of a type the user wrote, so that the compiler reports a
+/// requirement of the call under that whole type (a proc macro cannot make a span over several
+/// tokens on stable Rust; the compiler makes the path's from its ends).
+#[derive(Debug)]
+pub struct At;
+
+impl At {
+    /// The ids parameter's shape, checked at the ids type.
+    pub const fn shape<S: Shape>() -> S {
+        S::SHAPE
+    }
+
+    /// The cache for one annotated method: the service's connection and the method's `static`
+    /// spec. Called at the ids type, where the id's requirements are reported.
+    pub fn cache<Id: CacheId, T, C>(
+        conn: &Connection,
+        spec: &'static Spec,
+        codec: C,
+    ) -> Cache<Id, T, C> {
+        crate::cache::from_static(conn.clone(), spec, codec)
+    }
+}
+
 /// The declared return type of a cached method, given its parameter type `P`, decides how it
 /// is cached: `Result<map, E>` (`HashMap`, `BTreeMap` or `Vec<(Id, T)>`) with `P = Vec<Id>` is
 /// the batch form, `Result<Option<T>, E>` with `P = Id` the single-item form. The
@@ -107,6 +153,9 @@ pub trait Form<P>: Sized {
     type Value;
     /// The method's error type.
     type Error;
+    /// How the parameter gives the ids: [`Batch`] or [`Single`]. Not bounded here: the bound
+    /// is checked where the expansion makes it, at the ids type.
+    type Shape;
 
     /// Runs the cache for one call: `fetch` is the method's body.
     fn fill<C, F, Fut>(
@@ -114,6 +163,7 @@ pub trait Form<P>: Sized {
         arg: P,
         fetch: F,
         from_error: fn(Error) -> Self::Error,
+        shape: Self::Shape,
     ) -> impl Future<Output = Self>
     where
         Self::Id: Eq + Hash + Clone + Send + Sync + 'static,
@@ -124,19 +174,20 @@ pub trait Form<P>: Sized {
 
 impl<P, K, V, E, S> Form<P> for Result<HashMap<K, V, S>, E>
 where
-    P: IdList<K>,
     K: Eq + Hash,
     S: BuildHasher + Default,
 {
     type Id = K;
     type Value = V;
     type Error = E;
+    type Shape = Batch<P, K>;
 
     fn fill<C, F, Fut>(
         cache: Cache<K, V, C>,
         ids: P,
         fetch: F,
         from_error: fn(Error) -> E,
+        shape: Batch<P, K>,
     ) -> impl Future<Output = Self>
     where
         K: Eq + Hash + Clone + Send + Sync + 'static,
@@ -144,24 +195,25 @@ where
         F: FnMut(P) -> Fut,
         Fut: Future<Output = Self>,
     {
-        batch(cache, ids, fetch, from_error)
+        batch(cache, ids, fetch, from_error, shape)
     }
 }
 
 impl<P, K, V, E> Form<P> for Result<BTreeMap<K, V>, E>
 where
-    P: IdList<K>,
     K: Ord,
 {
     type Id = K;
     type Value = V;
     type Error = E;
+    type Shape = Batch<P, K>;
 
     fn fill<C, F, Fut>(
         cache: Cache<K, V, C>,
         ids: P,
         fetch: F,
         from_error: fn(Error) -> E,
+        shape: Batch<P, K>,
     ) -> impl Future<Output = Self>
     where
         K: Eq + Hash + Clone + Send + Sync + 'static,
@@ -169,23 +221,22 @@ where
         F: FnMut(P) -> Fut,
         Fut: Future<Output = Self>,
     {
-        batch(cache, ids, fetch, from_error)
+        batch(cache, ids, fetch, from_error, shape)
     }
 }
 
-impl<P, K, V, E> Form<P> for Result<Vec<(K, V)>, E>
-where
-    P: IdList<K>,
-{
+impl<P, K, V, E> Form<P> for Result<Vec<(K, V)>, E> {
     type Id = K;
     type Value = V;
     type Error = E;
+    type Shape = Batch<P, K>;
 
     fn fill<C, F, Fut>(
         cache: Cache<K, V, C>,
         ids: P,
         fetch: F,
         from_error: fn(Error) -> E,
+        shape: Batch<P, K>,
     ) -> impl Future<Output = Self>
     where
         K: Eq + Hash + Clone + Send + Sync + 'static,
@@ -193,7 +244,7 @@ where
         F: FnMut(P) -> Fut,
         Fut: Future<Output = Self>,
     {
-        batch(cache, ids, fetch, from_error)
+        batch(cache, ids, fetch, from_error, shape)
     }
 }
 
@@ -201,12 +252,14 @@ impl<Id, T, E> Form<Id> for Result<Option<T>, E> {
     type Id = Id;
     type Value = T;
     type Error = E;
+    type Shape = Single;
 
     async fn fill<C, F, Fut>(
         cache: Cache<Id, T, C>,
         id: Id,
         mut fetch: F,
         from_error: fn(Error) -> E,
+        _: Single,
     ) -> Self
     where
         Id: Eq + Hash + Clone + Send + Sync + 'static,
@@ -229,9 +282,9 @@ async fn batch<P, Id, M, T, C, E, F, Fut>(
     ids: P,
     mut fetch: F,
     from_error: fn(Error) -> E,
+    shape: Batch<P, Id>,
 ) -> Result<M, E>
 where
-    P: IdList<Id>,
     Id: Eq + Hash + Clone + Send + Sync + 'static,
     C: Codec<T>,
     M: IntoIterator<Item = (Id, T)> + FromIterator<(Id, T)>,
@@ -239,8 +292,8 @@ where
     Fut: Future<Output = Result<M, E>>,
 {
     cache
-        .get_and_fill(ids.into_ids(), |missing| {
-            let fetched = fetch(P::from_ids(missing));
+        .get_and_fill((shape.into_ids)(ids), |missing| {
+            let fetched = fetch((shape.from_ids)(missing));
             async move { fetched.await.map_err(Failed::Fetch) }
         })
         .await
