@@ -91,9 +91,17 @@ use proc_macro::TokenStream;
 /// default `MsgPack`); `E: From<ruecache::Error>` (Redis failures and timeouts become your
 /// error; the body's own errors are returned unchanged).
 ///
-/// The method takes `&self` and exactly one more parameter: anything else would not be part of
-/// the cache key. It cannot have type or const parameters (lifetimes are fine). Methods of
-/// generic `impl` blocks work; the instantiations share one spec (template, options, counters).
+/// The method takes `&self` (or `self: &Self`) and exactly one more parameter: anything else
+/// would not be part of the cache key. It cannot have type or const parameters, `impl Trait` in
+/// the ids type included (lifetimes and `where` clauses are fine). Methods of generic `impl`
+/// blocks work; the instantiations share one spec (template, options, counters).
+///
+/// **Attribute order.** Attributes are expanded from the top down. An attribute written *below*
+/// `#[cached_batch]` is kept on the generated method, so it wraps the whole cached call:
+/// `#[tracing::instrument]` there records every call, hits included. An attribute macro written
+/// *above* it expands first and rewrites the body, which then becomes the fetch:
+/// `#[tracing::instrument]` there records only the calls that fetch, and the ids it sees are the
+/// missing ones. Put it below to trace calls, above to trace fetches.
 ///
 /// Inherent `impl` blocks only: a trait impl cannot hold the companion, so there the compiler
 /// reports "method `name_cache` is not a member of trait" on the attribute (the attribute

@@ -3,9 +3,10 @@
 
 use proc_macro2::Span;
 use quote::ToTokens;
+use syn::visit::Visit;
 use syn::{
     FnArg, GenericArgument, GenericParam, Lit, LitStr, Pat, Path, PathArguments, Receiver,
-    ReturnType, Signature, Type,
+    ReturnType, Signature, Type, TypeImplTrait,
 };
 
 use crate::args::Args;
@@ -217,14 +218,12 @@ pub(crate) fn method<'a>(sig: &'a Signature, errors: &mut Errors) -> Option<Meth
             "unexpected parameter, `#[cached_batch]` methods take only `&self` and the ids: the cache key is made from the ids alone",
         ));
     }
-    if let Some(ids) = ids {
-        if let Type::ImplTrait(_) = &*ids.ty {
-            generic = true;
-            fail(syn::Error::new_spanned(
-                &ids.ty,
-                "`impl Trait` ids are not supported, write `Vec<Id>` for a batch or `Id` for a single item",
-            ));
-        }
+    if let Some(impl_trait) = ids.and_then(|ids| find_impl_trait(&ids.ty)) {
+        generic = true;
+        fail(syn::Error::new_spanned(
+            impl_trait,
+            "`impl Trait` ids are not supported, write `Vec<Id>` for a batch or `Id` for a single item",
+        ));
     }
     let ret_ty = match &sig.output {
         ReturnType::Type(_, ty) => Some(&**ty),
@@ -251,17 +250,44 @@ pub(crate) fn method<'a>(sig: &'a Signature, errors: &mut Errors) -> Option<Meth
     })
 }
 
+/// `&self`, `&'a self`, or the same written out: `self: &Self`, `self: &'a Self`.
 fn check_receiver(receiver: &Receiver) -> syn::Result<()> {
-    if receiver.reference.is_none()
-        || receiver.mutability.is_some()
-        || receiver.colon_token.is_some()
-    {
+    let shared = receiver.mutability.is_none()
+        && match (&receiver.reference, &receiver.colon_token) {
+            (Some(_), None) => true,
+            (None, Some(_)) => is_shared_self(&receiver.ty),
+            _ => false,
+        };
+    if !shared {
         return Err(syn::Error::new_spanned(
             receiver,
-            "`#[cached_batch]` methods take `&self`, not `self` by value, `&mut self` or `self: Type`",
+            "`#[cached_batch]` methods take `&self` (or `self: &Self`), not `self` by value, `&mut self` or `self: Type`",
         ));
     }
     Ok(())
+}
+
+/// `&Self` or `&'a Self`: the keyword `Self`, not a type's name.
+fn is_shared_self(ty: &Type) -> bool {
+    let Type::Reference(reference) = ty else {
+        return false;
+    };
+    reference.mutability.is_none()
+        && matches!(&*reference.elem, Type::Path(path) if path.qself.is_none() && path.path.is_ident("Self"))
+}
+
+/// The first `impl Trait` in `ty`, at any depth (`impl Display`, `Vec<impl Display>`): each one is
+/// a type parameter of the method, which the cache key would not tell apart.
+fn find_impl_trait(ty: &Type) -> Option<&TypeImplTrait> {
+    struct Find<'a>(Option<&'a TypeImplTrait>);
+    impl<'a> Visit<'a> for Find<'a> {
+        fn visit_type_impl_trait(&mut self, found: &'a TypeImplTrait) {
+            self.0.get_or_insert(found);
+        }
+    }
+    let mut find = Find(None);
+    find.visit_type(ty);
+    find.0
 }
 
 /// `E` in a return type written `Something<T, E>`.
@@ -352,6 +378,47 @@ mod tests {
             over.starts_with("`timeout` must be at most 365 days"),
             "{over}"
         );
+    }
+
+    #[test]
+    fn the_receiver_is_a_shared_self_however_written() {
+        let check = |text: &str| {
+            let sig: Signature = syn::parse_str(&format!("fn f({text})")).unwrap();
+            let Some(FnArg::Receiver(receiver)) = sig.inputs.first() else {
+                panic!("{text}: not a receiver");
+            };
+            check_receiver(receiver).is_ok()
+        };
+        for ok in ["&self", "&'a self", "self: &Self", "self: &'a Self"] {
+            assert!(check(ok), "{ok}");
+        }
+        for wrong in [
+            "self",
+            "mut self",
+            "&mut self",
+            "self: &mut Self",
+            "mut self: &Self",
+            "self: Box<Self>",
+            "self: &Box<Self>",
+            "self: Self",
+        ] {
+            assert!(!check(wrong), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn impl_trait_is_found_at_any_depth() {
+        let found = |text: &str| {
+            let ty: Type = syn::parse_str(text).unwrap();
+            find_impl_trait(&ty).map(|found| found.to_token_stream().to_string())
+        };
+        assert_eq!(found("impl Display").as_deref(), Some("impl Display"));
+        assert_eq!(found("Vec<impl Display>").as_deref(), Some("impl Display"));
+        assert_eq!(
+            found("(u64, Box<[impl Into<u64>]>)").as_deref(),
+            Some("impl Into < u64 >")
+        );
+        assert_eq!(found("Vec<Box<dyn Display>>"), None);
     }
 
     #[test]

@@ -15,6 +15,12 @@ impl Service {
     async fn get(&self, ids: impl IntoIterator<Item = u64>) -> Result<HashMap<u64, u64>, ruecache::Error> {
         Ok(ids.into_iter().map(|id| (id, id)).collect())
     }
+
+    // Nested in the ids type too.
+    #[ruecache::cached_batch(key = "n:{id}")]
+    async fn get_nested(&self, ids: Vec<impl std::fmt::Display>) -> Result<HashMap<String, u64>, ruecache::Error> {
+        Ok(ids.into_iter().map(|id| (id.to_string(), 0)).collect())
+    }
 }
 
 fn main() {}
