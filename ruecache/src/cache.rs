@@ -893,8 +893,8 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     ///
     /// The call that finds Redis unreachable waits for it to fail, up to the connection's
     /// response timeout or the cache's timeout (lower those to fail over faster). From then
-    /// until Redis answers a background `PING` again (four times a second), calls on that
-    /// connection and its clones go straight to the source.
+    /// until every node that call needed answers a background probe again (four times a second),
+    /// calls on that connection and its clones go straight to the source.
     ///
     /// # Examples
     ///

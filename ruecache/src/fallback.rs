@@ -13,9 +13,12 @@
 //! for, and that caller hands its followers the value (there is no Redis to read it from). An
 //! outage is logged once when it starts (a warning) and once when it ends.
 //!
-//! A probe is a `GET` of the connection's own liveness key: a command the cache's minimal ACL
-//! allows, and on a cluster it needs only the node of that key's slot to answer (a `PING` there
-//! needs every node). Any reply counts as an answer, a refusal included.
+//! A probe is a `GET` of the lock key of an id the failed call asked for, one per hash slot the
+//! call needed (one in all on a standalone server): a short value, a command the cache's minimal
+//! ACL allows, and on a cluster it reaches the very nodes the call needed, so the outage lasts as
+//! long as one of them is down, not longer (a node the call did not need may be down for good)
+//! and not shorter (a probe of a healthy node would end it, and the next call would start it
+//! again). Any reply counts as an answer, a refusal included.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -31,6 +34,7 @@ use crate::cache::Cache;
 use crate::codec::{seal, Codec};
 use crate::fill::{self, dedup, read, Read};
 use crate::flight::{Claimed, Flight};
+use crate::keys::{slot, Derived};
 use crate::stats::Counters;
 use crate::{Connection, Error};
 
@@ -119,18 +123,13 @@ where
         Err(Failure::Source(e)) => Err(e),
         Err(Failure::Cache(e)) if unreachable(&e) => {
             let probe_timeout = probe_timeout(cache.spec.options.timeout);
-            if matches!(e, Error::Timeout(_))
-                && answers(
-                    &mut cache.conn.clone(),
-                    &probe_key(&cache.conn),
-                    probe_timeout,
-                )
-                .await
+            let probes = probe_keys(cache, &ids);
+            if matches!(e, Error::Timeout(_)) && answers(&cache.conn, &probes, probe_timeout).await
             {
                 // Redis answers: the call waited too long for other callers, not for Redis.
                 return Err(e.into());
             }
-            if outage.begin(&cache.conn, probe_timeout) {
+            if outage.begin(&cache.conn, probes, probe_timeout) {
                 warn!(error = %e, "redis is unreachable; serving from the source until it answers");
             }
             // What the call already has (read before the outage, or fetched before a commit
@@ -166,14 +165,14 @@ impl Outage {
 
     /// Marks the outage; the first to do so starts the probe that ends it, and is told so
     /// (`true`) to log it.
-    fn begin(self: &Arc<Self>, conn: &Connection, timeout: Duration) -> bool {
+    fn begin(self: &Arc<Self>, conn: &Connection, probes: Vec<Vec<u8>>, timeout: Duration) -> bool {
         if self.down.swap(true, Relaxed) {
             return false;
         }
         let probe = probe(
             Arc::downgrade(self),
             conn.without_liveness(),
-            probe_key(conn),
+            probes,
             timeout,
         );
         match tokio::runtime::Handle::try_current() {
@@ -189,13 +188,13 @@ impl Outage {
 
 /// Probes Redis until it answers, then ends the outage; stops early once the connection and all
 /// its clones are gone.
-async fn probe(outage: Weak<Outage>, mut conn: Connection, key: String, timeout: Duration) {
+async fn probe(outage: Weak<Outage>, conn: Connection, keys: Vec<Vec<u8>>, timeout: Duration) {
     loop {
         tokio::time::sleep(PROBE_INTERVAL).await;
         let Some(outage) = outage.upgrade() else {
             return;
         };
-        if answers(&mut conn, &key, timeout).await {
+        if answers(&conn, &keys, timeout).await {
             outage.down.store(false, Relaxed);
             info!("redis answers again; caching resumed");
             return;
@@ -203,21 +202,44 @@ async fn probe(outage: Weak<Outage>, mut conn: Connection, key: String, timeout:
     }
 }
 
-/// What a probe reads: the connection's own liveness key (see the module docs).
-fn probe_key(conn: &Connection) -> String {
-    conn.liveness().key()
+/// What a probe reads (see the module docs): the lock key of one id per hash slot of `ids` on a
+/// cluster, of the first id on a standalone server.
+fn probe_keys<Id, T, C>(cache: &Cache<Id, T, C>, ids: &[Id]) -> Vec<Vec<u8>> {
+    let mut slots = HashSet::new();
+    let mut keys = Vec::new();
+    for key in ids.iter().filter_map(|id| cache.data_key(id).ok()) {
+        let lock = Derived::of(&key).lock().to_vec();
+        let group = if cache.conn.is_cluster() {
+            slot(&lock)
+        } else {
+            0
+        };
+        if slots.insert(group) {
+            keys.push(lock);
+        }
+    }
+    keys
 }
 
-/// Whether Redis answers a `GET` of `key` within `timeout`: any reply but one that means Redis
-/// could not be reached (a refusal, `NOPERM` say, is an answer).
-async fn answers(conn: &mut Connection, key: &str, timeout: Duration) -> bool {
-    let mut get = redis::cmd("GET");
-    get.arg(key);
-    match tokio::time::timeout(timeout, get.query_async::<Value>(conn)).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(e)) => !unreachable(&Error::Redis(e)),
-        Err(_) => false,
-    }
+/// Whether Redis answers a `GET` of each of `keys` within `timeout`: any reply but one that
+/// means Redis could not be reached (a refusal, `NOPERM` say, is an answer).
+async fn answers(conn: &Connection, keys: &[Vec<u8>], timeout: Duration) -> bool {
+    let probes = keys.iter().map(|key| {
+        let mut get = redis::cmd("GET");
+        get.arg(key);
+        let mut conn = conn.clone();
+        async move {
+            match tokio::time::timeout(timeout, get.query_async::<Value>(&mut conn)).await {
+                Ok(Ok(_)) => true,
+                Ok(Err(e)) => !unreachable(&Error::Redis(e)),
+                Err(_) => false,
+            }
+        }
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .all(|answered| answered)
 }
 
 /// Whether `e` means Redis could not be reached (rather than refused what was asked).

@@ -10,7 +10,8 @@
 //! the lock only if that token still holds it, and the lock is then taken as usual.
 //!
 //! The stale-write guard does not depend on this: a holder wrongly declared dead finds its lock
-//! gone, and its commit is refused.
+//! taken, and its commit is refused; or, once the taker has committed and released it, finds it
+//! free and writes only if its version is unchanged, as any commit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -77,12 +78,6 @@ impl Liveness {
 
     pub(crate) fn id(&self) -> &[u8; ID_LEN] {
         &self.id
-    }
-
-    /// This connection's liveness key (set only while the connection takes locks and has a
-    /// window).
-    pub(crate) fn key(&self) -> String {
-        key(&self.id)
     }
 
     /// Makes sure this connection's liveness key exists and is kept alive. Called before the

@@ -7,8 +7,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::cluster::ClusterClientBuilder;
@@ -17,7 +15,7 @@ use ruecache::{Cache, Connection};
 use ruecache_tests::{
     start_cluster, start_secure, start_tls_cluster, Cluster, RedisServer, Secure, TestCa,
 };
-use support::{Source, TestError, MINIMAL_ACL, PASSWORD};
+use support::{Captured, Source, TestError, MINIMAL_ACL, PASSWORD};
 
 /// The key template of the caches under the restricted user.
 const TEMPLATE: &str = "widgets:{{{id}}}";
@@ -507,27 +505,6 @@ async fn tls_cluster_fill_invalidate_and_wake_up() {
     );
 
     waiter_is_woken(open().await, open().await).await;
-}
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
 }
 
 #[test]
