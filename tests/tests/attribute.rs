@@ -91,9 +91,39 @@ impl Service {
         Ok(self.load(vec![id]).await?.remove(&id))
     }
 
+    // One method per target: a method's counters are in its `static` spec, shared by every
+    // instance in the process, and the standalone and cluster runs of a test run in parallel.
     #[ruecache::cached_batch(key = "attr:shared:{{{id}}}", ttl = "5m")]
-    async fn get_shared(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
+    async fn get_shared_standalone(
+        &self,
+        ids: Vec<u64>,
+    ) -> Result<HashMap<u64, String>, TestError> {
         self.load(ids).await
+    }
+
+    #[ruecache::cached_batch(key = "attr:shared:{{{id}}}", ttl = "5m")]
+    async fn get_shared_cluster(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
+        self.load(ids).await
+    }
+
+    /// The target's own shared-fill method.
+    async fn get_shared(
+        &self,
+        t: Target,
+        ids: Vec<u64>,
+    ) -> Result<HashMap<u64, String>, TestError> {
+        match t {
+            Target::Standalone => self.get_shared_standalone(ids).await,
+            Target::Cluster => self.get_shared_cluster(ids).await,
+        }
+    }
+
+    /// The cache of the target's own shared-fill method.
+    fn get_shared_cache(&self, t: Target) -> Cache<u64, String> {
+        match t {
+            Target::Standalone => self.get_shared_standalone_cache(),
+            Target::Cluster => self.get_shared_cluster_cache(),
+        }
     }
 
     // A lock left behind would hold the next caller up for a minute, past its timeout.
@@ -322,6 +352,8 @@ async fn single_item_form_and_companion_invalidation(t: Target) {
 }
 
 /// Instance A's fill is held open until instance B (another connection) is seen waiting for it.
+/// The wait is counted by the target's own method, so the other target's run, in parallel, cannot
+/// release A before B waits.
 async fn two_instances_share_one_fill(t: Target) {
     let mut gate = Gate::default();
     let a = Arc::new(Service {
@@ -330,14 +362,14 @@ async fn two_instances_share_one_fill(t: Target) {
     });
     let b = Arc::new(Service::new(t).await);
     let ids: Vec<u64> = (1000..1010).collect();
-    a.get_shared_cache().invalidate(ids.clone()).await.unwrap();
-    let waits_before = b.get_shared_cache().stats().lock_waits;
+    a.get_shared_cache(t).invalidate(ids.clone()).await.unwrap();
+    let waits_before = b.get_shared_cache(t).stats().lock_waits;
     let (a2, ids_a) = (a.clone(), ids.clone());
-    let task_a = tokio::spawn(async move { a2.get_shared(ids_a).await.unwrap() });
+    let task_a = tokio::spawn(async move { a2.get_shared(t, ids_a).await.unwrap() });
     let (_, release) = gate.paused().await;
     let (b2, ids_b) = (b.clone(), ids.clone());
-    let task_b = tokio::spawn(async move { b2.get_shared(ids_b).await.unwrap() });
-    while b.get_shared_cache().stats().lock_waits == waits_before {
+    let task_b = tokio::spawn(async move { b2.get_shared(t, ids_b).await.unwrap() });
+    while b.get_shared_cache(t).stats().lock_waits == waits_before {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     release.send(()).unwrap();
