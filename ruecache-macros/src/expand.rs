@@ -216,7 +216,12 @@ fn companion(
     let doc = format!(
         " The cache behind [`{method_name}`](Self::{method_name}), made by `#[cached_batch]`.\n\n \
          Call `.invalidate(ids).await` on it after changing the source, so that readers stop \
-         getting the old values; `.stats()` gives its counters."
+         getting the old values; `.stats()` gives its counters.\n\n \
+         Its type is `ruecache::Cache<Id, T, Codec>`: `Id` is the method's id type (`Id` in \
+         `ids: Vec<Id>`, or the type of `id: Id`), `T` the type of the values it returns (`T` in \
+         `Result<HashMap<Id, T>, E>` or `Result<Option<T>, E>`) and `Codec` the `codec` \
+         argument (`ruecache::MsgPack` by default). It is written through the attribute's \
+         helper trait so that type aliases work."
     );
     let cfgs = func.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
     let vis = &func.vis;
