@@ -162,6 +162,15 @@ where
     }
     match syn::parse2::<V>(tokens.clone()) {
         Ok(value) => *slot = Some(value),
+        // A bare path, as the compiler suggests when a quoted one does not resolve: say how to
+        // quote it.
+        Err(_) if name == "crate" && syn::parse2::<Path>(tokens.clone()).is_ok() => {
+            let path: String = tokens.to_string().split_whitespace().collect();
+            errors.push(syn::Error::new_spanned(
+                tokens,
+                format!("`crate` expects the path as a string: `crate = \"{path}\"`"),
+            ));
+        }
         Err(_) => errors.push(syn::Error::new_spanned(
             tokens,
             format!("`{name}` expects {expected}"),
