@@ -471,7 +471,8 @@ mod tests {
         assert_eq!(crc16(b"123456789"), 0x31C3);
         assert_eq!(slot(b"foo"), 12182);
         assert_eq!(slot(b"{user1000}.following"), slot(b"{user1000}.followers"));
-        assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
+        // An empty `{}` is no hash tag: the whole key is hashed.
+        assert_eq!(slot(b"foo{}{bar}"), 8363);
         assert_eq!(hash_tag(b"foo{}{bar}"), None);
         assert_eq!(hash_tag(b"foo{{bar}}zap"), Some(&b"{bar"[..]));
     }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
+use ruecache::Connection;
 use ruecache_tests::{both, start_standalone_with, Target};
 use support::{eventually, exists, value, Gate, TestError};
 
@@ -98,11 +99,9 @@ async fn dropped_after_fetch_returned_still_commits_cluster() {
 
 /// A caller dropped while its locks are being taken (the commands sent, their replies not read
 /// yet) releases them too: the commands still run once Redis reads them, and the release right
-/// after them, instead of the locks blocking others for the lock TTL.
-#[tokio::test]
-async fn dropped_while_taking_locks_releases_them() {
-    let server = start_standalone_with(&[]);
-    let (conn, admin) = support::writes_held(&server.url()).await;
+/// after them, instead of the locks blocking others for the lock TTL. Writes are held inside
+/// Redis (`CLIENT PAUSE WRITE`, on every node of a cluster) to drop the caller at that point.
+async fn dropped_while_taking_locks_releases_them(conn: Connection, admins: &[Connection]) {
     let cache = support::cache(conn.clone(), "taking:");
     let c = cache.clone();
     let task = tokio::spawn(async move {
@@ -118,13 +117,23 @@ async fn dropped_while_taking_locks_releases_them() {
     // The first write of a fill is its lock: once a client waits in Redis, the call is waiting
     // for the lock's reply.
     eventually("the lock command to wait in Redis", async || {
-        let info: String = support::cmd(&admin, "INFO", "clients").await;
-        info.lines().any(|l| l == "blocked_clients:1")
+        let mut blocked = 0;
+        for admin in admins {
+            let info: String = support::cmd(admin, "INFO", "clients").await;
+            blocked += info
+                .lines()
+                .filter_map(|l| l.strip_prefix("blocked_clients:"))
+                .map(|n| n.parse::<u64>().unwrap())
+                .sum::<u64>();
+        }
+        blocked == 1
     })
     .await;
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
-    support::release_writes(&admin).await;
+    for admin in admins {
+        support::release_writes(admin).await;
+    }
     let keys = cache.keys(&1).unwrap();
     eventually("the lock taken, then released", async || {
         // The version key shows that the lock command did run.
@@ -135,6 +144,32 @@ async fn dropped_while_taking_locks_releases_them() {
         !exists(&conn, cache.data_key(&1).unwrap()).await,
         "nothing was fetched or written"
     );
+}
+
+#[tokio::test]
+async fn dropped_while_taking_locks_releases_them_standalone() {
+    let server = start_standalone_with(&[]);
+    let (conn, admin) = support::writes_held(&server.url()).await;
+    dropped_while_taking_locks_releases_them(conn, &[admin]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_while_taking_locks_releases_them_cluster() {
+    let cluster = ruecache_tests::start_cluster();
+    let urls = cluster.urls();
+    // Without a liveness key: its first write would be the one held instead of the lock's.
+    let conn = Connection::open_cluster(&urls)
+        .await
+        .unwrap()
+        .liveness_window(None)
+        .unwrap();
+    let mut admins = Vec::new();
+    for url in &urls {
+        let admin = Connection::open(url).await.unwrap();
+        support::cmd::<()>(&admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;
+        admins.push(admin);
+    }
+    dropped_while_taking_locks_releases_them(conn, &admins).await;
 }
 
 /// An invalidation whose caller stops waiting right after the first poll (a request handler

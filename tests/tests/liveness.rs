@@ -18,8 +18,10 @@ type Map = HashMap<u64, String>;
 const WINDOW: Duration = Duration::from_millis(500);
 
 /// A child process takes the locks of 1 and 2 (lock TTL 60 s, liveness window 500 ms) and is
-/// killed with SIGKILL while its fetch runs. A caller whose whole timeout (20 s) is shorter than
-/// that lock TTL still gets both ids, because it takes the dead holder's locks over.
+/// killed with SIGKILL while its fetch runs. A caller whose whole timeout is the liveness window
+/// plus a little (3 s: the window, a poll every 100 ms at most, and slack for a busy machine)
+/// still gets both ids, because it takes the dead holder's locks over: the delay is bounded by
+/// the window, not by the lock TTL.
 async fn locks_of_a_killed_process_are_taken_over(t: Target) {
     let ns = t.ns();
     let [kind, urls] = t.child_args();
@@ -44,7 +46,8 @@ async fn locks_of_a_killed_process_are_taken_over(t: Target) {
     );
 
     let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&ns))
-        .timeout(Duration::from_secs(20))
+        .timeout(Duration::from_secs(3))
+        .backoff(Duration::from_millis(10), Duration::from_millis(100))
         .build()
         .unwrap();
     for id in [1, 2] {
@@ -58,7 +61,7 @@ async fn locks_of_a_killed_process_are_taken_over(t: Target) {
     let got = cache
         .get_and_fill::<_, Map, _, _, _, _>([1, 2, 3], |ids| source.fetch(ids))
         .await
-        .expect("the dead holder's locks are taken over before the timeout");
+        .expect("the dead holder's locks are taken over within the window and a little");
     let delay = killed.elapsed();
     assert_eq!(got, [1, 2, 3].map(|id| (id, value(id))).into());
     let stats = cache.stats();
@@ -157,17 +160,15 @@ async fn without_liveness_locks_are_waited_out(t: Target) {
     });
     let (_, _release) = gate.paused().await;
     let source = Source::default();
-    let started = Instant::now();
     let got = waiter
         .get_and_fill::<_, Map, _, _, _, _>([1], |ids| source.fetch(ids))
         .await
         .unwrap();
     assert_eq!(got[&1], value(1));
-    assert_eq!(waiter.stats().takeovers, 0);
-    assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "the lock was waited out, not taken over"
-    );
+    let stats = waiter.stats();
+    assert!(stats.lock_waits > 0, "the lock was waited for: {stats:?}");
+    assert_eq!(stats.takeovers, 0, "and not taken over: {stats:?}");
+    assert_eq!(source.calls(), vec![vec![1]], "then filled by the waiter");
     held.abort();
 }
 
