@@ -2,7 +2,8 @@
 //! connection, or in a child process of its own) returns as soon as the holder commits or gives
 //! up, long before its backoff would have let it look again; a connection without wake-ups still
 //! gets there by polling (and looks once more just before its deadline), and one made with `From`
-//! gets them when given a client to subscribe with.
+//! gets them when given a client to subscribe with. A release that comes between a waiter's read
+//! and its subscription is not missed: the waiter reads again once subscribed.
 //!
 //! The woken waiters' backoff is longer than their timeout: without a wake-up they would only
 //! look again just before the deadline. Each trial asserts the wake-up the waiter counted, not a
@@ -414,3 +415,129 @@ both!(
     from_connection_given_wake_ups_is_woken,
     polling_waiter_reads_once_more_before_its_deadline
 );
+
+/// A proxy in front of one Redis server that holds what its client sends from the first
+/// `SUBSCRIBE` on, until told to let it through: for forcing a release into the window between
+/// a waiter's read and its subscription.
+struct SubscribeHold {
+    url: String,
+    held: tokio::sync::oneshot::Receiver<()>,
+    release: tokio::sync::oneshot::Sender<()>,
+}
+
+impl SubscribeHold {
+    async fn start(server: &str) -> Self {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let upstream = server
+            .strip_prefix("redis://")
+            .unwrap()
+            .trim_end_matches('/')
+            .to_owned();
+        let (held_tx, held) = tokio::sync::oneshot::channel();
+        let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+            let (mut held_tx, mut release_rx) = (Some(held_tx), Some(release_rx));
+            let mut buf = vec![0; 64 * 1024];
+            loop {
+                let n = match client_read.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let subscribes = buf[..n]
+                    .windows(9)
+                    .any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"));
+                if subscribes {
+                    if let (Some(held), Some(release)) = (held_tx.take(), release_rx.take()) {
+                        held.send(()).unwrap();
+                        release.await.unwrap();
+                    }
+                }
+                if server_write.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self { url, held, release }
+    }
+}
+
+/// Subscribe, then read again: a holder that releases after the waiter's busy read but before
+/// its subscription is in place publishes to nobody, and the waiter still returns at once, from
+/// the read it makes once subscribed. The waiter's subscription goes through a proxy that holds
+/// its `SUBSCRIBE` while the holder commits; the waiter never polls (its backoff and timeout are
+/// a day), so without that read it would wait until the test's guard fails it. Standalone only:
+/// a proxy in front of one node of a cluster would be redirected around.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_before_the_subscription_is_not_missed() {
+    let t = Target::Standalone;
+    let ns = t.ns();
+    let holder = support::cache(t.connect().await, &ns);
+    let hold = SubscribeHold::start(&t.url()).await;
+    let conn = Connection::from(
+        redis::Client::open(t.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap(),
+    )
+    .wake_ups(&redis::Client::open(hold.url.as_str()).unwrap());
+    let day = Duration::from_secs(24 * 3600);
+    let waiter: Cache<u64, String> = Cache::builder(conn, &template(&ns))
+        .timeout(day)
+        .backoff(day, day)
+        .build()
+        .unwrap();
+
+    let mut gate = Gate::default();
+    let handle = gate.handle();
+    let a = {
+        let holder = holder.clone();
+        tokio::spawn(async move {
+            holder
+                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>(vec![1], |ids| {
+                    gated(handle.clone(), ids, false, Arc::default())
+                })
+                .await
+        })
+    };
+    let (_, release_holder) = gate.paused().await;
+    let b = {
+        let waiter = waiter.clone();
+        tokio::spawn(async move {
+            waiter
+                .get_and_fill::<_, HashMap<u64, String>, _, _, Vec<(u64, String)>, TestError>(
+                    vec![1],
+                    |ids| async move {
+                        panic!("the waiter fetched {ids:?}: it never saw the holder's commit")
+                    },
+                )
+                .await
+        })
+    };
+    // The waiter found the lock busy and is subscribing: the holder commits now, to nobody.
+    hold.held.await.expect("the waiter subscribes");
+    release_holder.send(()).unwrap();
+    assert_eq!(a.await.unwrap().unwrap(), HashMap::from([(1, value(1))]));
+    hold.release.send(()).unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(20), b)
+        .await
+        .expect("the waiter read again once subscribed, instead of waiting for a wake-up")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, HashMap::from([(1, value(1))]));
+    let stats = waiter.stats();
+    assert_eq!(
+        (stats.lock_attempts, stats.lock_waits, stats.wakeups),
+        (2, 1, 0),
+        "a busy read, then the read after subscribing found the value: {stats:?}"
+    );
+}
