@@ -1,5 +1,6 @@
 //! Faults: a Redis server killed or frozen mid-run, and a fetch that panics. Every call returns a
-//! typed error (or its own panic) and never hangs; the cache recovers once the fault is gone.
+//! typed error (or its own panic) and never hangs; the cache recovers once the fault is gone. A
+//! Redis that is only slow (a second) is waited for.
 
 mod support;
 
@@ -261,6 +262,48 @@ async fn panicking_fetch_hits_only_its_caller_and_releases_its_locks(t: Target) 
 }
 
 both!(panicking_fetch_hits_only_its_caller_and_releases_its_locks);
+
+/// A reply slower than redis-rs's default response timeout (500 ms) is waited for, not failed:
+/// the connections the cache opens wait up to `ruecache::DEFAULT_RESPONSE_TIMEOUT` (5 s). Redis
+/// holds every client for a second (`CLIENT PAUSE 1000 ALL`, on every node of a cluster) while
+/// a call reads, locks, fetches and commits.
+async fn replies_slower_than_half_a_second_are_waited_for(conn: Connection, admins: &[Connection]) {
+    let cache = cache(conn, &ruecache_tests::ns());
+    let source = Source::default();
+    for admin in admins {
+        support::cmd::<()>(admin, "CLIENT", ("PAUSE", 1000, "ALL")).await;
+    }
+    let started = tokio::time::Instant::now();
+    let got: HashMap<u64, String> = cache
+        .get_and_fill([1, 2], |ids| source.fetch(ids))
+        .await
+        .expect("the held replies are waited for");
+    assert_eq!(got, [(1, value(1)), (2, value(2))].into());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the fixture: Redis held the call's requests for about a second"
+    );
+    assert_eq!(source.calls(), vec![vec![1, 2]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_slower_than_half_a_second_are_waited_for_standalone() {
+    let server = start_standalone_with(&[]);
+    let admin = server.connect().await;
+    replies_slower_than_half_a_second_are_waited_for(server.connect().await, &[admin]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_slower_than_half_a_second_are_waited_for_cluster() {
+    let cluster = ruecache_tests::start_cluster();
+    let urls = cluster.urls();
+    let mut admins = Vec::new();
+    for url in &urls {
+        admins.push(Connection::open(url).await.unwrap());
+    }
+    let conn = Connection::open_cluster(&urls).await.unwrap();
+    replies_slower_than_half_a_second_are_waited_for(conn, &admins).await;
+}
 
 /// A master of a cluster is killed (no replicas, so its slots are gone): ids of the other
 /// masters, cached or not, keep working; calls for its ids (alone, or in a batch with others: a
