@@ -65,12 +65,23 @@ fn engine_example_does_the_same_through_the_plain_api() {
 }
 
 #[test]
-fn resize_example_runs_one_job_for_fifty_callers() {
+fn resize_example_runs_one_job_for_fifty_callers_on_two_servers() {
     let stdout = run_ok(env!("CARGO_BIN_EXE_resize"));
     assert_lines(
         &stdout,
-        &["50 concurrent callers, 1 resize job; result: Some(\"https://images.example/cat.png?size=512x512\")"],
+        &[
+            "50 concurrent callers on 2 servers, 1 resize job in total",
+            "server a: ",
+            "server b: ",
+            "times it found the lock held by another server: ",
+            "result: Some(\"https://images.example/cat.png?size=512x512\")",
+            // The SHA-1 of the URL, in the hash tag.
+            "stored at ruecache-example:resized:{eb2b99f6279fa140ba38c0ddbcfd92d5656a886d}:url",
+        ],
     );
+    // One server did the job; the other one did none.
+    assert_eq!(stdout.matches("resize jobs: 1;").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("resize jobs: 0;").count(), 1, "{stdout}");
 }
 
 #[test]

@@ -1,5 +1,10 @@
-//! An expensive single-item job guarded so only one of many concurrent callers does it (the Go
-//! README's image-resize example): the result is cached forever, keyed by the image URL.
+//! An expensive single-item job that only one of many servers does (the Go README's image-resize
+//! example): the resized image's URL is cached forever, keyed by a digest of the original URL.
+//!
+//! Two servers, each with its own Redis connection (as two processes would have), get requests
+//! for the same cold image at the same moment. On each server one caller goes to Redis and the
+//! others wait for it (in-process single-flight); the two servers' callers then race for the
+//! image's lock (`SET NX`): one server resizes, the other waits on its lock and reads its result.
 //!
 //! Run it with `cargo run -p ruecache-examples --bin resize` against `REDIS_URL`.
 
@@ -7,60 +12,88 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ruecache::Cache;
 use ruecache_examples::{connect_redis, init_tracing, AppError};
 
-struct Resizer {
-    redis: ruecache::Connection,
+/// One application server. Its connection is its own, so Redis sees it as a separate process: its
+/// in-process single-flight and its lock tokens are not shared with the other server.
+struct ImageServer {
+    name: &'static str,
+    resized: Cache<String, String>,
     jobs: AtomicU64,
 }
 
-impl ruecache::HasConnection for Resizer {
-    fn cache_connection(&self) -> &ruecache::Connection {
-        &self.redis
+impl ImageServer {
+    async fn start(name: &'static str) -> Result<Self, AppError> {
+        let resized = Cache::builder_with_key_fn(connect_redis().await, resized_key)
+            .no_expiry()
+            .lock_ttl(Duration::from_secs(30)) // longer than a resize takes
+            .build()?;
+        Ok(Self {
+            name,
+            resized,
+            jobs: AtomicU64::new(0),
+        })
+    }
+
+    /// Resizes an image once, whichever server asks and however many ask at the same moment.
+    async fn resized_url(&self, original_url: String) -> Result<Option<String>, AppError> {
+        self.resized
+            .get_and_fill_one(original_url, |url| async move {
+                self.jobs.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(500)).await; // the expensive part
+                Ok(Some(format!("{url}?size=512x512")))
+            })
+            .await
     }
 }
 
-impl Resizer {
-    /// Resizes an image once, whoever asks and however many ask at the same moment.
-    #[ruecache::cached_batch(
-        key = "ruecache-example:resized:<<<id>>>:url",
-        ttl = "none",
-        lock_ttl = "30s"
-    )]
-    async fn resized_url(&self, original_url: String) -> Result<Option<String>, AppError> {
-        self.jobs.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(500)).await; // the expensive part
-        Ok(Some(format!("{original_url}?size=512x512")))
-    }
+/// The key of an image's resized URL: a digest of the original URL in the hash tag, so that any
+/// URL is safe there (a `}` in the URL itself would end the tag early).
+fn resized_key(original_url: &String) -> String {
+    let digest = sha1_smol::Sha1::from(original_url).digest();
+    format!("ruecache-example:resized:{{{digest}}}:url")
 }
 
 #[tokio::main]
 async fn main() -> Result<(), AppError> {
     init_tracing();
-    let resizer = Arc::new(Resizer {
-        redis: connect_redis().await,
-        jobs: AtomicU64::new(0),
-    });
+    let servers = [
+        Arc::new(ImageServer::start("a").await?),
+        Arc::new(ImageServer::start("b").await?),
+    ];
     let url = "https://images.example/cat.png".to_owned();
-    resizer
-        .resized_url_cache()
-        .invalidate([url.clone()])
-        .await?; // start cold
+    servers[0].resized.invalidate([url.clone()]).await?; // start cold
 
+    // 50 requests at once, taking turns between the servers.
     let callers: Vec<_> = (0..50)
-        .map(|_| {
-            let (resizer, url) = (resizer.clone(), url.clone());
-            tokio::spawn(async move { resizer.resized_url(url).await })
+        .map(|i| {
+            let (server, url) = (servers[i % servers.len()].clone(), url.clone());
+            tokio::spawn(async move { server.resized_url(url).await })
         })
         .collect();
     for caller in callers {
         assert!(caller.await.expect("caller task")?.is_some());
     }
-    let jobs = resizer.jobs.load(Ordering::Relaxed);
-    assert_eq!(jobs, 1, "50 concurrent callers share one resize job");
-    println!(
-        "50 concurrent callers, {jobs} resize job; result: {:?}",
-        resizer.resized_url(url).await?
-    );
+
+    let jobs: u64 = servers.iter().map(|s| s.jobs.load(Ordering::Relaxed)).sum();
+    assert_eq!(jobs, 1, "50 callers on 2 servers share one resize job");
+    let lock_waits: u64 = servers.iter().map(|s| s.resized.stats().lock_waits).sum();
+    assert!(lock_waits > 0, "one server waits on the other's lock");
+    println!("50 concurrent callers on 2 servers, {jobs} resize job in total");
+    for server in &servers {
+        let stats = server.resized.stats();
+        println!(
+            "server {}: resize jobs: {}; callers that waited for a caller of the same server: {}; \
+             times it found the lock held by another server: {}, woken by its release: {}",
+            server.name,
+            server.jobs.load(Ordering::Relaxed),
+            stats.flight_waits,
+            stats.lock_waits,
+            stats.wakeups,
+        );
+    }
+    println!("result: {:?}", servers[1].resized_url(url.clone()).await?);
+    println!("stored at {}", servers[1].resized.data_key(&url)?);
     Ok(())
 }
