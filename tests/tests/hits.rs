@@ -3,7 +3,9 @@
 mod support;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use ruecache::{Cache, Connection};
 use ruecache_tests::{both, start_standalone_with, Target};
 use support::{cache, exists, value, Source, TestError};
 
@@ -93,12 +95,9 @@ both!(
     stats_count_each_step,
 );
 
-/// An empty batch returns at once: proven on a server that is no longer running.
-#[tokio::test]
-async fn empty_ids_never_touch_redis() {
-    let mut server = start_standalone_with(&[]);
-    let cache = cache(server.connect().await, "empty:");
-    server.kill();
+/// An empty batch returns at once: proven on servers that are no longer running.
+async fn empty_ids_never_touch_redis(cache: Cache<u64, String>, kill: impl FnOnce()) {
+    kill();
     let got: HashMap<u64, String> = cache
         .get_and_fill(Vec::new(), |_| async {
             Err::<Vec<(u64, String)>, _>(TestError::Source("no"))
@@ -107,7 +106,7 @@ async fn empty_ids_never_touch_redis() {
         .unwrap();
     assert!(got.is_empty());
     cache.invalidate(Vec::<u64>::new()).await.unwrap();
-    // The server really is gone: a non-empty call fails.
+    // The servers really are gone: a non-empty call fails.
     let err = cache
         .get_and_fill::<_, Vec<(u64, String)>, _, _, _, TestError>([1], |_| async {
             Ok(Vec::new())
@@ -115,6 +114,27 @@ async fn empty_ids_never_touch_redis() {
         .await
         .unwrap_err();
     assert!(matches!(err, TestError::Cache(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn empty_ids_never_touch_redis_standalone() {
+    let mut server = start_standalone_with(&[]);
+    let cache = cache(server.connect().await, "empty:");
+    empty_ids_never_touch_redis(cache, || server.kill()).await;
+}
+
+#[tokio::test]
+async fn empty_ids_never_touch_redis_cluster() {
+    let mut cluster = ruecache_tests::start_cluster();
+    let conn = Connection::open_cluster(&cluster.urls()).await.unwrap();
+    let cache: Cache<u64, String> = Cache::builder(conn, &support::template("empty:"))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    empty_ids_never_touch_redis(cache, || {
+        cluster.nodes_mut().iter_mut().for_each(|n| n.kill())
+    })
+    .await;
 }
 
 /// Every call carries its future, hit or miss; the fill (locks, fetch, commit) is boxed when
@@ -185,5 +205,88 @@ async fn a_hit_batch_is_one_mget_and_a_miss_one_lock_step_and_one_commit() {
         commands().await,
         HashMap::from([("mget".to_owned(), 1)]),
         "a batch of 100 hits"
+    );
+}
+
+/// The same on a cluster, where a batch is split by hash slot: per slot of the batch's keys, one
+/// read (`MGET`, or `GET` for a slot with one key) and one commit script call (with its `MGET`
+/// and `DEL`); per id, the same plain commands as on one server and a shard-channel wake-up
+/// (`SPUBLISH`). Summed over the masters of a private cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_batch_costs_one_read_and_one_commit_per_slot() {
+    let cluster = ruecache_tests::start_cluster();
+    let urls = cluster.urls();
+    let conn = Connection::open_cluster(&urls)
+        .await
+        .unwrap()
+        .liveness_window(None)
+        .unwrap();
+    let mut nodes = Vec::new();
+    for url in &urls {
+        nodes.push(Connection::open(url).await.unwrap());
+    }
+    let cache = cache(conn.clone(), "trips:");
+    let source = Source::default();
+    // The data commands, summed over the masters (the connection's own topology checks left out).
+    let commands = async || {
+        let mut sum: HashMap<String, u64> = HashMap::new();
+        for node in &nodes {
+            for (name, calls) in support::take_command_calls(node).await {
+                if !(name.starts_with("cluster") || name == "ping" || name == "readonly") {
+                    *sum.entry(name).or_default() += calls;
+                }
+            }
+        }
+        sum
+    };
+    let mut per_slot: HashMap<u64, u64> = HashMap::new();
+    for id in 1..=100u64 {
+        let key = cache.data_key(&id).unwrap();
+        *per_slot
+            .entry(support::cmd(&nodes[0], "CLUSTER", ("KEYSLOT", key)).await)
+            .or_default() += 1;
+    }
+    let slots = per_slot.len() as u64;
+    // The read of one slot's keys: `GET` for one key, `MGET` for more.
+    let single = per_slot.values().filter(|&&n| n == 1).count() as u64;
+    let (read_gets, read_mgets) = (single, slots - single);
+
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([0], |ids| source.fetch(ids))
+        .await
+        .unwrap(); // scripts loaded
+    commands().await;
+    let filled: HashMap<u64, String> = cache
+        .get_and_fill(1..=100, |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(filled.len(), 100);
+    assert_eq!(
+        commands().await,
+        HashMap::from([
+            ("mget".to_owned(), read_mgets + slots),
+            ("set".to_owned(), 2 * 100 + 100),
+            ("pexpire".to_owned(), 100),
+            ("get".to_owned(), read_gets + 100),
+            ("evalsha".to_owned(), slots),
+            ("del".to_owned(), slots),
+            ("spublish".to_owned(), 100),
+        ]),
+        "a batch of 100 misses over {slots} slots"
+    );
+
+    let hit: HashMap<u64, String> = cache
+        .get_and_fill(1..=100, |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(hit, filled);
+    let reads = HashMap::from([
+        ("get".to_owned(), read_gets),
+        ("mget".to_owned(), read_mgets),
+    ]);
+    assert_eq!(
+        commands().await,
+        reads.into_iter().filter(|(_, n)| *n > 0).collect(),
+        "a batch of 100 hits over {slots} slots"
     );
 }

@@ -78,8 +78,6 @@ async fn main() -> Result<(), AppError> {
 
     let jobs: u64 = servers.iter().map(|s| s.jobs.load(Ordering::Relaxed)).sum();
     assert_eq!(jobs, 1, "50 callers on 2 servers share one resize job");
-    let lock_waits: u64 = servers.iter().map(|s| s.resized.stats().lock_waits).sum();
-    assert!(lock_waits > 0, "one server waits on the other's lock");
     println!("50 concurrent callers on 2 servers, {jobs} resize job in total");
     for server in &servers {
         let stats = server.resized.stats();
