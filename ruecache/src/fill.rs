@@ -608,11 +608,15 @@ impl Commit {
         }
         let deadline = Instant::now() + options.timeout;
         let replies = within(deadline, options.timeout, send(&self.conn, calls)).await?;
-        let (mut written, mut stale, mut lost) = (0, 0, 0);
+        let (mut written, mut stale, mut lost, mut versionless) = (0, 0, 0, 0);
         for reply in replies {
             match reply {
                 Value::Int(1) => written += 1,
                 Value::Int(-1) => stale += 1,
+                Value::Int(-2) => {
+                    stale += 1;
+                    versionless += 1;
+                }
                 Value::Int(0) => lost += 1,
                 other => return Err(Error::UnexpectedReply(format!("commit returned {other:?}"))),
             }
@@ -620,9 +624,10 @@ impl Commit {
         let stats = &self.spec.stats;
         Counters::add(&stats.commits, written);
         Counters::add(&stats.stale_commits, stale);
+        Counters::add(&stats.lost_versions, versionless);
         Counters::add(&stats.lost_locks, lost);
         if stale + lost > 0 {
-            debug!(written, stale, lost, "commit refused some ids");
+            debug!(written, stale, versionless, lost, "commit refused some ids");
         }
         Ok(())
     }

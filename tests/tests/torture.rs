@@ -515,6 +515,7 @@ fn summed_stats(caches: &[Cache<u64, Row>]) -> ruecache::Stats {
         stats.fetched_ids += s.fetched_ids;
         stats.commits += s.commits;
         stats.stale_commits += s.stale_commits;
+        stats.lost_versions += s.lost_versions;
         stats.lost_locks += s.lost_locks;
         stats.lock_attempts += s.lock_attempts;
         stats.lock_waits += s.lock_waits;
@@ -778,11 +779,16 @@ async fn torture_with_eviction_of_version_keys_mid_fill() {
     );
     eprintln!(
         "torture[evicting standalone]: evicted_keys {evicted} (notified: {data} data, \
-         {version} version, {lock} lock keys); {} stale commits refused",
-        stats.stale_commits
+         {version} version, {lock} lock keys); {} stale commits refused, {} of them for a \
+         version evicted during the fill",
+        stats.stale_commits, stats.lost_versions
     );
     assert!(evicted > 0, "the server evicted keys");
     assert!(version > 0, "version keys were evicted during the run");
+    assert!(
+        stats.lost_versions > 0,
+        "no version key was evicted between a fill's read of it and its commit"
+    );
 }
 
 /// The same torture while the server is killed a third of the way into the run and restarted

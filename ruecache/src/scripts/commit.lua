@@ -4,8 +4,8 @@
 -- for no expiry, the id's wake-up channel (in the lock's slot), and "1" to publish with
 -- SPUBLISH (a cluster's shard channel) or "0" with PUBLISH.
 -- Returns, per id: 1 written, 0 not written: the lock is another caller's,
---                  -1 not written: the version changed or is missing (invalidated during the
---                  fetch).
+--                  -1 not written: the version changed (invalidated during the fetch),
+--                  -2 not written: the version is missing (evicted or expired during the fetch).
 --
 -- Each call from Lua costs more than the command itself, so the locks and versions of all ids
 -- are read with one MGET (a key of another type reads as missing) and the released locks are
@@ -27,7 +27,7 @@ for i = 1, n do
     if lock then
       released[#released + 1] = KEYS[k + 3]
     end
-    out[i] = -1
+    out[i] = current and -1 or -2
     if current == ARGV[a + 2] then
       if ARGV[a + 4] == '0' then
         redis.call('SET', KEYS[k + 1], ARGV[a + 3])
