@@ -163,11 +163,9 @@ async fn dropped_while_taking_locks_releases_them_cluster() {
         .unwrap()
         .liveness_window(None)
         .unwrap();
-    let mut admins = Vec::new();
-    for url in &urls {
-        let admin = Connection::open(url).await.unwrap();
-        support::cmd::<()>(&admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;
-        admins.push(admin);
+    let admins = support::node_connections(&urls).await;
+    for admin in &admins {
+        support::cmd::<()>(admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;
     }
     dropped_while_taking_locks_releases_them(conn, &admins).await;
 }

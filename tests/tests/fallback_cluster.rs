@@ -29,15 +29,7 @@ fn cache(conn: Connection, ns: &str) -> Cache<u64, String> {
 /// once) and ids are cached again.
 #[test]
 fn a_lost_cluster_master_is_one_outage_logged_once() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    // This thread only; a current-thread runtime keeps every spawned task on it too.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _logs) = Captured::info_on_this_thread();
     let count = |needle: &str| captured.text().matches(needle).count();
     let (started, ended) = (
         "serving from the source until it answers",
@@ -50,16 +42,14 @@ fn a_lost_cluster_master_is_one_outage_logged_once() {
         .block_on(async {
             let mut cluster = ruecache_tests::start_cluster();
             let urls = cluster.urls();
-            let mut nodes = Vec::new();
-            for url in &urls {
-                let node = Connection::open(url).await.unwrap();
+            let nodes = support::node_connections(&urls).await;
+            for node in &nodes {
                 cmd::<()>(
-                    &node,
+                    node,
                     "CONFIG",
                     ("SET", "cluster-require-full-coverage", "no"),
                 )
                 .await;
-                nodes.push(node);
             }
             let ns = ruecache_tests::ns();
             let cache = cache(Connection::open_cluster(&urls).await.unwrap(), &ns);

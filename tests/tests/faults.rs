@@ -297,10 +297,7 @@ async fn replies_slower_than_half_a_second_are_waited_for_standalone() {
 async fn replies_slower_than_half_a_second_are_waited_for_cluster() {
     let cluster = ruecache_tests::start_cluster();
     let urls = cluster.urls();
-    let mut admins = Vec::new();
-    for url in &urls {
-        admins.push(Connection::open(url).await.unwrap());
-    }
+    let admins = support::node_connections(&urls).await;
     let conn = Connection::open_cluster(&urls).await.unwrap();
     replies_slower_than_half_a_second_are_waited_for(conn, &admins).await;
 }

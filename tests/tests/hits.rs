@@ -221,10 +221,7 @@ async fn a_cluster_batch_costs_one_read_and_one_commit_per_slot() {
         .unwrap()
         .liveness_window(None)
         .unwrap();
-    let mut nodes = Vec::new();
-    for url in &urls {
-        nodes.push(Connection::open(url).await.unwrap());
-    }
+    let nodes = support::node_connections(&urls).await;
     let cache = cache(conn.clone(), "trips:");
     let source = Source::default();
     // The data commands, summed over the masters (the connection's own topology checks left out).

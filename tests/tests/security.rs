@@ -513,15 +513,7 @@ fn default_level_logs_no_keys_values_or_passwords() {
     const IDS: [u64; 3] = [73_519_284_601, 73_519_284_602, 73_519_284_603];
     let secret = |id: u64| format!("secret value of {id}");
 
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    // This thread only; a current-thread runtime keeps every spawned task on it too.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _logs) = Captured::info_on_this_thread();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

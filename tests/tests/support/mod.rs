@@ -285,7 +285,29 @@ impl std::io::Write for Captured {
 }
 
 impl Captured {
+    /// Captures the logs at `INFO` and above of this thread until the guard is dropped; a
+    /// current-thread runtime keeps every task it spawns on the thread too.
+    pub fn info_on_this_thread() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Self::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
+}
+
+/// A plain connection to each node of a cluster (for `INFO`, `CONFIG`, `CLIENT PAUSE` on each).
+pub async fn node_connections(urls: &[String]) -> Vec<Connection> {
+    let mut nodes = Vec::new();
+    for url in urls {
+        nodes.push(Connection::open(url).await.unwrap());
+    }
+    nodes
 }
