@@ -47,16 +47,20 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The user's method, its body turned into the fetch of the cache's fill:
 ///
 /// ```text
-/// async fn get_widgets(&self, ids: Vec<WidgetId>) -> Result<HashMap<..>, AppError> {
+/// async fn get_widgets(&self, ids: Vec<WidgetId>) -> Result<HashMap<WidgetId, Widget>, AppError> {
 ///     #![inner_attributes_of_the_body]
-///     <Result<HashMap<..>, AppError> as ::ruecache::__private::Form<Vec<WidgetId>>>::fill(
+///     ::ruecache::__private::Fill::<Result<..>, Vec<WidgetId>, <Result<..> as Form<..>>::Id, ..Value, ..Error, ..Shape, _>::fill(
 ///         Self::get_widgets_cache(self),
 ///         ids,
 ///         move |ids: Vec<WidgetId>| async move {
 ///             if false { return ::ruecache::__private::unreachable::<Result<..>>(); }
 ///             { self.db.load_widgets(&ids).await } // the body, as written
 ///         },
-///         ::ruecache::__private::error_from::<<Result<..> as ::ruecache::__private::Form<..>>::Error>,
+///         ::ruecache::__private::error_from,                  // at `AppError`
+///         <::ruecache::__private::At>::shape(),               // at `Vec<WidgetId>`
+///         <::ruecache::__private::At>::value(                 // at `Widget`
+///             <::ruecache::__private::At>::id(),              // at `Vec<WidgetId>`
+///         ),
 ///     )
 ///     .await
 /// }
@@ -75,7 +79,7 @@ fn cached_method(
         ids_ty,
         ret_ty,
         error_ty,
-        ..
+        value_ty,
     } = method;
     let form = Form::new(settings, ret_ty, ids_ty);
     let at = form.span;
@@ -118,12 +122,16 @@ fn cached_method(
     // The ids parameter's shape (a list of ids, or one id), made at the ids type, so that a
     // parameter that does not fit the return type is reported under it.
     let shape = call_at_type(settings, ids_ty, "shape", TokenStream::new());
-    let fill = form.item("fill");
+    // What the cache needs of the id, checked at the ids type (as in the companion, so that the
+    // compiler shows a failure once), and of the value, checked at the value type.
+    let checked = call_at_type(settings, value_ty, "value", id_check(settings, ids_ty));
+    let fill = form.fill();
     // Called at the form's span too (the name only keeps its spelling): a call spanning from the
     // method's name to its return type would report the form's errors a second time, there.
     let companion = Ident::new(&companion.to_string(), at);
-    let args =
-        quote_spanned!(at=> Self::#companion(#self_token), #ids, #fetch, #error_from, #shape);
+    let args = quote_spanned!(at=>
+        Self::#companion(#self_token), #ids, #fetch, #error_from, #shape, #checked
+    );
     let inner_attrs = &func.body.inner_attrs;
     let body = quote_spanned!(at=> #(#inner_attrs)* #fill(#args).await);
     let attrs = &func.attrs;
@@ -205,9 +213,12 @@ fn companion(
     let connection = quote_spanned!(self_token.span=>
         <Self as #self_krate::HasConnection>::cache_connection(#self_token)
     );
-    // The id's own requirement (`Display`, for keys) is reported under the ids type: the id is
-    // that type or its items, which only the compiler can tell apart (aliases).
-    let args = quote!(#connection, &#spec, <#codec as ::core::default::Default>::default());
+    // The id's requirements are reported under the ids type: the id is that type or its items,
+    // which only the compiler can tell apart (aliases).
+    let checked_id = id_check(settings, ids_ty);
+    let args = quote!(
+        #connection, &#spec, <#codec as ::core::default::Default>::default(), #checked_id
+    );
     let cache = call_at_type(settings, ids_ty, "cache", args);
 
     let cache_ty = quote_spanned!(form.span=> #krate::Cache<#id, #value, #codec>);
@@ -253,8 +264,12 @@ struct Form {
     span: Span,
     /// The return type, relocated.
     ret: TokenStream,
+    /// The ids type, relocated.
+    ids: TokenStream,
     /// `<Ret as Form<Ids>>`.
     form: TokenStream,
+    /// `::ruecache::__private`, located there.
+    private: TokenStream,
 }
 
 impl Form {
@@ -264,7 +279,30 @@ impl Form {
         let ids = relocate(ids_ty.to_token_stream(), span);
         let private = private(settings, span);
         let form = quote_spanned!(span=> <#ret as #private::Form<#ids>>);
-        Self { span, ret, form }
+        Self {
+            span,
+            ret,
+            ids,
+            form,
+            private,
+        }
+    }
+
+    /// `Fill::<Ret, Ids, <Ret as Form<Ids>>::Id, ::Value, ::Error, ::Shape, _>::fill`: the
+    /// cache's work, its types named through the form (so that a return type of another shape
+    /// is reported as the form's error, the same as everywhere else), its `Self` left to the
+    /// compiler, which takes it from the checks' outcome.
+    fn fill(&self) -> TokenStream {
+        let Self {
+            span,
+            ret,
+            ids,
+            private,
+            ..
+        } = self;
+        let (id, value) = (self.item("Id"), self.item("Value"));
+        let (error, shape) = (self.item("Error"), self.item("Shape"));
+        quote_spanned!(*span=> #private::Fill::<#ret, #ids, #id, #value, #error, #shape, _>::fill)
     }
 
     /// `<Ret as Form<Ids>>::name`.
@@ -312,6 +350,13 @@ fn call_at_type(
     let mut args = Group::new(Delimiter::Parenthesis, args);
     args.set_span(last);
     quote!(#open #private::At #close #name #args)
+}
+
+/// `<::ruecache::__private::At>::id()`, the id's check, under the ids type. The method and its
+/// companion both call it, written and located the same, so that the compiler shows the same
+/// error for both, once.
+fn id_check(settings: &Settings<'_>, ids_ty: &syn::Type) -> TokenStream {
+    call_at_type(settings, ids_ty, "id", TokenStream::new())
 }
 
 /// `::ruecache::__private` (or the `crate = "..."` override's) with the given span.

@@ -82,10 +82,11 @@ use proc_macro::TokenStream;
 /// directly for those. An `Option` *inside* a map (`HashMap<Id, Option<T>>`) is a value like any
 /// other.
 ///
-/// Requirements, each checked by the compiler with a message that names the type at fault (it
-/// points at `E` when `E` lacks the `From`, at the ids parameter's type when the ids are not a
-/// `Vec` of the map's keys or the id lacks `Display`, and at the declared return type
-/// otherwise): `Id` is
+/// Requirements, each checked by the compiler with one error that names the type at fault and
+/// says what to add (it points at `E` when `E` lacks the `From`, at the ids parameter's type when
+/// the ids are not a `Vec` of the map's keys or the id misses one of the traits below, at `T`
+/// when the codec cannot store it, or at the alias that hides `T`, and at the declared return
+/// type when it has another shape): `Id` is
 /// `Display + Eq + Hash + Clone + Send + Sync + 'static` (the key is the template rendered with
 /// the id's `Display`); `T` works with the codec (`Serialize + DeserializeOwned` for the
 /// default `MsgPack`); `E: From<ruecache::Error>` (Redis failures and timeouts become your

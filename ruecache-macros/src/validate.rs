@@ -47,6 +47,10 @@ pub(crate) struct Method<'a> {
     /// type point there, or at the whole return type when it is an alias such as `AppResult<T>`.
     /// The error type itself is found by the compiler, never by reading names.
     pub(crate) error_ty: Option<&'a Type>,
+    /// `T` in a return type written `Result<Map<Id, T>, E>` or `Result<Option<T>, E>`, for error
+    /// spans only, as `error_ty`: errors about the value type point there, or at what stands for
+    /// it where the signature does not spell it (`AppResult<WidgetMap>` points at `WidgetMap`).
+    pub(crate) value_ty: &'a Type,
 }
 
 /// Checks every argument's value. Each mistake is pushed to `errors` and its value replaced by a
@@ -247,6 +251,7 @@ pub(crate) fn method<'a>(sig: &'a Signature, errors: &mut Errors) -> Option<Meth
         ids_ty: &ids.ty,
         ret_ty,
         error_ty: written_error_type(ret_ty),
+        value_ty: written_value_type(ret_ty),
     })
 }
 
@@ -295,6 +300,22 @@ fn written_error_type(ret_ty: &Type) -> Option<&Type> {
     match type_arguments(ret_ty)[..] {
         [_, error] => Some(error),
         _ => None,
+    }
+}
+
+/// `T` in a return type written `Something<Map<Id, T>, E>` or `Something<Option<T>, E>` (with
+/// or without `E`), going down as far as the type is written out: the map, or the whole return
+/// type, when an alias hides what is inside. For `Something<Vec<(Id, T)>, E>` it is the pair: a
+/// single-item `Something<Option<(A, B)>, E>` is written the same way, and there the pair is the
+/// value. Read for spans only.
+fn written_value_type(ret_ty: &Type) -> &Type {
+    let ok = match type_arguments(ret_ty)[..] {
+        [ok] | [ok, _] => ok,
+        _ => return ret_ty,
+    };
+    match type_arguments(ok)[..] {
+        [_, value, ..] | [value] => value,
+        _ => ok,
     }
 }
 
@@ -419,6 +440,23 @@ mod tests {
             Some("impl Into < u64 >")
         );
         assert_eq!(found("Vec<Box<dyn Display>>"), None);
+    }
+
+    #[test]
+    fn the_value_type_is_found_as_far_as_it_is_written() {
+        let value = |text: &str| {
+            let ty: Type = syn::parse_str(text).unwrap();
+            written_value_type(&ty).to_token_stream().to_string()
+        };
+        assert_eq!(value("Result<HashMap<u64, Widget>, E>"), "Widget");
+        assert_eq!(value("Result<HashMap<u64, Widget, S>, E>"), "Widget");
+        assert_eq!(value("Result<BTreeMap<u64, Vec<u8> >, E>"), "Vec < u8 >");
+        assert_eq!(value("Result<Vec<(u64, Widget)>, E>"), "(u64 , Widget)");
+        assert_eq!(value("Result<Option<(u64, Widget)>, E>"), "(u64 , Widget)");
+        assert_eq!(value("Result<Option<Widget>, E>"), "Widget");
+        assert_eq!(value("AppResult<Option<Widget>>"), "Widget");
+        assert_eq!(value("AppResult<WidgetMap>"), "WidgetMap");
+        assert_eq!(value("Outcome"), "Outcome");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! What `#[cached_batch]` expands into. Not a public API: it may change in any release.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Display;
+use std::fmt::{self, Display};
 use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
 use std::time::Duration;
 
 pub use crate::{
@@ -46,16 +47,82 @@ pub const fn options(
     options
 }
 
-/// What the cache needs of an id to write it into its keys. Named in the companion, under the
-/// ids type, so that an id that cannot be written, or a `Vec` given to a single-item method, is
-/// reported there with both shapes.
+/// The marker of a check that holds.
+///
+/// The id and value types are checked by helper traits `Check<.., M>` with two implementations:
+/// `Check<.., Met>` for the types that meet the requirement, and `Check<.., Unmet>` for none (it
+/// asks for [`Unsatisfiable`]). The expansion leaves `M` for the compiler to infer. With two
+/// candidates the compiler tries both: `M` is `Met` when the type meets the requirement, and
+/// otherwise the compiler reports the helper trait itself, once, with its `on_unimplemented`
+/// message, rather than each unmet bound of the `Met` implementation with the bound's own message.
+#[derive(Debug)]
+pub struct Met;
+
+/// The marker of the implementation that never applies (see [`Met`]).
+#[derive(Debug)]
+pub struct Unmet;
+
+/// Implemented by no type: the bound of the implementations for [`Unmet`].
+pub trait Unsatisfiable {}
+
+/// What the cache needs of an id: `Display` to write it into its keys, `Eq + Hash + Clone` to
+/// look it up and fill it once, `Send + Sync + 'static` to hand it to the tasks that commit a
+/// fill. Checked where the expansion calls [`At::id`], under the ids type.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a `#[cached_batch]` id, it does not implement `Display`",
-    label = "the key template writes the id with `Display`",
+    message = "`{Self}` cannot be a `#[cached_batch]` id, an id must be `Display + Eq + Hash + Clone + Send + Sync + 'static`",
+    label = "written into keys with `Display`, looked up with `Eq + Hash`, handed to other tasks",
+    note = "derive `Clone, PartialEq, Eq, Hash` and implement `Display` for your id type; an id is `Send + Sync` and owns its data (not `Rc`, no borrowed fields)",
     note = "a method that takes a `Vec` of ids is a batch and returns a map: `ids: Vec<Id>` with `Result<HashMap<Id, T>, E>`; a single-item method takes `id: Id` and returns `Result<Option<T>, E>`"
 )]
-pub trait CacheId: Display {}
-impl<Id: Display + ?Sized> CacheId for Id {}
+pub trait CacheId<M> {}
+impl<Id> CacheId<Met> for Id where Id: Display + Eq + Hash + Clone + Send + Sync + 'static {}
+impl<Id: Unsatisfiable> CacheId<Unmet> for Id {}
+
+/// What the cache needs of a value: its codec `C` must store it. Checked where the expansion
+/// calls [`At::value`], under the value type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached with the codec `{C}`",
+    label = "`{C}` does not implement `ruecache::Codec<{Self}>`",
+    note = "the default codec, `ruecache::MsgPack`, stores serde types: derive `serde::Serialize` and `serde::Deserialize` for the value type; `codec = ruecache::Raw` stores `Vec<u8>` as it is",
+    note = "for another format, implement `ruecache::Codec<{Self}>` for a codec type of your own and name it with `codec = ...`"
+)]
+pub trait CacheValue<C, M> {}
+impl<T, C: Codec<T>> CacheValue<C, Met> for T {}
+impl<T: Unsatisfiable, C> CacheValue<C, Unmet> for T {}
+
+/// Both checks' markers: [`Met`] when both are. Two implementations, so that while the id's
+/// marker is unknown (its check failed) the result is unknown too, rather than inferred.
+pub trait Both<M> {
+    /// [`Met`] or [`Unmet`].
+    type Out;
+}
+impl Both<Met> for Met {
+    type Out = Met;
+}
+impl Both<Unmet> for Met {
+    type Out = Unmet;
+}
+
+/// The outcome of the id's check, as types: `M` is [`Met`] once the compiler has found that
+/// `Id` meets [`CacheId`], and stays unknown when it does not.
+pub struct IdChecked<Id, M>(PhantomData<fn(Id) -> M>);
+
+impl<Id, M> fmt::Debug for IdChecked<Id, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdChecked")
+    }
+}
+
+/// The outcome of both checks for a cache of `T` by `Id` with the codec `C`: `W` is [`Met`] when
+/// the id and the value meet the cache's requirements, and stays unknown when either does not
+/// (see [`Fill`]).
+pub struct Checked<Id, T, C, W>(PhantomData<fn(Id, T, C) -> W>);
+
+impl<Id, T, C, W> fmt::Debug for Checked<Id, T, C, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Checked")
+    }
+}
 
 /// The ids parameter of a batch method: `Vec<Id>` (or an alias of it), `Id` being the map's key
 /// type. The id is a parameter of the trait, not an associated type, so that ids of another type
@@ -125,14 +192,45 @@ impl At {
         S::SHAPE
     }
 
+    /// Checks the id type, at the ids type. Both the companion and the method call it, written
+    /// and located the same, so that the compiler shows a failure once.
+    pub const fn id<Id: CacheId<M>, M>() -> IdChecked<Id, M> {
+        IdChecked(PhantomData)
+    }
+
+    /// Checks the value type against the codec, at the value type (the id's check passed in);
+    /// the result lets the method fill its cache.
+    pub const fn value<Id, T, C, MI, MV>(
+        _: IdChecked<Id, MI>,
+    ) -> Checked<Id, T, C, <MV as Both<MI>>::Out>
+    where
+        T: CacheValue<C, MV>,
+        MV: Both<MI>,
+    {
+        Checked(PhantomData)
+    }
+
     /// The cache for one annotated method: the service's connection and the method's `static`
-    /// spec. Called at the ids type, where the id's requirements are reported.
-    pub fn cache<Id: CacheId, T, C>(
+    /// spec.
+    pub fn cache<Id, T, C, M: Keys<Id>>(
         conn: &Connection,
         spec: &'static Spec,
         codec: C,
+        _: IdChecked<Id, M>,
     ) -> Cache<Id, T, C> {
-        crate::cache::from_static(conn.clone(), spec, codec)
+        M::cache(conn.clone(), spec, codec)
+    }
+}
+
+/// Makes the cache of an id that passed its check ([`Met`] only).
+pub trait Keys<Id> {
+    /// The cache, its keys written with the id's `Display`.
+    fn cache<T, C>(conn: Connection, spec: &'static Spec, codec: C) -> Cache<Id, T, C>;
+}
+
+impl<Id: Display> Keys<Id> for Met {
+    fn cache<T, C>(conn: Connection, spec: &'static Spec, codec: C) -> Cache<Id, T, C> {
+        crate::cache::from_static(conn, spec, codec)
     }
 }
 
@@ -156,47 +254,16 @@ pub trait Form<P>: Sized {
     /// How the parameter gives the ids: [`Batch`] or [`Single`]. Not bounded here: the bound
     /// is checked where the expansion makes it, at the ids type.
     type Shape;
-
-    /// Runs the cache for one call: `fetch` is the method's body.
-    fn fill<C, F, Fut>(
-        cache: Cache<Self::Id, Self::Value, C>,
-        arg: P,
-        fetch: F,
-        from_error: fn(Error) -> Self::Error,
-        shape: Self::Shape,
-    ) -> impl Future<Output = Self>
-    where
-        Self::Id: Eq + Hash + Clone + Send + Sync + 'static,
-        C: Codec<Self::Value>,
-        F: FnMut(P) -> Fut,
-        Fut: Future<Output = Self>;
 }
 
 impl<P, K, V, E, S> Form<P> for Result<HashMap<K, V, S>, E>
 where
-    K: Eq + Hash,
     S: BuildHasher + Default,
 {
     type Id = K;
     type Value = V;
     type Error = E;
     type Shape = Batch<P, K>;
-
-    fn fill<C, F, Fut>(
-        cache: Cache<K, V, C>,
-        ids: P,
-        fetch: F,
-        from_error: fn(Error) -> E,
-        shape: Batch<P, K>,
-    ) -> impl Future<Output = Self>
-    where
-        K: Eq + Hash + Clone + Send + Sync + 'static,
-        C: Codec<V>,
-        F: FnMut(P) -> Fut,
-        Fut: Future<Output = Self>,
-    {
-        batch(cache, ids, fetch, from_error, shape)
-    }
 }
 
 impl<P, K, V, E> Form<P> for Result<BTreeMap<K, V>, E>
@@ -207,22 +274,6 @@ where
     type Value = V;
     type Error = E;
     type Shape = Batch<P, K>;
-
-    fn fill<C, F, Fut>(
-        cache: Cache<K, V, C>,
-        ids: P,
-        fetch: F,
-        from_error: fn(Error) -> E,
-        shape: Batch<P, K>,
-    ) -> impl Future<Output = Self>
-    where
-        K: Eq + Hash + Clone + Send + Sync + 'static,
-        C: Codec<V>,
-        F: FnMut(P) -> Fut,
-        Fut: Future<Output = Self>,
-    {
-        batch(cache, ids, fetch, from_error, shape)
-    }
 }
 
 impl<P, K, V, E> Form<P> for Result<Vec<(K, V)>, E> {
@@ -230,22 +281,6 @@ impl<P, K, V, E> Form<P> for Result<Vec<(K, V)>, E> {
     type Value = V;
     type Error = E;
     type Shape = Batch<P, K>;
-
-    fn fill<C, F, Fut>(
-        cache: Cache<K, V, C>,
-        ids: P,
-        fetch: F,
-        from_error: fn(Error) -> E,
-        shape: Batch<P, K>,
-    ) -> impl Future<Output = Self>
-    where
-        K: Eq + Hash + Clone + Send + Sync + 'static,
-        C: Codec<V>,
-        F: FnMut(P) -> Fut,
-        Fut: Future<Output = Self>,
-    {
-        batch(cache, ids, fetch, from_error, shape)
-    }
 }
 
 impl<Id, T, E> Form<Id> for Result<Option<T>, E> {
@@ -253,19 +288,110 @@ impl<Id, T, E> Form<Id> for Result<Option<T>, E> {
     type Value = T;
     type Error = E;
     type Shape = Single;
+}
 
-    async fn fill<C, F, Fut>(
+/// The cache's work for a method returning `R` and taking `P` (the form's types `Id`, `T`, `E`
+/// and `S` named by the expansion through [`Form`]), with the bounds it needs of the id, the
+/// value and the codec `C`. Implemented for [`Met`] only: the expansion calls it as
+/// `Fill::<R, P, .., _>::fill`, `Self` being its checks' outcome, so that an id or a value that
+/// fails its check is reported once, by the check, where the user wrote it, and not again here
+/// (while `Self` is unknown, the compiler cannot tell whether this holds, and it reports nothing
+/// more in a function that already has an error).
+pub trait Fill<R, P, Id, T, E, S, C>: Sized {
+    /// Runs the cache for one call: `fetch` is the method's body.
+    fn fill<F, Fut>(
+        cache: Cache<Id, T, C>,
+        arg: P,
+        fetch: F,
+        from_error: fn(Error) -> E,
+        shape: S,
+        checked: Checked<Id, T, C, Self>,
+    ) -> impl Future<Output = R>
+    where
+        F: FnMut(P) -> Fut,
+        Fut: Future<Output = R>;
+}
+
+impl<P, K, V, E, H, C> Fill<Result<HashMap<K, V, H>, E>, P, K, V, E, Batch<P, K>, C> for Met
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    H: BuildHasher + Default,
+    C: Codec<V>,
+{
+    fn fill<F, Fut>(
+        cache: Cache<K, V, C>,
+        ids: P,
+        fetch: F,
+        from_error: fn(Error) -> E,
+        shape: Batch<P, K>,
+        _: Checked<K, V, C, Self>,
+    ) -> impl Future<Output = Result<HashMap<K, V, H>, E>>
+    where
+        F: FnMut(P) -> Fut,
+        Fut: Future<Output = Result<HashMap<K, V, H>, E>>,
+    {
+        batch(cache, ids, fetch, from_error, shape)
+    }
+}
+
+impl<P, K, V, E, C> Fill<Result<BTreeMap<K, V>, E>, P, K, V, E, Batch<P, K>, C> for Met
+where
+    K: Ord + Eq + Hash + Clone + Send + Sync + 'static,
+    C: Codec<V>,
+{
+    fn fill<F, Fut>(
+        cache: Cache<K, V, C>,
+        ids: P,
+        fetch: F,
+        from_error: fn(Error) -> E,
+        shape: Batch<P, K>,
+        _: Checked<K, V, C, Self>,
+    ) -> impl Future<Output = Result<BTreeMap<K, V>, E>>
+    where
+        F: FnMut(P) -> Fut,
+        Fut: Future<Output = Result<BTreeMap<K, V>, E>>,
+    {
+        batch(cache, ids, fetch, from_error, shape)
+    }
+}
+
+impl<P, K, V, E, C> Fill<Result<Vec<(K, V)>, E>, P, K, V, E, Batch<P, K>, C> for Met
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    C: Codec<V>,
+{
+    fn fill<F, Fut>(
+        cache: Cache<K, V, C>,
+        ids: P,
+        fetch: F,
+        from_error: fn(Error) -> E,
+        shape: Batch<P, K>,
+        _: Checked<K, V, C, Self>,
+    ) -> impl Future<Output = Result<Vec<(K, V)>, E>>
+    where
+        F: FnMut(P) -> Fut,
+        Fut: Future<Output = Result<Vec<(K, V)>, E>>,
+    {
+        batch(cache, ids, fetch, from_error, shape)
+    }
+}
+
+impl<Id, T, E, C> Fill<Result<Option<T>, E>, Id, Id, T, E, Single, C> for Met
+where
+    Id: Eq + Hash + Clone + Send + Sync + 'static,
+    C: Codec<T>,
+{
+    async fn fill<F, Fut>(
         cache: Cache<Id, T, C>,
         id: Id,
         mut fetch: F,
         from_error: fn(Error) -> E,
         _: Single,
-    ) -> Self
+        _: Checked<Id, T, C, Self>,
+    ) -> Result<Option<T>, E>
     where
-        Id: Eq + Hash + Clone + Send + Sync + 'static,
-        C: Codec<T>,
         F: FnMut(Id) -> Fut,
-        Fut: Future<Output = Self>,
+        Fut: Future<Output = Result<Option<T>, E>>,
     {
         cache
             .get_and_fill_one(id, |id| {
