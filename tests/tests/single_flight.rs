@@ -117,10 +117,32 @@ async fn single_id_call_shares_a_batch_in_flight(t: Target) {
 /// are shorter on the cluster, where each id of a window is a request of its own: 25,000 of
 /// them at once can outlast the connection's response timeout on a loaded 2-core machine.)
 async fn thousand_overlapping_callers_lock_and_fetch_each_id_once(t: Target) {
-    const TASKS: u64 = 1000;
-    const IDS: u64 = 300;
     let window_len: u64 = if t.is_cluster() { 10 } else { 25 };
-    let cache: Cache<u64, String> = support::cache(t.connect().await, &t.ns());
+    thousand_overlapping_callers(support::cache(t.connect().await, &t.ns()), window_len).await;
+}
+
+/// The same on a private server whose own count of commands (`INFO commandstats`) shows one lock
+/// per id: 300 ids cost 900 `SET`s, each id's lock, version and value, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_overlapping_callers_send_one_lock_per_id_to_redis() {
+    let server = ruecache_tests::start_standalone_with(&[]);
+    // No liveness key: its refresh would add `SET`s of its own.
+    let conn = server.connect().await.liveness_window(None).unwrap();
+    let admin = server.connect().await;
+    support::take_command_calls(&admin).await;
+    thousand_overlapping_callers(support::cache(conn, "counted:"), 25).await;
+    let calls = support::take_command_calls(&admin).await;
+    assert_eq!(
+        calls.get("set"),
+        Some(&(3 * IDS)),
+        "a lock, a version and a value per id: {calls:?}"
+    );
+}
+
+const TASKS: u64 = 1000;
+const IDS: u64 = 300;
+
+async fn thousand_overlapping_callers(cache: Cache<u64, String>, window_len: u64) {
     let source = Source::without(&[7, 77]);
     let (open_tx, open_rx) = watch::channel(false);
     let window = move |task: u64| (0..window_len).map(move |i| (task * 7 + i) % IDS);
