@@ -10,7 +10,7 @@
 //! cargo bench -p ruecache-bench -- --ops 20000 hit/p=1   # fixed op count, one round (profiling)
 //! ```
 //!
-//! Row names are `raw`, `hit`, `hit-one`, `miss` (p = 1, 8, 32, 128, 512) and `raw-mget`,
+//! Row names are `raw`, `hit`, `hit-one`, `hit-attr`, `miss` (p = 1, 8, 32, 128, 512) and `raw-mget`,
 //! `batch-hit`, `batch-miss` (p = 32). `--ops` also skips the allocation table; `--workers N`
 //! sets the number of tokio worker threads (one worker makes callgrind counts repeatable).
 //!
@@ -55,6 +55,8 @@ enum Case {
     Hit,
     /// `get_and_fill_one(id)` of an id that is cached.
     HitOne,
+    /// A `#[cached_batch]` method called with the cached id (the same keys as `Hit`).
+    HitAttr,
     /// `get_and_fill([new id])`; the fetch returns a 64-byte value at once.
     Miss,
     /// `MGET` of the 100 batch keys.
@@ -71,6 +73,7 @@ impl Case {
             Case::RawGet => "raw GET",
             Case::Hit => "Hit",
             Case::HitOne => "Hit (get_and_fill_one)",
+            Case::HitAttr => "Hit (#[cached_batch])",
             Case::Miss => "Miss",
             Case::RawMget => "raw MGET x100",
             Case::BatchHit => "Batch hit x100",
@@ -84,6 +87,7 @@ impl Case {
             Case::RawGet => "raw",
             Case::Hit => "hit",
             Case::HitOne => "hit-one",
+            Case::HitAttr => "hit-attr",
             Case::Miss => "miss",
             Case::RawMget => "raw-mget",
             Case::BatchHit => "batch-hit",
@@ -94,7 +98,7 @@ impl Case {
     /// The row this case is compared with.
     fn floor(self) -> Case {
         match self {
-            Case::RawGet | Case::Hit | Case::HitOne | Case::Miss => Case::RawGet,
+            Case::RawGet | Case::Hit | Case::HitOne | Case::HitAttr | Case::Miss => Case::RawGet,
             Case::RawMget | Case::BatchHit | Case::BatchMiss => Case::RawMget,
         }
     }
@@ -104,7 +108,10 @@ impl Case {
     }
 
     fn hits(self) -> bool {
-        matches!(self, Case::Hit | Case::HitOne | Case::BatchHit)
+        matches!(
+            self,
+            Case::Hit | Case::HitOne | Case::HitAttr | Case::BatchHit
+        )
     }
 }
 
@@ -180,10 +187,30 @@ impl Config {
     }
 }
 
+/// A service whose method is cached with the attribute, on the same keys as the bench cache.
+struct Service {
+    conn: Connection,
+    value: Vec<u8>,
+}
+
+impl ruecache::HasConnection for Service {
+    fn cache_connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Service {
+    #[ruecache::cached_batch(key = "bench:{id}", ttl = "1m", codec = ruecache::Raw)]
+    async fn values(&self, ids: Vec<String>) -> Result<HashMap<String, Vec<u8>>, ruecache::Error> {
+        Ok(ids.into_iter().map(|id| (id, self.value.clone())).collect())
+    }
+}
+
 /// What every task shares.
 struct Setup {
     conn: Connection,
     cache: Cache<String, Vec<u8>, Raw>,
+    service: Service,
     value: Vec<u8>,
     hit_id: String,
     hit_key: String,
@@ -251,6 +278,10 @@ async fn op(s: &Setup, conn: &mut Connection, case: Case) {
                 .await
                 .expect("hit");
             assert!(got.is_some());
+        }
+        Case::HitAttr => {
+            let got = s.service.values(vec![s.hit_id.clone()]).await.expect("hit");
+            assert_eq!(got.len(), 1);
         }
         Case::Miss => {
             let got: HashMap<String, Vec<u8>> = s
@@ -496,6 +527,10 @@ async fn bench(cfg: &Config, url: &str, private: bool) -> String {
             .iter()
             .map(|id| cache.data_key(id).expect("key"))
             .collect(),
+        service: Service {
+            conn: conn.clone(),
+            value: value.clone(),
+        },
         conn,
         cache,
         value,
@@ -508,7 +543,13 @@ async fn bench(cfg: &Config, url: &str, private: bool) -> String {
     let mut rows = Vec::new();
     for p in PARALLELISM {
         eprint!("p={p} ");
-        let cases = [Case::RawGet, Case::Hit, Case::HitOne, Case::Miss];
+        let cases = [
+            Case::RawGet,
+            Case::Hit,
+            Case::HitOne,
+            Case::HitAttr,
+            Case::Miss,
+        ];
         rows.extend(group(&setup, cfg, p, &cases).await);
         eprintln!();
     }
@@ -522,6 +563,7 @@ async fn bench(cfg: &Config, url: &str, private: bool) -> String {
         Case::RawGet,
         Case::Hit,
         Case::HitOne,
+        Case::HitAttr,
         Case::Miss,
         Case::RawMget,
         Case::BatchHit,
