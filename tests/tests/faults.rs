@@ -270,10 +270,12 @@ both!(panicking_fetch_hits_only_its_caller_and_releases_its_locks);
 async fn replies_slower_than_half_a_second_are_waited_for(conn: Connection, admins: &[Connection]) {
     let cache = cache(conn, &ruecache_tests::ns());
     let source = Source::default();
+    // Before the pauses: every request of the call is held until a pause that began after this
+    // ends, a second after it at least.
+    let started = tokio::time::Instant::now();
     for admin in admins {
         support::cmd::<()>(admin, "CLIENT", ("PAUSE", 1000, "ALL")).await;
     }
-    let started = tokio::time::Instant::now();
     let got: HashMap<u64, String> = cache
         .get_and_fill([1, 2], |ids| source.fetch(ids))
         .await
