@@ -60,23 +60,61 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Connection {
     kind: Kind,
+    /// What this connection's clones share, behind one reference count: a clone (one per
+    /// request, and one per call of a `#[cached_batch]` method) costs the redis-rs
+    /// connection's clone and one count, not one per part.
+    shared: Arc<Shared>,
+}
+
+/// The parts of a [`Connection`] its clones share.
+#[derive(Clone)]
+struct Shared {
     /// Set when this crate opened the connection, so it knows that every single request fails
     /// by itself within this long (a response timeout, no concurrency limit, no retries).
     request_bound: Option<Duration>,
-    /// Shared by clones: concurrent single-id reads on this connection share `MGET`s. Only for
-    /// connections with a `request_bound`, so no wait needs a timer.
+    /// Concurrent single-id reads on this connection share `MGET`s. Only for connections with
+    /// a `request_bound`, so no wait needs a timer.
     coalescer: Option<Arc<Coalescer>>,
-    /// Shared by clones: the ids callers on this connection are filling (see `flight`).
+    /// The ids callers on this connection are filling (see `flight`).
     flights: Arc<Flights>,
-    /// Shared by clones: the id at the start of this connection's lock tokens, and its
-    /// liveness key (see `liveness`).
+    /// The id at the start of this connection's lock tokens, and its liveness key (see
+    /// `liveness`).
     liveness: Arc<Liveness>,
-    /// Shared by clones: wakes callers waiting for another process's lock (see `notify`). Only
-    /// for connections this crate opened, which know where to open a subscription connection.
+    /// Wakes callers waiting for another process's lock (see `notify`). Only for connections
+    /// this crate opened, which know where to open a subscription connection.
     notifier: Option<Arc<Notifier>>,
-    /// Shared by clones: whether Redis is known to be unreachable (degraded mode, see
-    /// `fallback`).
+    /// Whether Redis is known to be unreachable (degraded mode, see `fallback`).
     outage: Arc<Outage>,
+}
+
+impl Shared {
+    /// The parts of a connection made with `From`: liveness on, nothing else known.
+    fn plain() -> Self {
+        Self {
+            request_bound: None,
+            coalescer: None,
+            flights: Arc::default(),
+            outage: Arc::default(),
+            liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
+            notifier: None,
+        }
+    }
+}
+
+impl Connection {
+    fn with(kind: Kind, shared: Shared) -> Self {
+        Self {
+            kind,
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// This connection with some of its shared parts changed (for the builder methods).
+    fn changed(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Shared::clone(&self.shared);
+        change(&mut shared);
+        Self::with(self.kind, shared)
+    }
 }
 
 #[derive(Clone)]
@@ -95,8 +133,8 @@ impl std::fmt::Debug for Connection {
         };
         f.debug_struct("Connection")
             .field("kind", &kind)
-            .field("request_bound", &self.request_bound)
-            .field("wake_ups", &self.notifier.is_some())
+            .field("request_bound", &self.shared.request_bound)
+            .field("wake_ups", &self.shared.notifier.is_some())
             .finish()
     }
 }
@@ -127,19 +165,17 @@ impl Connection {
         let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        let conn = Self {
-            kind: Kind::Multiplexed(conn),
-            request_bound: Some(DEFAULT_RESPONSE_TIMEOUT),
-            coalescer: None,
-            flights: Arc::default(),
-            outage: Arc::default(),
-            liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
-            notifier: Some(Arc::new(notifier)),
-        };
-        Ok(Self {
-            coalescer: Some(Arc::new(Coalescer::new(conn.clone()))),
-            ..conn
-        })
+        let conn = Self::with(
+            Kind::Multiplexed(conn),
+            Shared {
+                request_bound: Some(DEFAULT_RESPONSE_TIMEOUT),
+                notifier: Some(Arc::new(notifier)),
+                ..Shared::plain()
+            },
+        );
+        // The coalescer's own connection is the same without a coalescer.
+        let coalescer = Arc::new(Coalescer::new(conn.clone()));
+        Ok(conn.changed(|shared| shared.coalescer = Some(coalescer)))
     }
 
     /// Opens a cluster connection from one or more seed node URLs, with
@@ -163,10 +199,7 @@ impl Connection {
         };
         let notifier = Notifier::cluster(builder());
         let conn = builder().build()?.get_async_connection().await?;
-        Ok(Self {
-            notifier: Some(Arc::new(notifier)),
-            ..conn.into()
-        })
+        Ok(Self::from(conn).changed(|shared| shared.notifier = Some(Arc::new(notifier))))
     }
 
     /// Whether this is a cluster connection (batches are then split by hash slot).
@@ -188,15 +221,15 @@ impl Connection {
     /// a reconnecting one may wait for a reconnect, so only a plain multiplexed connection
     /// opened by [`Connection::open`] knows.
     pub(crate) fn request_bound(&self) -> Option<Duration> {
-        self.request_bound
+        self.shared.request_bound
     }
 
     pub(crate) fn coalescer(&self) -> Option<&Arc<Coalescer>> {
-        self.coalescer.as_ref()
+        self.shared.coalescer.as_ref()
     }
 
     pub(crate) fn flights(&self) -> &Flights {
-        &self.flights
+        &self.shared.flights
     }
 
     /// Sets how soon the locks of a process that died stop blocking others: this connection
@@ -232,10 +265,7 @@ impl Connection {
                 )));
             }
         }
-        Ok(Self {
-            liveness: Arc::new(Liveness::new(window)),
-            ..self
-        })
+        Ok(self.changed(|shared| shared.liveness = Arc::new(Liveness::new(window))))
     }
 
     /// Wakes this connection's waiting callers as soon as another process releases a lock they
@@ -264,10 +294,7 @@ impl Connection {
             return self;
         }
         let notifier = Notifier::standalone(client, DEFAULT_RESPONSE_TIMEOUT);
-        Self {
-            notifier: Some(Arc::new(notifier)),
-            ..self
-        }
+        self.changed(|shared| shared.notifier = Some(Arc::new(notifier)))
     }
 
     /// [`wake_ups`](Self::wake_ups) for a cluster connection made with `From`: the
@@ -293,77 +320,49 @@ impl Connection {
             );
             return self;
         }
-        Self {
-            notifier: Some(Arc::new(Notifier::cluster(builder))),
-            ..self
-        }
+        self.changed(|shared| shared.notifier = Some(Arc::new(Notifier::cluster(builder))))
     }
 
     pub(crate) fn liveness(&self) -> &Arc<Liveness> {
-        &self.liveness
+        &self.shared.liveness
     }
 
     /// A clone that keeps no liveness key alive (and so does not keep this one's alive).
     pub(crate) fn without_liveness(&self) -> Self {
-        Self {
-            kind: self.kind.clone(),
-            request_bound: self.request_bound,
-            coalescer: None,
-            flights: Arc::default(),
-            outage: Arc::default(),
-            liveness: Arc::new(Liveness::new(None)),
-            notifier: None,
-        }
+        Self::with(
+            self.kind.clone(),
+            Shared {
+                request_bound: self.shared.request_bound,
+                liveness: Arc::new(Liveness::new(None)),
+                ..Shared::plain()
+            },
+        )
     }
 
     pub(crate) fn notifier(&self) -> Option<&Arc<Notifier>> {
-        self.notifier.as_ref()
+        self.shared.notifier.as_ref()
     }
 
     pub(crate) fn outage(&self) -> &Arc<Outage> {
-        &self.outage
+        &self.shared.outage
     }
 }
 
 impl From<MultiplexedConnection> for Connection {
     fn from(conn: MultiplexedConnection) -> Self {
-        Self {
-            kind: Kind::Multiplexed(conn),
-            request_bound: None,
-            coalescer: None,
-            flights: Arc::default(),
-            outage: Arc::default(),
-            liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
-            notifier: None,
-        }
+        Self::with(Kind::Multiplexed(conn), Shared::plain())
     }
 }
 
 impl From<ConnectionManager> for Connection {
     fn from(conn: ConnectionManager) -> Self {
-        Self {
-            kind: Kind::Manager(conn),
-            request_bound: None,
-            coalescer: None,
-            flights: Arc::default(),
-            outage: Arc::default(),
-            liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
-            notifier: None,
-        }
+        Self::with(Kind::Manager(conn), Shared::plain())
     }
 }
 
 impl From<ClusterConnection> for Connection {
     fn from(conn: ClusterConnection) -> Self {
-        Self {
-            kind: Kind::Cluster(conn),
-            request_bound: None,
-            coalescer: None,
-            flights: Arc::default(),
-            outage: Arc::default(),
-            liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
-            notifier: None,
-        }
+        Self::with(Kind::Cluster(conn), Shared::plain())
     }
 }
 
