@@ -158,11 +158,7 @@ async fn dropped_while_taking_locks_releases_them_cluster() {
     let cluster = ruecache_tests::start_cluster();
     let urls = cluster.urls();
     // Without a liveness key: its first write would be the one held instead of the lock's.
-    let conn = Connection::open_cluster(&urls)
-        .await
-        .unwrap()
-        .liveness_window(None)
-        .unwrap();
+    let conn = support::cluster_without_liveness(&urls).await;
     let admins = support::node_connections(&urls).await;
     for admin in &admins {
         support::cmd::<()>(admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;

@@ -13,19 +13,11 @@ use support::{cmd, eventually, value, Gate, Source, TestError};
 
 type Map = HashMap<u64, String>;
 
-fn cache(conn: Connection, ns: &str) -> Cache<u64, String> {
-    Cache::builder(conn, &support::template(ns))
-        .timeout(Duration::from_secs(2))
-        .fallback_to_source(true)
-        .build()
-        .expect("valid config")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_from_the_source_while_redis_is_down_then_cached_again() {
     let mut server = start_standalone_with(&[]);
     let ns = ruecache_tests::ns();
-    let cache = cache(server.connection_manager().await, &ns);
+    let cache = support::fallback_cache(server.connection_manager().await, &ns);
     let source = Source::without(&[3]);
     let before: Map = cache
         .get_and_fill([1, 2], |ids| source.fetch(ids))
@@ -155,7 +147,7 @@ async fn a_frozen_redis_costs_one_timeout_per_outage_not_one_per_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_other_than_unreachable_redis_still_surface() {
     let server = start_standalone_with(&[]);
-    let cache = cache(server.connect().await, &ruecache_tests::ns());
+    let cache = support::fallback_cache(server.connect().await, &ruecache_tests::ns());
     // Redis answers, but refuses every write: an error about Redis, not about reaching it.
     cmd::<()>(
         cache.connection(),
@@ -183,7 +175,7 @@ async fn errors_other_than_unreachable_redis_still_surface() {
 async fn a_slow_fill_elsewhere_is_not_an_outage() {
     let server = start_standalone_with(&[]);
     let ns = ruecache_tests::ns();
-    let holder = cache(server.connect().await, &ns);
+    let holder = support::fallback_cache(server.connect().await, &ns);
     let mut gate = Gate::default();
     let (held, release) = support::paused_fill(&holder, vec![1], &mut gate).await;
 

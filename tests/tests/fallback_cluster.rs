@@ -8,18 +8,10 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ruecache::{Cache, Connection};
+use ruecache::Connection;
 use support::{cmd, value, Captured, Source};
 
 type Map = HashMap<u64, String>;
-
-fn cache(conn: Connection, ns: &str) -> Cache<u64, String> {
-    Cache::builder(conn, &support::template(ns))
-        .timeout(Duration::from_secs(2))
-        .fallback_to_source(true)
-        .build()
-        .expect("valid config")
-}
 
 /// A cluster that loses a master (no replica) is one outage, logged once: the first call that
 /// needs the lost master's slots starts it, and calls are served from the source (all their
@@ -52,7 +44,8 @@ fn a_lost_cluster_master_is_one_outage_logged_once() {
                 .await;
             }
             let ns = ruecache_tests::ns();
-            let cache = cache(Connection::open_cluster(&urls).await.unwrap(), &ns);
+            let cache =
+                support::fallback_cache(Connection::open_cluster(&urls).await.unwrap(), &ns);
             let ids: Vec<u64> = (0..60).collect();
             let all: Map = ids.iter().map(|&id| (id, value(id))).collect();
             let source = Source::default();

@@ -166,20 +166,9 @@ async fn a_hit_batch_is_one_mget_and_a_miss_one_lock_step_and_one_commit() {
     // No liveness key: its refresh (a `SET` every 2/3 s) would land in the counts now and then.
     let conn = server.connect().await.liveness_window(None).unwrap();
     let cache = cache(conn.clone(), "trips:");
-    let source = Source::default();
     let commands = async || support::take_command_calls(&conn).await;
 
-    let _: HashMap<u64, String> = cache
-        .get_and_fill([0], |ids| source.fetch(ids))
-        .await
-        .unwrap(); // scripts loaded
-    commands().await;
-    let filled: HashMap<u64, String> = cache
-        .get_and_fill(1..=100, |ids| source.fetch(ids))
-        .await
-        .unwrap();
-    assert_eq!(filled.len(), 100);
-    let miss = commands().await;
+    let (miss, hit) = fill_then_hit_100(&cache, commands).await;
     // Redis counts the commands a script runs too: the commit's `MGET` of the locks and
     // versions, its `SET` of each value, one `DEL` of the released locks and the wake-ups.
     assert_eq!(
@@ -195,14 +184,8 @@ async fn a_hit_batch_is_one_mget_and_a_miss_one_lock_step_and_one_commit() {
         ]),
         "a batch of 100 misses"
     );
-
-    let hit: HashMap<u64, String> = cache
-        .get_and_fill(1..=100, |ids| source.fetch(ids))
-        .await
-        .unwrap();
-    assert_eq!(hit, filled);
     assert_eq!(
-        commands().await,
+        hit,
         HashMap::from([("mget".to_owned(), 1)]),
         "a batch of 100 hits"
     );
@@ -216,14 +199,9 @@ async fn a_hit_batch_is_one_mget_and_a_miss_one_lock_step_and_one_commit() {
 async fn a_cluster_batch_costs_one_read_and_one_commit_per_slot() {
     let cluster = ruecache_tests::start_cluster();
     let urls = cluster.urls();
-    let conn = Connection::open_cluster(&urls)
-        .await
-        .unwrap()
-        .liveness_window(None)
-        .unwrap();
+    let conn = support::cluster_without_liveness(&urls).await;
     let nodes = support::node_connections(&urls).await;
     let cache = cache(conn.clone(), "trips:");
-    let source = Source::default();
     // The data commands, summed over the masters (the connection's own topology checks left out).
     let commands = async || {
         let mut sum: HashMap<String, u64> = HashMap::new();
@@ -248,18 +226,9 @@ async fn a_cluster_batch_costs_one_read_and_one_commit_per_slot() {
     let single = per_slot.values().filter(|&&n| n == 1).count() as u64;
     let (read_gets, read_mgets) = (single, slots - single);
 
-    let _: HashMap<u64, String> = cache
-        .get_and_fill([0], |ids| source.fetch(ids))
-        .await
-        .unwrap(); // scripts loaded
-    commands().await;
-    let filled: HashMap<u64, String> = cache
-        .get_and_fill(1..=100, |ids| source.fetch(ids))
-        .await
-        .unwrap();
-    assert_eq!(filled.len(), 100);
+    let (miss, hit) = fill_then_hit_100(&cache, commands).await;
     assert_eq!(
-        commands().await,
+        miss,
         HashMap::from([
             ("mget".to_owned(), read_mgets + slots),
             ("set".to_owned(), 2 * 100 + 100),
@@ -272,18 +241,39 @@ async fn a_cluster_batch_costs_one_read_and_one_commit_per_slot() {
         "a batch of 100 misses over {slots} slots"
     );
 
-    let hit: HashMap<u64, String> = cache
-        .get_and_fill(1..=100, |ids| source.fetch(ids))
-        .await
-        .unwrap();
-    assert_eq!(hit, filled);
     let reads = HashMap::from([
         ("get".to_owned(), read_gets),
         ("mget".to_owned(), read_mgets),
     ]);
     assert_eq!(
-        commands().await,
+        hit,
         reads.into_iter().filter(|(_, n)| *n > 0).collect(),
         "a batch of 100 hits over {slots} slots"
     );
+}
+
+/// Loads the scripts (a fill of id 0), then fills ids 1 to 100 and reads them again: the
+/// commands (`commands`, which also resets the count) each of the two calls cost.
+async fn fill_then_hit_100(
+    cache: &Cache<u64, String>,
+    mut commands: impl AsyncFnMut() -> HashMap<String, u64>,
+) -> (HashMap<String, u64>, HashMap<String, u64>) {
+    let source = Source::default();
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([0], |ids| source.fetch(ids))
+        .await
+        .unwrap(); // scripts loaded
+    commands().await;
+    let filled: HashMap<u64, String> = cache
+        .get_and_fill(1..=100, |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(filled.len(), 100);
+    let miss = commands().await;
+    let hit: HashMap<u64, String> = cache
+        .get_and_fill(1..=100, |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(hit, filled);
+    (miss, commands().await)
 }

@@ -34,6 +34,15 @@ pub fn cache(conn: Connection, ns: &str) -> Cache<u64, String> {
         .expect("valid config")
 }
 
+/// [`cache`] serving from the source while Redis is unreachable, with a 2 s timeout.
+pub fn fallback_cache(conn: Connection, ns: &str) -> Cache<u64, String> {
+    Cache::builder(conn, &template(ns))
+        .timeout(Duration::from_secs(2))
+        .fallback_to_source(true)
+        .build()
+        .expect("valid config")
+}
+
 /// The value the test source has for an id.
 pub fn value(id: u64) -> String {
     format!("value of {id}")
@@ -301,6 +310,16 @@ impl Captured {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
+}
+
+/// A cluster connection without a liveness key: for tests that count or hold a private cluster's
+/// commands, which the key's refresh would add to.
+pub async fn cluster_without_liveness(urls: &[String]) -> Connection {
+    Connection::open_cluster(urls)
+        .await
+        .unwrap()
+        .liveness_window(None)
+        .unwrap()
 }
 
 /// A plain connection to each node of a cluster (for `INFO`, `CONFIG`, `CLIENT PAUSE` on each).
