@@ -10,8 +10,8 @@
 //! cargo bench -p ruecache-bench -- --ops 20000 hit/p=1   # fixed op count, one round (profiling)
 //! ```
 //!
-//! Row names are `raw`, `hit`, `hit-one`, `hit-attr`, `miss` (p = 1, 8, 32, 128, 512) and `raw-mget`,
-//! `batch-hit`, `batch-miss` (p = 32). `--ops` also skips the allocation table; `--workers N`
+//! Row names are `raw`, `hit`, `hit-one`, `hit-attr`, `miss`, `raw-miss` (p = 1, 8, 32, 128, 512) and
+//! `raw-mget`, `batch-hit`, `batch-miss` (p = 32). `--ops` also skips the allocation table; `--workers N`
 //! sets the number of tokio worker threads (one worker makes callgrind counts repeatable).
 //!
 //! `RUECACHE_BENCH_QUICK=1` is the same as `--quick`. A private `redis-server` is started unless
@@ -59,6 +59,10 @@ enum Case {
     HitAttr,
     /// `get_and_fill([new id])`; the fetch returns a 64-byte value at once.
     Miss,
+    /// The commands of a miss sent raw, with no cache logic: a `GET`, the lock step's four
+    /// commands in one round trip, and the cheapest write there is (`SET` and `DEL`, where the
+    /// cache runs its conditional commit script).
+    RawMiss,
     /// `MGET` of the 100 batch keys.
     RawMget,
     /// `get_and_fill` of the 100 cached batch ids.
@@ -75,6 +79,7 @@ impl Case {
             Case::HitOne => "Hit (get_and_fill_one)",
             Case::HitAttr => "Hit (#[cached_batch])",
             Case::Miss => "Miss",
+            Case::RawMiss => "raw miss commands",
             Case::RawMget => "raw MGET x100",
             Case::BatchHit => "Batch hit x100",
             Case::BatchMiss => "Batch miss x100",
@@ -89,6 +94,7 @@ impl Case {
             Case::HitOne => "hit-one",
             Case::HitAttr => "hit-attr",
             Case::Miss => "miss",
+            Case::RawMiss => "raw-miss",
             Case::RawMget => "raw-mget",
             Case::BatchHit => "batch-hit",
             Case::BatchMiss => "batch-miss",
@@ -98,13 +104,18 @@ impl Case {
     /// The row this case is compared with.
     fn floor(self) -> Case {
         match self {
-            Case::RawGet | Case::Hit | Case::HitOne | Case::HitAttr | Case::Miss => Case::RawGet,
+            Case::RawGet
+            | Case::Hit
+            | Case::HitOne
+            | Case::HitAttr
+            | Case::Miss
+            | Case::RawMiss => Case::RawGet,
             Case::RawMget | Case::BatchHit | Case::BatchMiss => Case::RawMget,
         }
     }
 
     fn fills(self) -> bool {
-        matches!(self, Case::Miss | Case::BatchMiss)
+        matches!(self, Case::Miss | Case::RawMiss | Case::BatchMiss)
     }
 
     fn hits(self) -> bool {
@@ -290,6 +301,63 @@ async fn op(s: &Setup, conn: &mut Connection, case: Case) {
                 .await
                 .expect("miss");
             assert_eq!(got.len(), 1);
+        }
+        Case::RawMiss => {
+            let id = uuid_like();
+            let (data, lock, version) = (
+                format!("bench:{id}"),
+                format!("bench:{id}:lock"),
+                format!("bench:{id}:version"),
+            );
+            let v: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&data)
+                .query_async(conn)
+                .await
+                .expect("GET");
+            assert!(v.is_none());
+            let token = uuid_like();
+            let (lock_was, version_was, _, data_was): (
+                Option<Vec<u8>>,
+                Option<Vec<u8>>,
+                i64,
+                Option<Vec<u8>>,
+            ) = redis::pipe()
+                .cmd("SET")
+                .arg(&lock)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(5_000)
+                .arg("GET")
+                .cmd("SET")
+                .arg(&version)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(60_000)
+                .arg("GET")
+                .cmd("PEXPIRE")
+                .arg(&version)
+                .arg(60_000)
+                .cmd("GET")
+                .arg(&data)
+                .query_async(conn)
+                .await
+                .expect("lock step");
+            assert!(lock_was.is_none() && version_was.is_none() && data_was.is_none());
+            redis::pipe()
+                .cmd("SET")
+                .arg(&data)
+                .arg(&s.value)
+                .arg("PX")
+                .arg(60_000)
+                .ignore()
+                .cmd("DEL")
+                .arg(&lock)
+                .ignore()
+                .exec_async(conn)
+                .await
+                .expect("write");
         }
         Case::RawMget => {
             let v: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
@@ -549,6 +617,7 @@ async fn bench(cfg: &Config, url: &str, private: bool) -> String {
             Case::HitOne,
             Case::HitAttr,
             Case::Miss,
+            Case::RawMiss,
         ];
         rows.extend(group(&setup, cfg, p, &cases).await);
         eprintln!();
@@ -565,6 +634,7 @@ async fn bench(cfg: &Config, url: &str, private: bool) -> String {
         Case::HitOne,
         Case::HitAttr,
         Case::Miss,
+        Case::RawMiss,
         Case::RawMget,
         Case::BatchHit,
         Case::BatchMiss,
