@@ -7,6 +7,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use crate::background::Background;
 use crate::coalesce::Coalescer;
 use crate::fallback::Outage;
 use crate::flight::Flights;
@@ -85,6 +86,9 @@ struct Shared {
     notifier: Option<Arc<Notifier>>,
     /// Whether Redis is known to be unreachable (degraded mode, see `fallback`).
     outage: Arc<Outage>,
+    /// Commits, lock releases and invalidations running in tasks of their own (see
+    /// `background`).
+    background: Arc<Background>,
 }
 
 impl Shared {
@@ -97,6 +101,7 @@ impl Shared {
             outage: Arc::default(),
             liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
             notifier: None,
+            background: Arc::default(),
         }
     }
 }
@@ -334,6 +339,7 @@ impl Connection {
             Shared {
                 request_bound: self.shared.request_bound,
                 liveness: Arc::new(Liveness::new(None)),
+                background: Arc::clone(&self.shared.background),
                 ..Shared::plain()
             },
         )
@@ -345,6 +351,33 @@ impl Connection {
 
     pub(crate) fn outage(&self) -> &Arc<Outage> {
         &self.shared.outage
+    }
+
+    pub(crate) fn background(&self) -> &Arc<Background> {
+        &self.shared.background
+    }
+
+    /// Waits until the writes this connection (or any clone of it) finishes in the background
+    /// are done: the commit of a fetch whose caller stopped waiting after it returned, the
+    /// release of locks whose caller stopped waiting before, and an invalidation whose caller
+    /// was cancelled. Each is bounded by its cache's timeout, so this returns within the longest
+    /// timeout of the caches on this connection.
+    ///
+    /// Call it before a graceful shutdown, after the last request has ended: a process that
+    /// exits with such writes running loses them (a lost commit costs a second fetch; lost
+    /// releases block others until the lock TTL or the liveness window ends; a lost
+    /// invalidation leaves the old value cached until its TTL).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection, server: tokio::task::JoinHandle<()>) {
+    /// server.await.ok(); // the last request has ended
+    /// conn.settle().await; // what cancelled requests left to finish has finished
+    /// # }
+    /// ```
+    pub async fn settle(&self) {
+        self.shared.background.settled().await;
     }
 }
 

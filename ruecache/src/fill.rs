@@ -22,6 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
 use foldhash::fast::RandomState;
@@ -639,16 +640,14 @@ struct Unfinished(Option<Commit>);
 impl Drop for Unfinished {
     fn drop(&mut self) {
         let Some(commit) = self.0.take() else { return };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let finish = async move {
-                    if let Err(e) = commit.run().await {
-                        warn!(error = %e, "could not commit after the caller stopped waiting");
-                    }
-                };
-                runtime.spawn(finish.in_current_span());
+        let background = Arc::clone(commit.conn.background());
+        let finish = async move {
+            if let Err(e) = commit.run().await {
+                warn!(error = %e, "could not commit after the caller stopped waiting");
             }
-            Err(_) => warn!("no tokio runtime to finish a commit; its locks expire at their TTL"),
+        };
+        if !background.spawn(finish) {
+            warn!("no tokio runtime to finish a commit; its locks expire at their TTL");
         }
     }
 }
@@ -739,7 +738,7 @@ fn sharded_flag(conn: &Connection) -> &'static [u8] {
 impl<Id> Drop for LockGuard<'_, Id> {
     fn drop(&mut self) {
         if let Some(unlock) = self.unlock() {
-            spawn_unlock(unlock);
+            spawn_unlock(self.conn, unlock);
         }
     }
 }
@@ -768,17 +767,18 @@ impl<Id> Drop for Taking<'_, Id> {
             return;
         }
         let keys = self.pending.iter().map(|p| p.key.clone()).collect();
-        spawn_unlock(unlock(self.conn.clone(), self.token, keys, self.timeout));
+        spawn_unlock(
+            self.conn,
+            unlock(self.conn.clone(), self.token, keys, self.timeout),
+        );
     }
 }
 
-/// Runs an unlock in the background (from a `Drop`, which cannot wait).
-fn spawn_unlock(unlock: impl Future<Output = ()> + Send + 'static) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn(unlock.in_current_span());
-        }
-        Err(_) => warn!("no tokio runtime to release locks; they expire at their TTL"),
+/// Runs an unlock in the background (from a `Drop`, which cannot wait), counted among `conn`'s
+/// background writes.
+fn spawn_unlock(conn: &Connection, unlock: impl Future<Output = ()> + Send + 'static) {
+    if !conn.background().spawn(unlock) {
+        warn!("no tokio runtime to release locks; they expire at their TTL");
     }
 }
 
@@ -953,7 +953,8 @@ async fn prepare<Id, T, C>(
     }
     if !release.is_empty() {
         // Filled by another caller since the first read: the lock is not needed.
-        spawn_unlock(unlock(cache.conn.clone(), token, release, options.timeout));
+        let release = unlock(cache.conn.clone(), token, release, options.timeout);
+        spawn_unlock(&cache.conn, release);
     }
     Ok(prepared)
 }
@@ -1093,8 +1094,11 @@ where
     // request cancelled after its database write, whose old value would otherwise stay cached
     // for the data TTL.
     let (conn, timeout) = (cache.conn.clone(), options.timeout);
+    let background = Arc::clone(conn.background());
     let task = tokio::spawn(
-        async move { within(deadline, timeout, send(&conn, calls)).await }.instrument(span),
+        background
+            .track(async move { within(deadline, timeout, send(&conn, calls)).await })
+            .instrument(span),
     );
     task.await
         .map_err(|e| Error::UnexpectedReply(format!("the invalidation task failed: {e}")))??;

@@ -51,7 +51,8 @@
 //!
 //! A fetch error is returned unchanged and releases the locks. If the caller stops waiting after
 //! the fetch returned, the commit still completes in a spawned task; if it stops waiting during
-//! the fetch, the locks are released.
+//! the fetch, the locks are released. [`Connection::settle`] waits for such background writes,
+//! before a graceful shutdown.
 //!
 //! # The attribute
 //!
@@ -144,6 +145,7 @@
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+mod background;
 mod batch;
 mod cache;
 mod coalesce;

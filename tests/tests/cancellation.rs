@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
+use futures_util::FutureExt as _;
 use ruecache::Connection;
 use ruecache_tests::{both, start_standalone_with, Target};
 use support::{eventually, exists, value, Gate, TestError};
@@ -48,9 +49,9 @@ async fn dropped_after_fetch_returned_still_commits(t: Target) {
         .await;
     } // dropped here
     let conn = cache.connection().clone();
-    let key = cache.data_key(&2).unwrap();
-    eventually("the commit", async || exists(&conn, &key).await).await;
+    conn.settle().await; // the commit, finished by a spawned task
     assert!(exists(&conn, cache.data_key(&1).unwrap()).await);
+    assert!(exists(&conn, cache.data_key(&2).unwrap()).await);
     assert!(!exists(&conn, cache.keys(&1).unwrap().lock).await);
 }
 
@@ -75,7 +76,8 @@ async fn dropped_during_fetch_releases_locks(t: Target) {
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
     let conn = cache.connection().clone();
-    eventually("the lock release", async || !exists(&conn, &lock).await).await;
+    conn.settle().await; // the release, run by a spawned task
+    assert!(!exists(&conn, &lock).await);
     assert!(!exists(&conn, cache.keys(&2).unwrap().lock).await);
     assert!(
         !exists(&conn, cache.data_key(&1).unwrap()).await,
@@ -135,11 +137,10 @@ async fn dropped_while_taking_locks_releases_them(conn: Connection, admins: &[Co
         support::release_writes(admin).await;
     }
     let keys = cache.keys(&1).unwrap();
-    eventually("the lock taken, then released", async || {
-        // The version key shows that the lock command did run.
-        exists(&conn, &keys.version).await && !exists(&conn, &keys.lock).await
-    })
-    .await;
+    conn.settle().await; // the release, sent after the held lock command
+                         // The version key shows that the lock command did run.
+    assert!(exists(&conn, &keys.version).await, "the lock step ran");
+    assert!(!exists(&conn, &keys.lock).await, "the lock was released");
     assert!(
         !exists(&conn, cache.data_key(&1).unwrap()).await,
         "nothing was fetched or written"
@@ -190,10 +191,8 @@ async fn dropped_invalidation_still_happens(t: Target) {
         let first = std::future::poll_fn(|cx| Poll::Ready(invalidation.as_mut().poll(cx))).await;
         assert!(first.is_pending(), "the invalidation waits for Redis");
     }
-    eventually("the dropped invalidation to delete the data", async || {
-        !exists(cache.connection(), &data).await
-    })
-    .await;
+    cache.connection().settle().await; // the invalidation, run by a task of its own
+    assert!(!exists(cache.connection(), &data).await);
     let replaced: Vec<u8> =
         support::cmd(cache.connection(), "GET", &cache.keys(&1).unwrap().version).await;
     assert_ne!(replaced, version, "the version was replaced");
@@ -201,3 +200,61 @@ async fn dropped_invalidation_still_happens(t: Target) {
 }
 
 both!(dropped_invalidation_still_happens);
+
+/// [`Connection::settle`] waits for the commit a dropped caller left to a spawned task: the fetch
+/// holds writes inside Redis (`CLIENT PAUSE WRITE`) before it returns, so that commit cannot end
+/// and `settle` cannot return until the writes are let go; once it has returned, the value is
+/// there without waiting any further.
+#[tokio::test(flavor = "current_thread")]
+async fn settle_waits_for_a_commit_left_running() {
+    let server = start_standalone_with(&[]);
+    let conn = Connection::open(&server.url()).await.unwrap();
+    let admin = Connection::open(&server.url()).await.unwrap();
+    let cache = support::cache(conn.clone(), "settle:");
+    conn.settle().await; // nothing in the background yet
+    let fetched = Arc::new(AtomicBool::new(false));
+    {
+        let (flag, admin) = (fetched.clone(), admin.clone());
+        let call = cache.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1], move |ids| {
+            let (flag, admin) = (flag.clone(), admin.clone());
+            async move {
+                support::cmd::<()>(&admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;
+                flag.store(true, Ordering::SeqCst);
+                Ok::<_, TestError>(
+                    ids.into_iter()
+                        .map(|id| (id, value(id)))
+                        .collect::<Vec<_>>(),
+                )
+            }
+        });
+        let mut call = pin!(call);
+        // Dropped in the poll in which its fetch returned, as in the test above.
+        std::future::poll_fn(|cx| {
+            assert!(call.as_mut().poll(cx).is_pending());
+            if fetched.load(Ordering::SeqCst) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+    let mut settle = pin!(conn.settle());
+    for _ in 0..10 {
+        // Let the spawned commit run up to its wait for Redis.
+        tokio::task::yield_now().await;
+        assert!(
+            settle.as_mut().now_or_never().is_none(),
+            "the commit is held in Redis, so the connection has not settled"
+        );
+    }
+    let key = cache.data_key(&1).unwrap();
+    assert!(!exists(&admin, &key).await, "reads go on; the commit waits");
+    support::release_writes(&admin).await;
+    settle.await;
+    assert!(
+        exists(&admin, &key).await,
+        "the commit ended before settle did"
+    );
+    assert!(!exists(&admin, cache.keys(&1).unwrap().lock).await);
+}

@@ -426,46 +426,37 @@ impl From<ruecache::Error> for Probe {
     }
 }
 
-/// How long the tasks spawned by dropped callers (commits, unlocks) may take to finish once the
-/// workers have stopped. Well under the lock TTL, so a lock that is never released still shows.
-const QUIESCE_WITHIN: Duration = Duration::from_secs(2);
+/// How long the writes that dropped callers left to spawned tasks (commits, lock releases) may
+/// take to finish once the workers have stopped: each is bounded by its cache's timeout.
+const QUIESCE_WITHIN: Duration = Duration::from_secs(35);
 
-/// Waits until no id's lock exists: the commits and unlocks that dropped callers left to spawned
-/// tasks are done. Gives up after [`QUIESCE_WITHIN`] (the locks left are then reported).
-async fn quiesce(conn: &Connection, probe: &Cache<u64, Row>, ids: u64) -> Duration {
+/// Waits until the commits and lock releases that dropped callers left to spawned tasks are
+/// done on every worker connection ([`Connection::settle`]); returns how long that took.
+async fn quiesce(caches: &[Cache<u64, Row>]) -> Duration {
     let start = Instant::now();
-    let locks: Vec<Vec<u8>> = (0..ids).map(|id| probe.keys(&id).unwrap().lock).collect();
-    loop {
-        let mut held = false;
-        for lock in &locks {
-            if cmd::<i64>(conn, "EXISTS", lock).await != 0 {
-                held = true;
-                break;
-            }
+    let settled = async {
+        for cache in caches {
+            cache.connection().settle().await;
         }
-        if !held || start.elapsed() > QUIESCE_WITHIN {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // A commit whose lock was evicted or taken over holds none: let any such stragglers land.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::timeout(QUIESCE_WITHIN, settled)
+        .await
+        .expect("the background writes end within their timeout");
     start.elapsed()
 }
 
 /// After quiescence: every cached value equals the database's row, or is absent; no lock is
-/// left behind. Returns the violations, how many ids were cached and how long quiescing took.
+/// left behind. Returns the violations and how many ids were cached.
 async fn check_redis_against_db(
     conn: Connection,
     template: &str,
     db: &Arc<Db>,
     ids: u64,
-) -> (Vec<String>, u64, Duration) {
+) -> (Vec<String>, u64) {
     // A cache whose fetch refuses: it can only report what Redis holds.
     let probe: Cache<u64, Row> = Cache::builder(conn.clone(), template)
         .build()
         .expect("valid config");
-    let quiesced = quiesce(&conn, &probe, ids).await;
     let truth = load(db, (0..ids).collect()).await;
     let mut violations = Vec::new();
     let mut cached = 0;
@@ -494,7 +485,7 @@ async fn check_redis_against_db(
             Err(Probe::Cache(e)) => panic!("reading Redis failed: {e}"),
         }
     }
-    (violations, cached, quiesced)
+    (violations, cached)
 }
 
 /// Runs [`TASKS_PER_CONNECTION`] workers on each of `conns` (plus one connection for the final
@@ -599,8 +590,8 @@ async fn torture_with(
     }
     let db = Db::open(&path);
     let stale = stale_reads(&log.reads, &log.writes);
-    let (left, cached, quiesced) =
-        check_redis_against_db(check_conn, &template, &db, setup.ids).await;
+    let quiesced = quiesce(&caches).await;
+    let (left, cached) = check_redis_against_db(check_conn, &template, &db, setup.ids).await;
 
     let stats = summed_stats(&caches);
     if let Some(at_restart) = &at_restart {

@@ -316,12 +316,8 @@ async fn op(s: &Setup, conn: &mut Connection, case: Case) {
                 .expect("GET");
             assert!(v.is_none());
             let token = uuid_like();
-            let (lock_was, version_was, _, data_was): (
-                Option<Vec<u8>>,
-                Option<Vec<u8>>,
-                i64,
-                Option<Vec<u8>>,
-            ) = redis::pipe()
+            type Was = Option<Vec<u8>>;
+            let (lock_was, version_was, _, data_was): (Was, Was, i64, Was) = redis::pipe()
                 .cmd("SET")
                 .arg(&lock)
                 .arg(&token)

@@ -96,5 +96,7 @@ async fn main() -> Result<(), AppError> {
     );
     println!("4. 100 concurrent requests for cold widget 500: {queries} query");
     println!("stats: {:?}", service.get_widgets_cache().stats());
+    // Graceful shutdown: writes that cancelled requests left to background tasks finish first.
+    service.redis.settle().await;
     Ok(())
 }
