@@ -30,7 +30,8 @@
 //!    Hits are decoded and returned; a cached "absent" marker means the source has no such id.
 //! 2. For the misses, plain commands, all in one round trip, take the lock with
 //!    `SET lock token NX PX lock_ttl GET`, read (or create) the version and re-check the data.
-//! 3. The fetch function is called once with the ids this caller locked.
+//! 3. The fetch function is called once with the ids this caller locked (and, after step 5,
+//!    once more for ids whose other filler gave up).
 //! 4. One Lua script, again in one round trip, releases our lock and writes each value (with TTL
 //!    and deterministic jitter) **only if its version is unchanged**. Ids the fetch left out are
 //!    written as absent. Concurrent callers on a connection from [`Connection::open`] share

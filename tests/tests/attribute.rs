@@ -126,6 +126,12 @@ impl Service {
         }
     }
 
+    // Gives up waiting for another holder's lock after 300 ms.
+    #[ruecache::cached_batch(key = "attr:hurried:{{{id}}}", lock_ttl = "1m", timeout = "300ms")]
+    async fn get_hurried(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
+        self.load(ids).await
+    }
+
     // A lock left behind would hold the next caller up for a minute, past its timeout.
     #[ruecache::cached_batch(key = "attr:err:{{{id}}}", lock_ttl = "1m", timeout = "10s")]
     async fn get_or_fail(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
@@ -210,6 +216,7 @@ async fn both_key_spellings_store_widgets_42(t: Target) {
     assert!(!exists(&s.redis, "widgets:{42}").await);
     s.get_angles(vec![42]).await.unwrap();
     assert!(exists(&s.redis, "widgets:{42}").await);
+    assert_eq!(s.calls().len(), 2, "the invalidated id was fetched again");
 }
 
 async fn pttl_matches_the_ttl_argument(t: Target) {
@@ -369,9 +376,11 @@ async fn two_instances_share_one_fill(t: Target) {
     let (_, release) = gate.paused().await;
     let (b2, ids_b) = (b.clone(), ids.clone());
     let task_b = tokio::spawn(async move { b2.get_shared(t, ids_b).await.unwrap() });
-    while b.get_shared_cache(t).stats().lock_waits == waits_before {
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
+    let b_stats = b.get_shared_cache(t);
+    support::eventually("B waiting for A's locks", async || {
+        b_stats.stats().lock_waits > waits_before
+    })
+    .await;
     release.send(()).unwrap();
     let (got_a, got_b) = (task_a.await.unwrap(), task_b.await.unwrap());
     assert_eq!(got_a, got_b);
@@ -408,6 +417,23 @@ async fn the_body_error_reaches_the_caller_unchanged(t: Target) {
     assert_eq!(s.calls(), vec![vec![31, 32], vec![31, 32]]);
 }
 
+/// A cache error reaches the caller as its own error type, through `From<ruecache::Error>`: here
+/// the timeout of a call that waits for a lock another holder keeps (written by hand, without an
+/// expiry). The body never runs.
+async fn a_cache_error_reaches_the_caller_as_its_error_type(t: Target) {
+    let s = Service::new(t).await;
+    let cache = s.get_hurried_cache();
+    cache.invalidate([41]).await.unwrap();
+    let lock = cache.keys(&41).unwrap().lock;
+    cmd::<()>(&s.redis, "SET", (&lock, "held by someone else")).await;
+    let got = s.get_hurried(vec![41]).await;
+    let expected = TestError::from(ruecache::Error::Timeout(Duration::from_millis(300)));
+    assert_eq!(got, Err(expected));
+    assert!(s.calls().is_empty(), "the body did not run");
+    cmd::<()>(&s.redis, "DEL", &lock).await;
+    assert_eq!(s.get_hurried(vec![41]).await.unwrap()[&41], value(41));
+}
+
 /// `get_pairs` (batch) and `get_pair` (single item) have the same template, in its two spellings:
 /// what one fills, the other reads.
 async fn single_item_and_batch_forms_share_keys(t: Target) {
@@ -435,5 +461,6 @@ both!(
     single_item_form_and_companion_invalidation,
     two_instances_share_one_fill,
     the_body_error_reaches_the_caller_unchanged,
+    a_cache_error_reaches_the_caller_as_its_error_type,
     single_item_and_batch_forms_share_keys,
 );

@@ -102,14 +102,24 @@ async fn commit_with_lock_held_by_another_writes_nothing(t: Target) {
     )
     .await;
     release.send(()).unwrap();
-    task.await.unwrap();
+    let got = task.await.unwrap();
+    assert_eq!(
+        got,
+        HashMap::from([(1, value(1))]),
+        "the caller gets what it fetched"
+    );
     assert!(!exists(cache.connection(), &keys.data).await);
     let lock: String = cmd(cache.connection(), "GET", &keys.lock).await;
     assert_eq!(
         lock, "another-callers-token",
         "another caller's lock is left alone"
     );
-    assert_eq!(cache.stats().lost_locks, 1);
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.lost_locks, stats.stale_commits, stats.commits),
+        (1, 0, 0),
+        "refused for the lock, not as stale"
+    );
 }
 
 async fn commit_without_lock_still_writes(t: Target) {
@@ -119,12 +129,18 @@ async fn commit_without_lock_still_writes(t: Target) {
     let keys = cache.keys(&1).unwrap();
     cmd::<()>(cache.connection(), "DEL", &keys.lock).await; // our lock expired, nobody took it
     release.send(()).unwrap();
-    task.await.unwrap();
+    let got = task.await.unwrap();
+    assert_eq!(got, HashMap::from([(1, value(1))]));
     assert!(
         exists(cache.connection(), &keys.data).await,
         "version unchanged: written"
     );
-    assert_eq!(cache.stats().commits, 1);
+    assert!(!exists(cache.connection(), &keys.lock).await, "no lock left");
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.commits, stats.stale_commits, stats.lost_locks),
+        (1, 0, 0)
+    );
 }
 
 async fn version_expiring_mid_fetch_writes_nothing(t: Target) {
