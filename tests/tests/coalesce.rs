@@ -1,6 +1,7 @@
 //! Concurrent single-id reads on one connection share `MGET`s (on a connection from
 //! `Connection::open`): every caller still gets its own id's value, absent ids stay absent, and
-//! callers that stop waiting — queued, or holding a batch to read — never stall the others.
+//! callers that stop waiting — queued, or holding a batch to read — never stall the others; and
+//! Redis counts far fewer reads than callers.
 
 mod support;
 
@@ -110,3 +111,53 @@ both!(
     concurrent_reads_get_their_own_values,
     dropped_readers_do_not_stall_the_others
 );
+
+/// How many times the server ran `command` since its stats were last reset (`INFO
+/// commandstats`).
+async fn calls_of(conn: &ruecache::Connection, command: &str) -> u64 {
+    let info: String = support::cmd(conn, "INFO", "commandstats").await;
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 300 single-id hits released at once by a barrier, on one connection: Redis's own count of
+/// commands (a private server) shows that their reads shared `MGET`s, far fewer than one read
+/// per caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_hits_share_mgets() {
+    let server = ruecache_tests::start_standalone_with(&[]);
+    let conn = server.connect().await;
+    let cache = support::cache(conn.clone(), &ruecache_tests::ns());
+    let source = Source::default();
+    let _: Vec<(u64, String)> = cache
+        .get_and_fill((0..IDS).collect::<Vec<_>>(), |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    support::cmd::<()>(&conn, "CONFIG", "RESETSTAT").await;
+    let misses = cache.stats().misses;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(IDS as usize));
+    let tasks: Vec<_> = (0..IDS)
+        .map(|id| {
+            let (cache, barrier) = (cache.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                cache
+                    .get_and_fill_one(id, |_| async { Ok::<_, TestError>(None::<String>) })
+                    .await
+            })
+        })
+        .collect();
+    for (id, task) in (0..IDS).zip(tasks) {
+        assert_eq!(task.await.unwrap().unwrap(), Some(value(id)));
+    }
+    assert_eq!(cache.stats().misses, misses, "every read was a hit");
+    let (gets, mgets) = (calls_of(&conn, "get").await, calls_of(&conn, "mget").await);
+    assert!(
+        gets + mgets <= IDS / 4,
+        "{IDS} concurrent hits took {gets} GETs and {mgets} MGETs: their reads were not shared"
+    );
+    eprintln!("{IDS} concurrent hits: {gets} GETs, {mgets} MGETs");
+}
