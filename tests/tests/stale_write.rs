@@ -135,7 +135,10 @@ async fn commit_without_lock_still_writes(t: Target) {
         exists(cache.connection(), &keys.data).await,
         "version unchanged: written"
     );
-    assert!(!exists(cache.connection(), &keys.lock).await, "no lock left");
+    assert!(
+        !exists(cache.connection(), &keys.lock).await,
+        "no lock left"
+    );
     let stats = cache.stats();
     assert_eq!(
         (stats.commits, stats.stale_commits, stats.lost_locks),
