@@ -240,7 +240,8 @@ impl Connection {
     /// Sets how soon the locks of a process that died stop blocking others: this connection
     /// keeps a liveness key (`ruecache:live:<id>`) with `window` as its TTL, refreshed every
     /// third of `window`, and a caller waiting on one of its locks takes the lock over once the
-    /// key is gone: at most `window` after the process died (or lost Redis). `None` turns this
+    /// key is gone: at most `window` after the process died (or lost Redis), plus the waiter's
+    /// current backoff step (it checks the key each time it polls the lock). `None` turns this
     /// off: locks then block others until their lock TTL ends. Default
     /// [`DEFAULT_LIVENESS_WINDOW`].
     ///

@@ -18,10 +18,10 @@ type Map = HashMap<u64, String>;
 const WINDOW: Duration = Duration::from_millis(500);
 
 /// A child process takes the locks of 1 and 2 (lock TTL 60 s, liveness window 500 ms) and is
-/// killed with SIGKILL while its fetch runs. A caller whose whole timeout is the liveness window
-/// plus a little (3 s: the window, a poll every 100 ms at most, and slack for a busy machine)
-/// still gets both ids, because it takes the dead holder's locks over: the delay is bounded by
-/// the window, not by the lock TTL.
+/// killed with SIGKILL while its fetch runs and a caller waits for its locks. The caller, whose
+/// whole timeout is the liveness window plus a little (3 s: the window, a poll every 100 ms at
+/// most, and slack for a busy machine), still gets both ids, because it takes the dead holder's
+/// locks over: the delay is bounded by the window, not by the lock TTL.
 async fn locks_of_a_killed_process_are_taken_over(t: Target) {
     let ns = t.ns();
     let [kind, urls] = t.child_args();
@@ -53,14 +53,27 @@ async fn locks_of_a_killed_process_are_taken_over(t: Target) {
     for id in [1, 2] {
         assert!(exists(cache.connection(), cache.keys(&id).unwrap().lock).await);
     }
+    // The caller is already waiting for the holder's locks when the holder dies.
+    let source = Source::default();
+    let waiting = tokio::spawn({
+        let (cache, source) = (cache.clone(), source.clone());
+        async move {
+            cache
+                .get_and_fill::<_, Map, _, _, _, _>([1, 2, 3], |ids| source.fetch(ids))
+                .await
+        }
+    });
+    support::eventually("the caller waiting for the holder's locks", async || {
+        cache.stats().lock_waits >= 2
+    })
+    .await;
     child.kill().unwrap(); // SIGKILL: no chance to release anything
     child.wait().unwrap();
     let killed = Instant::now();
 
-    let source = Source::default();
-    let got = cache
-        .get_and_fill::<_, Map, _, _, _, _>([1, 2, 3], |ids| source.fetch(ids))
+    let got = waiting
         .await
+        .unwrap()
         .expect("the dead holder's locks are taken over within the window and a little");
     let delay = killed.elapsed();
     assert_eq!(got, [1, 2, 3].map(|id| (id, value(id))).into());
