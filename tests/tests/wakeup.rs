@@ -541,3 +541,80 @@ async fn release_before_the_subscription_is_not_missed() {
         "a busy read, then the read after subscribing found the value: {stats:?}"
     );
 }
+
+/// The channels subscribed on a private server (`PUBSUB CHANNELS`) and its subscription
+/// clients (`CLIENT LIST TYPE pubsub`).
+async fn subscriptions(admin: &Connection) -> (usize, usize) {
+    let channels: Vec<Vec<u8>> = support::cmd(admin, "PUBSUB", "CHANNELS").await;
+    let clients: String = support::cmd(admin, "CLIENT", ("LIST", "TYPE", "pubsub")).await;
+    (channels.len(), clients.lines().count())
+}
+
+/// One subscription serves every waiter of a connection, and a channel is unsubscribed once its
+/// last waiter has left: five callers waiting for five ids another connection holds share one
+/// subscription client with the five ids' channels, and once they have all returned no channel
+/// is left subscribed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_subscription_per_connection_and_no_channel_left_after_the_waits() {
+    let server = ruecache_tests::start_standalone_with(&[]);
+    let ns = ruecache_tests::ns();
+    let holder = support::cache(server.connect().await, &ns);
+    let waiter = never_polling(server.connect().await, &ns);
+    let admin = server.connect().await;
+    let ids: Vec<u64> = (0..5).collect();
+    let mut gate = Gate::default();
+    let held = {
+        let (holder, handle) = (holder.clone(), gate.handle());
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            holder
+                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>(ids, |ids| {
+                    let handle = handle.clone();
+                    async move {
+                        handle.pause(&ids).await;
+                        Ok::<_, TestError>(
+                            ids.into_iter()
+                                .map(|id| (id, value(id)))
+                                .collect::<Vec<_>>(),
+                        )
+                    }
+                })
+                .await
+        })
+    };
+    let (_, release) = gate.paused().await;
+    let waiting: Vec<_> = ids
+        .iter()
+        .map(|&id| {
+            let waiter = waiter.clone();
+            tokio::spawn(async move {
+                waiter
+                    .get_and_fill_one(id, |_| async { Ok::<_, TestError>(None) })
+                    .await
+            })
+        })
+        .collect();
+    // Each waiter counts a lock wait at each busy reply: the second comes from the read it
+    // makes once subscribed.
+    support::eventually("five waiters subscribed", async || {
+        waiter.stats().lock_waits >= 10
+    })
+    .await;
+    assert_eq!(
+        subscriptions(&admin).await,
+        (5, 1),
+        "five channels, one client"
+    );
+
+    release.send(()).unwrap();
+    assert_eq!(held.await.unwrap().unwrap().len(), 5);
+    for (id, task) in ids.iter().zip(waiting) {
+        assert_eq!(task.await.unwrap().unwrap(), Some(value(*id)));
+    }
+    assert_eq!(waiter.stats().wakeups, 5, "{:?}", waiter.stats());
+    // The last waiter of a channel unsubscribes it in the background.
+    support::eventually("every channel unsubscribed", async || {
+        subscriptions(&admin).await.0 == 0
+    })
+    .await;
+}
