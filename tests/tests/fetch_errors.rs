@@ -1,11 +1,14 @@
-//! A failing fetch: its error comes back unchanged, its locks are released, nothing is written.
+//! A failing fill (the fetch fails, or the codec cannot encode what it returned): the error comes
+//! back, its locks are released unless they are about to expire, nothing is written.
 
 mod support;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use ruecache::Cache;
 use ruecache_tests::{both, Target};
-use support::{cache, exists, Source, TestError};
+use support::{cache, exists, value, Source, TestError};
 
 async fn fetch_error_aborts_and_unlocks(t: Target) {
     let ns = t.ns();
@@ -45,3 +48,128 @@ async fn fetch_error_aborts_and_unlocks(t: Target) {
 }
 
 both!(fetch_error_aborts_and_unlocks);
+
+/// What [`Refuses`] says when it will not encode a value.
+const REFUSAL: &str = "this value has no encoding";
+
+/// MessagePack, except that it refuses to encode one value.
+struct Refuses(String);
+
+impl ruecache::Codec<String> for Refuses {
+    fn encode(&self, value: &String, out: &mut Vec<u8>) -> Result<(), ruecache::Error> {
+        if *value == self.0 {
+            return Err(ruecache::Error::Encode(REFUSAL.into()));
+        }
+        ruecache::Codec::<String>::encode(&ruecache::MsgPack, value, out)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<String, ruecache::Error> {
+        ruecache::Codec::<String>::decode(&ruecache::MsgPack, bytes)
+    }
+}
+
+async fn encode_failure_is_returned_and_releases_the_locks(t: Target) {
+    let ns = t.ns();
+    let cache = Cache::<u64, String>::builder(t.connect().await, &support::template(&ns))
+        .codec(Refuses(value(2)))
+        .build()
+        .expect("valid config");
+    let source = Source::default();
+    let err = cache
+        .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], |ids| source.fetch(ids))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        TestError::Cache(ruecache::Error::Encode(REFUSAL.into()).to_string()),
+        "the codec's error is returned as the caller's error"
+    );
+    assert_eq!(source.calls(), vec![vec![1, 2]], "both ids were fetched");
+    // A release may be left to a background task: wait for it.
+    cache.connection().settle().await;
+    for id in [1, 2] {
+        let keys = cache.keys(&id).unwrap();
+        assert!(
+            !exists(cache.connection(), &keys.lock).await,
+            "lock of {id} released"
+        );
+        assert!(
+            !exists(cache.connection(), &keys.data).await,
+            "nothing written for {id}, not even the value that encoded"
+        );
+    }
+    // The same keys with a codec that works: filled at once, without waiting for any lock.
+    let working = support::cache(t.connect().await, &ns);
+    let source = Source::default();
+    let got: HashMap<u64, String> = working
+        .get_and_fill([1, 2], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(got, [(1, value(1)), (2, value(2))].into());
+    assert_eq!(source.calls(), vec![vec![1, 2]]);
+    assert_eq!(working.stats().lock_waits, 0);
+    let cached: HashMap<u64, String> = working
+        .get_and_fill([1, 2], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(cached, got, "the second fill was committed");
+    assert_eq!(source.calls().len(), 1, "served from the cache");
+}
+
+both!(encode_failure_is_returned_and_releases_the_locks);
+
+/// A fetch that fails, after `delay` if one is given.
+async fn failing_fetch(delay: Option<Duration>) -> Result<Vec<(u64, String)>, TestError> {
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    Err(TestError::Source("database down"))
+}
+
+async fn no_release_when_the_lock_is_about_to_expire(t: Target) {
+    let ns = t.ns();
+    let lock_ttl = Duration::from_millis(400);
+    let threshold = Duration::from_millis(350);
+    let cache = Cache::<u64, String>::builder(t.connect().await, &support::template(&ns))
+        .lock_ttl(lock_ttl)
+        .unlock_threshold(threshold)
+        .build()
+        .expect("valid config");
+    // The fetch fails after 60 ms: less than the threshold of the lock TTL is left.
+    let slow = Duration::from_millis(60);
+    let err = cache
+        .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], |_| failing_fetch(Some(slow)))
+        .await
+        .unwrap_err();
+    assert_eq!(err, TestError::Source("database down"));
+    cache.connection().settle().await;
+    for id in [1, 2] {
+        let keys = cache.keys(&id).unwrap();
+        let pttl: i64 = support::cmd(cache.connection(), "PTTL", &keys.lock).await;
+        assert!(
+            pttl > 0,
+            "the lock of {id} was not released (PTTL {pttl}: -2 means gone)"
+        );
+        assert!(
+            pttl < (lock_ttl - slow).as_millis() as i64,
+            "the lock of {id} was taken before the fetch (PTTL {pttl})"
+        );
+        assert!(!exists(cache.connection(), &keys.data).await);
+    }
+    // The same cache, a fetch that fails at once: nearly the whole TTL is left, so it releases.
+    let err = cache
+        .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([3, 4], |_| failing_fetch(None))
+        .await
+        .unwrap_err();
+    assert_eq!(err, TestError::Source("database down"));
+    cache.connection().settle().await;
+    for id in [3, 4] {
+        let keys = cache.keys(&id).unwrap();
+        assert!(
+            !exists(cache.connection(), &keys.lock).await,
+            "lock of {id} released"
+        );
+    }
+}
+
+both!(no_release_when_the_lock_is_about_to_expire);
