@@ -1,10 +1,9 @@
 // The expansion names everything by absolute path, so shadowing prelude names (and declaring a
-// `core` module) around the method changes nothing.
+// `core` module) around the method changes nothing, with every optional argument given too.
 
 #![allow(dead_code, non_camel_case_types, non_snake_case)]
 
 mod core {}
-mod std_like {}
 
 struct Result;
 struct Vec;
@@ -24,7 +23,6 @@ struct Clone;
 struct Hash;
 struct Eq;
 struct Display;
-struct ruecache_shadow;
 fn Ok() {}
 fn Err() {}
 fn Some() {}
@@ -65,7 +63,15 @@ impl Service {
         )
     }
 
-    #[::ruecache::cached_batch(key = "w:{id}")]
+    #[::ruecache::cached_batch(
+        key = "w:<<<id>>>",
+        ttl = "1h30m",
+        lock_ttl = "10s",
+        jitter = 0.1,
+        timeout = "2s",
+        codec = ::ruecache::MsgPack,
+        crate = "::ruecache"
+    )]
     async fn get_one(
         &self,
         id: u64,
