@@ -256,6 +256,9 @@ pub trait Form<P>: Sized {
     type Shape;
 }
 
+// `do_not_recommend` on each form: a wrong return type's error then says what the trait's
+// `on_unimplemented` message says, without listing these impls after it.
+#[diagnostic::do_not_recommend]
 impl<P, K, V, E, S> Form<P> for Result<HashMap<K, V, S>, E>
 where
     S: BuildHasher + Default,
@@ -266,6 +269,7 @@ where
     type Shape = Batch<P, K>;
 }
 
+#[diagnostic::do_not_recommend]
 impl<P, K, V, E> Form<P> for Result<BTreeMap<K, V>, E>
 where
     K: Ord,
@@ -276,6 +280,7 @@ where
     type Shape = Batch<P, K>;
 }
 
+#[diagnostic::do_not_recommend]
 impl<P, K, V, E> Form<P> for Result<Vec<(K, V)>, E> {
     type Id = K;
     type Value = V;
@@ -283,6 +288,7 @@ impl<P, K, V, E> Form<P> for Result<Vec<(K, V)>, E> {
     type Shape = Batch<P, K>;
 }
 
+#[diagnostic::do_not_recommend]
 impl<Id, T, E> Form<Id> for Result<Option<T>, E> {
     type Id = Id;
     type Value = T;
