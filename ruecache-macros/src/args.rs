@@ -190,7 +190,7 @@ fn set_once(
     if given.contains(&name) {
         errors.push(syn::Error::new_spanned(
             name_token,
-            format!("duplicate argument `{name}`"),
+            format!("duplicate argument `{name}`: it is already given, remove one of the two"),
         ));
         return false;
     }
@@ -261,7 +261,7 @@ mod tests {
             [
                 "unknown argument `tll`, expected `key`, `ttl`, `lock_ttl`, `timeout`, `jitter`, `codec` or `crate`",
                 "`key` expects a string literal, such as `key = \"widgets:{{{id}}}\"`",
-                "duplicate argument `ttl`",
+                "duplicate argument `ttl`: it is already given, remove one of the two",
                 "expected `=` and a value after `jitter`, a fraction between `0.0` and `1.0`, such as `0.2`",
                 "missing value for `codec`, expected a codec type, such as `ruecache::Raw`",
                 "expected an argument such as `key = \"widgets:{{{id}}}\"`, found `42`; the arguments are `key`, `ttl`, `lock_ttl`, `timeout`, `jitter`, `codec` or `crate`",

@@ -219,7 +219,7 @@ pub(crate) fn method<'a>(sig: &'a Signature, errors: &mut Errors) -> Option<Meth
     for extra in typed {
         fail(syn::Error::new_spanned(
             extra,
-            "unexpected parameter, `#[cached_batch]` methods take only `&self` and the ids: the cache key is made from the ids alone",
+            "unexpected parameter, `#[cached_batch]` methods take only `&self` and the ids: the cache key is made from the ids alone; to key by more, make it part of the id type (a struct id whose `Display` writes every part)",
         ));
     }
     if let Some(impl_trait) = ids.and_then(|ids| find_impl_trait(&ids.ty)) {
