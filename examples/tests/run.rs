@@ -45,6 +45,7 @@ fn widgets_example_misses_hits_reads_the_update_and_shares_one_query() {
             "2. second call: 3 widgets, still 1 query: all hits",
             "3. after rename + invalidate: widget 2 is \"renamed widget\", 2 queries",
             "4. 100 concurrent requests for cold widget 500: 1 query",
+            "widget 999999 is absent, 0 new queries",
             "stats: ",
         ],
     );

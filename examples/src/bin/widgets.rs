@@ -26,6 +26,13 @@ impl WidgetService {
         self.db.load_widgets(&ids).await // runs only for the ids the cache is missing
     }
 
+    /// The single-item form, on the same keys: what `get_widgets` cached, it reads, and the
+    /// other way round.
+    #[ruecache::cached_batch(key = "ruecache-example:widgets:<<<id>>>", ttl = "5m")]
+    async fn get_widget(&self, id: u64) -> Result<Option<Widget>, AppError> {
+        Ok(self.db.load_widgets(&[id]).await?.remove(&id))
+    }
+
     async fn rename_widget(&self, id: u64, name: &str) -> Result<(), AppError> {
         // Write the source first, then invalidate: a fill racing the write cannot store the old row.
         let written = self.db.rename(id, name);
@@ -95,6 +102,22 @@ async fn main() -> Result<(), AppError> {
         "100 concurrent requests for one cold id share one query"
     );
     println!("4. 100 concurrent requests for cold widget 500: {queries} query");
+
+    let before = service.db.queries();
+    let one = service.get_widget(1).await?.expect("widget 1 exists");
+    let missing = service.get_widget(999_999).await?;
+    assert_eq!(one, first[&1]);
+    assert!(missing.is_none());
+    assert_eq!(
+        service.db.queries(),
+        before,
+        "both were cached by get_widgets"
+    );
+    println!(
+        "5. single-item form: widget 1 is {:?}, widget 999999 is absent, {} new queries",
+        one.name,
+        service.db.queries() - before
+    );
     println!("stats: {:?}", service.get_widgets_cache().stats());
     // Graceful shutdown: writes that cancelled requests left to background tasks finish first.
     service.redis.settle().await;
