@@ -256,6 +256,24 @@ impl Options {
 mod tests {
     use super::*;
 
+    /// The defaults the README's table and the issue promise.
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let o = Options::default();
+        assert_eq!(o.ttl, Some(Duration::from_secs(5 * 60)));
+        assert_eq!(o.jitter, 0.2);
+        assert_eq!(o.lock_ttl, Duration::from_secs(5));
+        assert_eq!(o.version_ttl, Duration::from_secs(10 * 60));
+        assert_eq!(o.timeout, Duration::from_secs(30));
+        assert_eq!(
+            (o.backoff_min, o.backoff_max),
+            (Duration::from_millis(25), Duration::from_secs(1))
+        );
+        assert_eq!(o.unlock_threshold, Duration::from_millis(10));
+        assert!(!o.fallback_to_source);
+        assert!(o.validate().is_ok());
+    }
+
     #[test]
     fn jitter_stays_in_range_and_is_deterministic() {
         let o = Options::DEFAULT;
