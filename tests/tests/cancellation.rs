@@ -12,42 +12,53 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures_util::FutureExt as _;
-use ruecache::Connection;
+use ruecache::{Cache, Connection};
 use ruecache_tests::{both, start_standalone_with, Target};
 use support::{eventually, exists, value, Gate, TestError};
 
+/// Calls `get_and_fill(ids)` and drops the call in the poll in which its fetch returned, with
+/// its commit in flight. With `hold_writes`, the fetch first holds writes inside Redis through
+/// that connection (`CLIENT PAUSE WRITE`), so the commit cannot end until they are let go.
+async fn drop_when_fetched(
+    cache: &Cache<u64, String>,
+    ids: Vec<u64>,
+    hold_writes: Option<&Connection>,
+) {
+    let fetched = Arc::new(AtomicBool::new(false));
+    let (flag, admin) = (fetched.clone(), hold_writes.cloned());
+    let call = cache.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>(ids, move |ids| {
+        let (flag, admin) = (flag.clone(), admin.clone());
+        async move {
+            if let Some(admin) = &admin {
+                support::cmd::<()>(admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;
+            }
+            flag.store(true, Ordering::SeqCst);
+            Ok::<_, TestError>(
+                ids.into_iter()
+                    .map(|id| (id, value(id)))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    });
+    let mut call = pin!(call);
+    std::future::poll_fn(|cx| {
+        let poll = call.as_mut().poll(cx);
+        assert!(
+            poll.is_pending(),
+            "the commit is still in flight when the fetch returns: {poll:?}"
+        );
+        if fetched.load(Ordering::SeqCst) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
 async fn dropped_after_fetch_returned_still_commits(t: Target) {
     let cache = support::cache(t.connect().await, &t.ns());
-    let fetched = Arc::new(AtomicBool::new(false));
-    let flag = fetched.clone();
-    {
-        let call = cache.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], move |ids| {
-            let flag = flag.clone();
-            async move {
-                flag.store(true, Ordering::SeqCst);
-                Ok::<_, TestError>(
-                    ids.into_iter()
-                        .map(|id| (id, value(id)))
-                        .collect::<Vec<_>>(),
-                )
-            }
-        });
-        let mut call = pin!(call);
-        // Poll the call until the poll in which its fetch returned, then drop it right there.
-        std::future::poll_fn(|cx| {
-            let poll = call.as_mut().poll(cx);
-            assert!(
-                poll.is_pending(),
-                "the commit is still in flight when the fetch returns: {poll:?}"
-            );
-            if fetched.load(Ordering::SeqCst) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-    } // dropped here
+    drop_when_fetched(&cache, vec![1, 2], None).await;
     let conn = cache.connection().clone();
     conn.settle().await; // the commit, finished by a spawned task
     assert!(exists(&conn, cache.data_key(&1).unwrap()).await);
@@ -212,33 +223,7 @@ async fn settle_waits_for_a_commit_left_running() {
     let admin = Connection::open(&server.url()).await.unwrap();
     let cache = support::cache(conn.clone(), "settle:");
     conn.settle().await; // nothing in the background yet
-    let fetched = Arc::new(AtomicBool::new(false));
-    {
-        let (flag, admin) = (fetched.clone(), admin.clone());
-        let call = cache.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1], move |ids| {
-            let (flag, admin) = (flag.clone(), admin.clone());
-            async move {
-                support::cmd::<()>(&admin, "CLIENT", ("PAUSE", 10_000, "WRITE")).await;
-                flag.store(true, Ordering::SeqCst);
-                Ok::<_, TestError>(
-                    ids.into_iter()
-                        .map(|id| (id, value(id)))
-                        .collect::<Vec<_>>(),
-                )
-            }
-        });
-        let mut call = pin!(call);
-        // Dropped in the poll in which its fetch returned, as in the test above.
-        std::future::poll_fn(|cx| {
-            assert!(call.as_mut().poll(cx).is_pending());
-            if fetched.load(Ordering::SeqCst) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-    }
+    drop_when_fetched(&cache, vec![1], Some(&admin)).await;
     let mut settle = pin!(conn.settle());
     for _ in 0..10 {
         // Let the spawned commit run up to its wait for Redis.

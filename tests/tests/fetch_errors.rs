@@ -10,6 +10,23 @@ use ruecache::Cache;
 use ruecache_tests::{both, Target};
 use support::{cache, exists, value, Source, TestError};
 
+/// Asserts that no lock of `ids` is left and that nothing was written for them.
+async fn released_and_unwritten<C: ruecache::Codec<String>>(
+    cache: &Cache<u64, String, C>,
+    ids: impl IntoIterator<Item = u64>,
+) {
+    for id in ids {
+        let keys = cache.keys(&id).unwrap();
+        assert!(
+            !exists(cache.connection(), &keys.lock).await,
+            "lock of {id} released"
+        );
+        assert!(
+            !exists(cache.connection(), &keys.data).await,
+            "nothing written for {id}"
+        );
+    }
+}
 async fn fetch_error_aborts_and_unlocks(t: Target) {
     let ns = t.ns();
     let cache = cache(t.connect().await, &ns);
@@ -24,17 +41,7 @@ async fn fetch_error_aborts_and_unlocks(t: Target) {
         TestError::Source("database down"),
         "the fetch error is returned unchanged"
     );
-    for id in 1..=3 {
-        let keys = cache.keys(&id).unwrap();
-        assert!(
-            !exists(cache.connection(), &keys.lock).await,
-            "lock of {id} released"
-        );
-        assert!(
-            !exists(cache.connection(), &keys.data).await,
-            "nothing written for {id}"
-        );
-    }
+    released_and_unwritten(&cache, 1..=3).await;
     // Another caller fills at once, without waiting for the failed caller's locks to expire.
     let other = support::cache(t.connect().await, &ns);
     let source = Source::default();
@@ -87,17 +94,8 @@ async fn encode_failure_is_returned_and_releases_the_locks(t: Target) {
     assert_eq!(source.calls(), vec![vec![1, 2]], "both ids were fetched");
     // A release may be left to a background task: wait for it.
     cache.connection().settle().await;
-    for id in [1, 2] {
-        let keys = cache.keys(&id).unwrap();
-        assert!(
-            !exists(cache.connection(), &keys.lock).await,
-            "lock of {id} released"
-        );
-        assert!(
-            !exists(cache.connection(), &keys.data).await,
-            "nothing written for {id}, not even the value that encoded"
-        );
-    }
+    // Not even the value that encoded.
+    released_and_unwritten(&cache, [1, 2]).await;
     // The same keys with a codec that works: filled at once, without waiting for any lock.
     let working = support::cache(t.connect().await, &ns);
     let source = Source::default();
