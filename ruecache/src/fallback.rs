@@ -34,7 +34,7 @@ use crate::cache::Cache;
 use crate::codec::{seal, Codec};
 use crate::fill::{self, dedup, read, Read};
 use crate::flight::{Claimed, Flight};
-use crate::keys::{slot, Derived};
+use crate::keys::{lock_key, slot};
 use crate::stats::Counters;
 use crate::{Connection, Error};
 
@@ -205,20 +205,14 @@ async fn probe(outage: Weak<Outage>, conn: Connection, keys: Vec<Vec<u8>>, timeo
 /// What a probe reads (see the module docs): the lock key of one id per hash slot of `ids` on a
 /// cluster, of the first id on a standalone server.
 fn probe_keys<Id, T, C>(cache: &Cache<Id, T, C>, ids: &[Id]) -> Vec<Vec<u8>> {
-    let mut slots = HashSet::new();
-    let mut keys = Vec::new();
-    for key in ids.iter().filter_map(|id| cache.data_key(id).ok()) {
-        let lock = Derived::of(&key).lock().to_vec();
-        let group = if cache.conn.is_cluster() {
-            slot(&lock)
-        } else {
-            0
-        };
-        if slots.insert(group) {
-            keys.push(lock);
-        }
+    let locks = (ids.iter())
+        .filter_map(|id| cache.data_key(id).ok())
+        .map(|key| lock_key(&key));
+    if !cache.conn.is_cluster() {
+        return locks.take(1).collect();
     }
-    keys
+    let mut slots = HashSet::new();
+    locks.filter(|lock| slots.insert(slot(lock))).collect()
 }
 
 /// Whether Redis answers a `GET` of each of `keys` within `timeout`: any reply but one that

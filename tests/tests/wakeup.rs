@@ -368,18 +368,7 @@ async fn polling_waiter_reads_once_more_before_its_deadline(t: Target) {
     // A holder that never lets go: the waiter's last read finds it busy too, and the call
     // fails with the timeout.
     let mut gate = Gate::default();
-    let handle = gate.handle();
-    let stuck = {
-        let holder = holder.clone();
-        tokio::spawn(async move {
-            holder
-                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>(vec![2], |ids| {
-                    gated(handle.clone(), ids, false, Arc::default())
-                })
-                .await
-        })
-    };
-    let (_, release) = gate.paused().await;
+    let (stuck, release) = support::paused_fill(&holder, vec![2], &mut gate).await;
     let got: Result<HashMap<u64, String>, TestError> = waiter
         .get_and_fill(vec![2], |ids| async move {
             Ok::<_, TestError>(ids.into_iter().map(|i| (i, value(i))).collect::<Vec<_>>())
@@ -401,10 +390,7 @@ async fn polling_waiter_reads_once_more_before_its_deadline(t: Target) {
         "three busy reads, the last just before the deadline: {after:?}"
     );
     release.send(()).unwrap();
-    assert_eq!(
-        stuck.await.unwrap().unwrap(),
-        HashMap::from([(2, value(2))])
-    );
+    assert_eq!(stuck.await.unwrap(), HashMap::from([(2, value(2))]));
 }
 
 both!(
@@ -498,18 +484,7 @@ async fn release_before_the_subscription_is_not_missed() {
         .unwrap();
 
     let mut gate = Gate::default();
-    let handle = gate.handle();
-    let a = {
-        let holder = holder.clone();
-        tokio::spawn(async move {
-            holder
-                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>(vec![1], |ids| {
-                    gated(handle.clone(), ids, false, Arc::default())
-                })
-                .await
-        })
-    };
-    let (_, release_holder) = gate.paused().await;
+    let (a, release_holder) = support::paused_fill(&holder, vec![1], &mut gate).await;
     let b = {
         let waiter = waiter.clone();
         tokio::spawn(async move {
@@ -526,7 +501,7 @@ async fn release_before_the_subscription_is_not_missed() {
     // The waiter found the lock busy and is subscribing: the holder commits now, to nobody.
     hold.held.await.expect("the waiter subscribes");
     release_holder.send(()).unwrap();
-    assert_eq!(a.await.unwrap().unwrap(), HashMap::from([(1, value(1))]));
+    assert_eq!(a.await.unwrap(), HashMap::from([(1, value(1))]));
     hold.release.send(()).unwrap();
     let got = tokio::time::timeout(Duration::from_secs(20), b)
         .await

@@ -71,6 +71,19 @@ enum Case {
     BatchMiss,
 }
 
+/// The cases run at every p in [`PARALLELISM`], in table order.
+const SINGLE_CASES: [Case; 6] = [
+    Case::RawGet,
+    Case::Hit,
+    Case::HitOne,
+    Case::HitAttr,
+    Case::Miss,
+    Case::RawMiss,
+];
+
+/// The cases run at [`BATCH_P`], in table order.
+const BATCH_CASES: [Case; 3] = [Case::RawMget, Case::BatchHit, Case::BatchMiss];
+
 impl Case {
     fn name(self) -> &'static str {
         match self {
@@ -607,34 +620,15 @@ async fn bench(cfg: &Config, url: &str, private: bool) -> String {
     let mut rows = Vec::new();
     for p in PARALLELISM {
         eprint!("p={p} ");
-        let cases = [
-            Case::RawGet,
-            Case::Hit,
-            Case::HitOne,
-            Case::HitAttr,
-            Case::Miss,
-            Case::RawMiss,
-        ];
-        rows.extend(group(&setup, cfg, p, &cases).await);
+        rows.extend(group(&setup, cfg, p, &SINGLE_CASES).await);
         eprintln!();
     }
     eprint!("batch p={BATCH_P} ");
-    let cases = [Case::RawMget, Case::BatchHit, Case::BatchMiss];
-    rows.extend(group(&setup, cfg, BATCH_P, &cases).await);
+    rows.extend(group(&setup, cfg, BATCH_P, &BATCH_CASES).await);
     eprintln!();
 
     let mut allocs = Vec::new();
-    for case in [
-        Case::RawGet,
-        Case::Hit,
-        Case::HitOne,
-        Case::HitAttr,
-        Case::Miss,
-        Case::RawMiss,
-        Case::RawMget,
-        Case::BatchHit,
-        Case::BatchMiss,
-    ] {
+    for case in SINGLE_CASES.into_iter().chain(BATCH_CASES) {
         if cfg.alloc_ops > 0 && (cfg.wants(case, 1) || cfg.wants(case, BATCH_P)) {
             // A batch does 100 ids per operation.
             let ops = match case.floor() {
