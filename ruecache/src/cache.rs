@@ -303,7 +303,9 @@ impl<Id, T, C> Cache<Id, T, C> {
         }
     }
 
-    /// The three keys of one id: data, version and lock (for debugging with `redis-cli`).
+    /// The Redis names of one id (for debugging with `redis-cli`): its data key, which holds
+    /// its value, its "absent" marker or the lease of the caller filling it, and the channel
+    /// a release of its lease publishes on.
     ///
     /// # Errors
     ///
@@ -316,15 +318,14 @@ impl<Id, T, C> Cache<Id, T, C> {
     /// // A cache built with the template "names:{{{id}}}".
     /// let keys = cache.keys(&7)?;
     /// assert_eq!(keys.data, "names:{7}");
-    /// // `{tag}`, the byte 0xFF, a kind byte (`v` or `l`), then the data key.
-    /// assert_eq!(keys.lock, b"{7}\xfflnames:{7}");
+    /// // `{tag}`, the byte 0xFF, then `n`: shared by the ids of one hash tag.
+    /// assert_eq!(keys.channel, b"{7}\xffn");
     /// # Ok(()) }
     /// ```
     pub fn keys(&self, id: &Id) -> Result<IdKeys, Error> {
         let data = self.data_key(id)?;
         Ok(IdKeys {
-            version: crate::keys::version_key(&data),
-            lock: crate::keys::lock_key(&data),
+            channel: crate::keys::channel(&data),
             data,
         })
     }
@@ -495,8 +496,9 @@ where
         Ok(out.into_iter().map(|(_, item)| item).collect())
     }
 
-    /// Deletes the cached values of `ids` and replaces their versions, so a fill that is running
-    /// now cannot write what it fetched. Call it after every write to the source.
+    /// Deletes the data keys of `ids`: their cached values, and the leases of fills running now,
+    /// so that none of those fills can write what it fetched. Call it after every write to the
+    /// source.
     ///
     /// Once polled, the invalidation runs to its end in a task of its own: if the caller stops
     /// waiting (a cancelled request), it still happens.
@@ -515,7 +517,7 @@ where
     /// # Ok(()) }
     /// ```
     pub async fn invalidate<I: IntoIterator<Item = Id>>(&self, ids: I) -> Result<(), Error> {
-        crate::fill::invalidate(self, ids).await
+        crate::invalidate::invalidate(self, ids).await
     }
 }
 
@@ -544,28 +546,26 @@ pub trait HasConnection {
     fn cache_connection(&self) -> &Connection;
 }
 
-/// The Redis keys of one id, from [`Cache::keys`]. All three share a cluster slot.
+/// The Redis names of one id, from [`Cache::keys`]: both in one cluster slot.
 ///
 /// # Examples
 ///
 /// ```no_run
 /// # fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
 /// let keys: ruecache::IdKeys = cache.keys(&7)?;
-/// // For `redis-cli`: the derived keys are binary, print them escaped.
+/// // For `redis-cli`: the channel is binary, print it escaped.
 /// println!("data {}", keys.data);
-/// println!("lock {}", keys.lock.escape_ascii());
-/// println!("version {}", keys.version.escape_ascii());
+/// println!("channel {}", keys.channel.escape_ascii());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IdKeys {
-    /// The data key, rendered from the template.
+    /// The data key, rendered from the template: the id's only key.
     pub data: String,
-    /// The version key (binary: it contains a byte no data key can contain).
-    pub version: Vec<u8>,
-    /// The lock key (binary, like the version key).
-    pub lock: Vec<u8>,
+    /// The channel on which the release of a lease waited for publishes a wake-up (binary: it
+    /// contains a byte no data key can contain).
+    pub channel: Vec<u8>,
 }
 
 /// The future of a batch fetch made by [`fetch_one`]: name it to keep such a fetch in a struct
@@ -750,14 +750,14 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
         self
     }
 
-    /// How long a filler's lock lasts (default 5 s): the longest a crashed filler can block
-    /// others. Make it longer than your slowest fetch: once a fill's lock expires during its
-    /// fetch, another caller may take the lock and fetch the same ids again, and the first
-    /// fill's commit is then refused. (If no one took the lock, the commit still writes, as long
-    /// as the ids were not invalidated meanwhile.)
+    /// How long a filler's lease (its lock on an id) lasts (default 5 s): the longest a crashed
+    /// filler can block others. Make it longer than your slowest fetch: a fill whose lease
+    /// expires during its fetch never writes what it fetched (its commit finds the lease gone,
+    /// which may hide an invalidation, so it is refused: [`Stats::stale_commits`](crate::Stats::stale_commits), or
+    /// [`Stats::lost_locks`](crate::Stats::lost_locks) if another caller leased the id meanwhile), and the next caller
+    /// fetches the id again.
     ///
-    /// [`build`](Self::build) accepts 1 ms up to [`Options::MAX_TTL`], and no more than the
-    /// [version TTL](Self::version_ttl) (10 min unless set): raise that too for longer locks.
+    /// [`build`](Self::build) accepts 1 ms up to [`Options::MAX_TTL`].
     ///
     /// # Examples
     ///
@@ -773,27 +773,6 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// ```
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
         self.options.lock_ttl = ttl;
-        self
-    }
-
-    /// How long an idle version key lives (default 10 min; refreshed on every fill).
-    ///
-    /// [`build`](Self::build) accepts the [lock TTL](Self::lock_ttl) up to [`Options::MAX_TTL`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
-    /// use std::time::Duration;
-    ///
-    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
-    ///     .lock_ttl(Duration::from_secs(20 * 60))
-    ///     .version_ttl(Duration::from_secs(30 * 60))
-    ///     .build()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn version_ttl(mut self, ttl: Duration) -> Self {
-        self.options.version_ttl = ttl;
         self
     }
 
@@ -942,8 +921,6 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// - a [`ttl`](Self::ttl) under 1 ms or over [`Options::MAX_TTL`];
     /// - a [`jitter`](Self::jitter) outside `0.0..=1.0`;
     /// - a [`lock_ttl`](Self::lock_ttl) under 1 ms or over [`Options::MAX_TTL`];
-    /// - a [`version_ttl`](Self::version_ttl) shorter than the lock TTL or over
-    ///   [`Options::MAX_TTL`];
     /// - a [`timeout`](Self::timeout) of zero or over [`Options::MAX_TIMEOUT`];
     /// - a [`backoff`](Self::backoff) whose minimum is zero or above its maximum, or whose
     ///   maximum is over [`Options::MAX_TIMEOUT`];

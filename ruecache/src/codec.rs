@@ -176,24 +176,29 @@ impl<T: prost::Message + Default> Codec<T> for Prost {
 
 /// The envelope: a marker byte, then a kind byte. `0xC1` is unused in MessagePack and invalid in
 /// UTF-8, so values others write with those rarely start with it; a value that does is still
-/// checked by the kind byte and the codec, and refilled if they reject it. The first byte is
-/// checked where cached data is read: [`open`], and the prepare step's re-read (plain `GET`s in
-/// `fill::prepare`). The Lua scripts never look at values: `commit.lua` writes the sealed bytes
-/// as given.
+/// checked by the kind byte and the codec, and refilled if they reject it. The first two bytes
+/// are checked where cached data is read ([`open`]); the Lua scripts only compare whole values,
+/// or the two bytes of a lease.
 pub(crate) const MAGIC: u8 = 0xC1;
 const PRESENT: u8 = b'P';
 const ABSENT: u8 = b'A';
+/// A lease: a filler's lock, held in the data key itself (see `fill::lease`).
+pub(crate) const LEASE: u8 = b'L';
+/// A lease that a waiter flagged: its release publishes a wake-up.
+pub(crate) const FLAGGED: u8 = b'W';
 
-/// Where the codec's bytes start in a present value.
+/// Where the codec's bytes start in a present value, and the token in a lease.
 pub(crate) const PAYLOAD_START: usize = 2;
 
-/// What a cached value says about an id.
+/// What a data key's bytes say about an id.
 #[derive(Debug)]
 pub(crate) enum Cached {
     /// The source has the id; the codec's bytes start at [`PAYLOAD_START`].
     Present,
     /// The source does not have the id.
     Absent,
+    /// A filler holds the id's lease (flagged by a waiter or not): no value yet.
+    Leased,
 }
 
 /// Reads the envelope; `None` for anything not in our format (a miss).
@@ -201,6 +206,7 @@ pub(crate) fn open(bytes: &[u8]) -> Option<Cached> {
     match bytes {
         [MAGIC, PRESENT, ..] => Some(Cached::Present),
         [MAGIC, ABSENT] => Some(Cached::Absent),
+        [MAGIC, LEASE | FLAGGED, ..] => Some(Cached::Leased),
         _ => None,
     }
 }

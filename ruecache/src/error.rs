@@ -105,4 +105,39 @@ impl Error {
     pub fn source_error(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Source(err.into())
     }
+
+    /// Whether Redis could not be reached (rather than refused what was asked): a timeout, a
+    /// connection that failed or dropped, or a cluster that cannot serve the slot right now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// assert!(ruecache::Error::Timeout(Duration::from_secs(1)).is_unreachable());
+    /// assert!(!ruecache::Error::InvalidId.is_unreachable());
+    /// ```
+    pub fn is_unreachable(&self) -> bool {
+        use redis::{ErrorKind, ServerErrorKind};
+        match self {
+            Self::Timeout(_) => true,
+            Self::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || matches!(
+                        e.kind(),
+                        ErrorKind::ClusterConnectionNotFound
+                            | ErrorKind::Server(
+                                ServerErrorKind::ClusterDown
+                                    | ServerErrorKind::TryAgain
+                                    | ServerErrorKind::MasterDown
+                                    | ServerErrorKind::BusyLoading
+                            )
+                    )
+            }
+            _ => false,
+        }
+    }
 }

@@ -13,28 +13,27 @@
 //! for, and that caller hands its followers the value (there is no Redis to read it from). An
 //! outage is logged once when it starts (a warning) and once when it ends.
 //!
-//! A probe is a `GET` of the lock key of an id the failed call asked for, one per hash slot the
-//! call needed (one in all on a standalone server): a short value, a command the cache's minimal
-//! ACL allows, and on a cluster it reaches the very nodes the call needed, so the outage lasts as
+//! A probe is a `GET` of a key derived from an id the failed call asked for (the previous
+//! protocol's version key, in the id's slot), one per hash slot the call needed (one in all on a
+//! standalone server): a short value or none, a command the cache's minimal ACL allows, and on a cluster it reaches the very nodes the call needed, so the outage lasts as
 //! long as one of them is down, not longer (a node the call did not need may be down for good)
 //! and not shorter (a probe of a healthy node would end it, and the next call would start it
 //! again). Any reply counts as an answer, a refusal included.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use redis::{ErrorKind, ServerErrorKind, Value};
+use redis::Value;
 use tracing::{info, warn};
 
 use crate::cache::Cache;
 use crate::codec::{seal, Codec};
-use crate::fill::{self, dedup, read, Read};
+use crate::fill::{self, dedup, read, Fetch, Read};
 use crate::flight::{Claimed, Flight};
-use crate::keys::{lock_key, slot};
+use crate::keys::{legacy_version_key, slot};
 use crate::stats::Counters;
 use crate::{Connection, Error};
 
@@ -51,7 +50,7 @@ impl<E> From<Error> for Failure<E> {
 }
 
 /// [`fill::get_and_fill`], falling back to the source if the cache is set to.
-pub(crate) async fn get_and_fill<Id, T, C, F, Fut, R, E>(
+pub(crate) async fn get_and_fill<Id, T, C, F, E>(
     cache: &Cache<Id, T, C>,
     ids: Vec<Id>,
     fetch: F,
@@ -60,9 +59,7 @@ pub(crate) async fn get_and_fill<Id, T, C, F, Fut, R, E>(
 where
     Id: Eq + Hash + Clone + Send + Sync + 'static,
     C: Codec<T>,
-    F: FnMut(Vec<Id>) -> Fut,
-    Fut: Future<Output = Result<R, E>>,
-    R: IntoIterator<Item = (Id, T)>,
+    F: Fetch<Id, T, E>,
     E: From<Error>,
 {
     if !cache.spec.options.fallback_to_source {
@@ -73,7 +70,7 @@ where
 }
 
 /// [`fill::get_and_fill_one`], falling back to the source if the cache is set to.
-pub(crate) async fn get_and_fill_one<Id, T, C, F, Fut, R, E>(
+pub(crate) async fn get_and_fill_one<Id, T, C, F, E>(
     cache: &Cache<Id, T, C>,
     id: Id,
     fetch: F,
@@ -81,9 +78,7 @@ pub(crate) async fn get_and_fill_one<Id, T, C, F, Fut, R, E>(
 where
     Id: Eq + Hash + Clone + Send + Sync + 'static,
     C: Codec<T>,
-    F: FnMut(Vec<Id>) -> Fut,
-    Fut: Future<Output = Result<R, E>>,
-    R: IntoIterator<Item = (Id, T)>,
+    F: Fetch<Id, T, E>,
     E: From<Error>,
 {
     if !cache.spec.options.fallback_to_source {
@@ -94,7 +89,7 @@ where
     Ok(out.pop())
 }
 
-async fn degradable<Id, T, C, F, Fut, R, E>(
+async fn degradable<Id, T, C, F, E>(
     cache: &Cache<Id, T, C>,
     ids: Vec<Id>,
     mut fetch: F,
@@ -103,9 +98,7 @@ async fn degradable<Id, T, C, F, Fut, R, E>(
 where
     Id: Eq + Hash + Clone + Send + Sync + 'static,
     C: Codec<T>,
-    F: FnMut(Vec<Id>) -> Fut,
-    Fut: Future<Output = Result<R, E>>,
-    R: IntoIterator<Item = (Id, T)>,
+    F: Fetch<Id, T, E>,
     E: From<Error>,
 {
     let outage = cache.conn.outage();
@@ -114,14 +107,14 @@ where
     }
     let start = out.len();
     let tagged = |ids| {
-        let fut = fetch(ids);
+        let fut = fetch.call(ids);
         async move { fut.await.map_err(Failure::Source) }
     };
     let result = fill::get_and_fill(cache, ids.clone(), tagged, out).await;
     match result {
         Ok(()) => Ok(()),
         Err(Failure::Source(e)) => Err(e),
-        Err(Failure::Cache(e)) if unreachable(&e) => {
+        Err(Failure::Cache(e)) if e.is_unreachable() => {
             let probe_timeout = probe_timeout(cache.spec.options.timeout);
             let probes = probe_keys(cache, &ids);
             if matches!(e, Error::Timeout(_)) && answers(&cache.conn, &probes, probe_timeout).await
@@ -202,17 +195,17 @@ async fn probe(outage: Weak<Outage>, conn: Connection, keys: Vec<Vec<u8>>, timeo
     }
 }
 
-/// What a probe reads (see the module docs): the lock key of one id per hash slot of `ids` on a
-/// cluster, of the first id on a standalone server.
+/// What a probe reads (see the module docs): a key derived from one id per hash slot of `ids`
+/// on a cluster, from the first id on a standalone server.
 fn probe_keys<Id, T, C>(cache: &Cache<Id, T, C>, ids: &[Id]) -> Vec<Vec<u8>> {
-    let locks = (ids.iter())
+    let probes = (ids.iter())
         .filter_map(|id| cache.data_key(id).ok())
-        .map(|key| lock_key(&key));
+        .map(|key| legacy_version_key(&key));
     if !cache.conn.is_cluster() {
-        return locks.take(1).collect();
+        return probes.take(1).collect();
     }
     let mut slots = HashSet::new();
-    locks.filter(|lock| slots.insert(slot(lock))).collect()
+    probes.filter(|probe| slots.insert(slot(probe))).collect()
 }
 
 /// Whether Redis answers a `GET` of each of `keys` within `timeout`: any reply but one that
@@ -225,7 +218,7 @@ async fn answers(conn: &Connection, keys: &[Vec<u8>], timeout: Duration) -> bool
         async move {
             match tokio::time::timeout(timeout, get.query_async::<Value>(&mut conn)).await {
                 Ok(Ok(_)) => true,
-                Ok(Err(e)) => !unreachable(&Error::Redis(e)),
+                Ok(Err(e)) => !Error::Redis(e).is_unreachable(),
                 Err(_) => false,
             }
         }
@@ -236,32 +229,9 @@ async fn answers(conn: &Connection, keys: &[Vec<u8>], timeout: Duration) -> bool
         .all(|answered| answered)
 }
 
-/// Whether `e` means Redis could not be reached (rather than refused what was asked).
-pub(crate) fn unreachable(e: &Error) -> bool {
-    match e {
-        Error::Timeout(_) => true,
-        Error::Redis(e) => {
-            e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal()
-                || e.is_timeout()
-                || matches!(
-                    e.kind(),
-                    ErrorKind::ClusterConnectionNotFound
-                        | ErrorKind::Server(
-                            ServerErrorKind::ClusterDown
-                                | ServerErrorKind::TryAgain
-                                | ServerErrorKind::MasterDown
-                                | ServerErrorKind::BusyLoading
-                        )
-                )
-        }
-        _ => false,
-    }
-}
 
 /// Fetches `ids` from the source, sharing fetches with other callers on the connection.
-async fn from_source<Id, T, C, F, Fut, R, E>(
+async fn from_source<Id, T, C, F, E>(
     cache: &Cache<Id, T, C>,
     mut ids: Vec<Id>,
     fetch: &mut F,
@@ -270,9 +240,7 @@ async fn from_source<Id, T, C, F, Fut, R, E>(
 where
     Id: Eq + Hash + Clone,
     C: Codec<T>,
-    F: FnMut(Vec<Id>) -> Fut,
-    Fut: Future<Output = Result<R, E>>,
-    R: IntoIterator<Item = (Id, T)>,
+    F: Fetch<Id, T, E>,
     E: From<Error>,
 {
     dedup(&mut ids);
@@ -293,7 +261,7 @@ where
     Counters::add(&cache.spec.stats.flight_waits, follow.len());
     if !lead.is_empty() {
         let asked = lead.iter().map(|(id, _)| id.clone()).collect();
-        let mut fetched: HashMap<Id, T> = fetch(asked).await?.into_iter().collect();
+        let mut fetched: HashMap<Id, T> = fetch.call(asked).await?.into_iter().collect();
         for (id, key) in lead {
             let value = fetched.remove(&id);
             // A value that cannot be sealed is not handed over: its followers fetch it.
@@ -315,13 +283,13 @@ where
             Some(Read::Value(value)) => out.push((id, value)),
             Some(Read::Absent) => {}
             // The leader failed, was dropped, filled through Redis after all, or took too long.
-            Some(Read::Miss { .. }) | None => again.push(id),
+            Some(Read::Miss) | None => again.push(id),
         }
     }
     if !again.is_empty() {
         // Only the ids asked for, whatever else the source returns.
         let asked: HashSet<Id> = again.iter().cloned().collect();
-        let fetched = fetch(again).await?;
+        let fetched = fetch.call(again).await?;
         out.extend(fetched.into_iter().filter(|(id, _)| asked.contains(id)));
     }
     Ok(())

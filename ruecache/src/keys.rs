@@ -1,14 +1,19 @@
-//! Id-to-key mapping: the data key from a template, and the version and lock keys derived from it.
+//! Id-to-key mapping: the data key from a template, and the names derived from it.
 //!
-//! Derived keys are `{tag}` + `0xFF` + kind byte + data key, where `tag` is the data key's own
-//! hash tag if it has one, or else a short string that hashes to the data key's slot. So all three
-//! keys of an id share a cluster slot, whatever the template. Because a template and an id's
-//! `Display` output are UTF-8, a data key never contains the byte `0xFF`, so a derived key can
-//! never equal any data key; and since the tag holds no `}`, the data key can be read back out of
-//! a derived key, so two ids never share a derived key.
+//! Each id has one key, its data key, which holds its value, its "absent" marker, or the lease
+//! of the caller filling it. Derived names are `{tag}` + `0xFF` + kind byte (+ data key), where
+//! `tag` is the data key's own hash tag if it has one, or else a short string that hashes to the
+//! data key's slot, so they share the data key's cluster slot whatever the template:
 //!
-//! The wake-up channel of an id is `{tag}` + `0xFF` + `n`: in the lock's slot (so a script
-//! holding the lock can `SPUBLISH` on it), shared by the ids of one tag, and never a key.
+//! - the wake-up channel of an id, `{tag}` + `0xFF` + `n`: in the data key's slot (so a script
+//!   releasing a lease can `SPUBLISH` on it), shared by the ids of one tag, and never a key;
+//! - the version key of the previous protocol (`{tag}` + `0xFF` + `v` + data key), which an
+//!   invalidation deletes so that processes still running that protocol refuse their commits
+//!   during a rolling deploy.
+//!
+//! Because a template and an id's `Display` output are UTF-8, a data key never contains the byte
+//! `0xFF`, so a derived key can never equal any data key; and since the tag holds no `}`, the
+//! data key can be read back out of a derived key, so two ids never share a derived key.
 
 use std::fmt::{self, Display, Write as _};
 use std::sync::OnceLock;
@@ -26,7 +31,6 @@ use crate::Error;
 pub const MAX_KEY_LEN: usize = 64 * 1024;
 
 const VERSION_KIND: u8 = b'v';
-const LOCK_KIND: u8 = b'l';
 const CHANNEL_KIND: u8 = b'n';
 const DERIVED_MARK: u8 = 0xFF;
 
@@ -273,21 +277,21 @@ pub(crate) fn check_len(len: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// The version key of a data key.
-pub(crate) fn version_key(data_key: &str) -> Vec<u8> {
-    derived_key(data_key.as_bytes(), VERSION_KIND)
-}
-
-/// The lock key of a data key.
-pub(crate) fn lock_key(data_key: &str) -> Vec<u8> {
-    derived_key(data_key.as_bytes(), LOCK_KIND)
-}
-
-fn derived_key(data_key: &[u8], kind: u8) -> Vec<u8> {
+/// The version key the previous protocol kept beside a data key (see the module docs).
+pub(crate) fn legacy_version_key(data_key: &str) -> Vec<u8> {
+    let data_key = data_key.as_bytes();
     let tag = derived_tag(data_key);
     let mut key = Vec::with_capacity(tag.len() + data_key.len() + 4);
-    push_derived(&mut key, tag, data_key, kind);
+    push_derived(&mut key, tag, data_key, VERSION_KIND);
     key
+}
+
+/// The channel a release of a flagged lease on `data_key` publishes on.
+pub(crate) fn channel(data_key: &str) -> Vec<u8> {
+    let tag = derived_tag(data_key.as_bytes());
+    let mut channel = Vec::with_capacity(tag.len() + 4);
+    push_derived(&mut channel, tag, b"", CHANNEL_KIND);
+    channel
 }
 
 fn derived_tag(data_key: &[u8]) -> &[u8] {
@@ -301,45 +305,6 @@ fn push_derived(out: &mut Vec<u8>, tag: &[u8], data_key: &[u8], kind: u8) {
     out.push(DERIVED_MARK);
     out.push(kind);
     out.extend_from_slice(data_key);
-}
-
-/// The version and lock keys of one data key, and its wake-up channel, built together in one
-/// buffer (the miss path needs them for each script call).
-#[derive(Debug)]
-pub(crate) struct Derived {
-    keys: Vec<u8>,
-    /// Where the lock key starts, and where the channel starts.
-    split: [usize; 2],
-}
-
-impl Derived {
-    pub(crate) fn of(data_key: &str) -> Self {
-        let data_key = data_key.as_bytes();
-        let tag = derived_tag(data_key);
-        let mut keys = Vec::with_capacity(3 * (tag.len() + 4) + 2 * data_key.len());
-        push_derived(&mut keys, tag, data_key, VERSION_KIND);
-        let lock = keys.len();
-        push_derived(&mut keys, tag, data_key, LOCK_KIND);
-        let channel = keys.len();
-        push_derived(&mut keys, tag, b"", CHANNEL_KIND);
-        Self {
-            keys,
-            split: [lock, channel],
-        }
-    }
-
-    pub(crate) fn version(&self) -> &[u8] {
-        &self.keys[..self.split[0]]
-    }
-
-    pub(crate) fn lock(&self) -> &[u8] {
-        &self.keys[self.split[0]..self.split[1]]
-    }
-
-    /// The channel the commit and unlock scripts publish on when they release this id's lock.
-    pub(crate) fn channel(&self) -> &[u8] {
-        &self.keys[self.split[1]..]
-    }
 }
 
 /// The part of a key Redis Cluster hashes: the bytes between the first `{` and the next `}`, if
@@ -489,14 +454,10 @@ mod tests {
             "x{y}z{w}",
         ] {
             let s = slot(key.as_bytes());
-            assert_eq!(slot(&version_key(key)), s, "{key}");
-            assert_eq!(slot(&lock_key(key)), s, "{key}");
-            assert_ne!(version_key(key), lock_key(key));
-            let both = Derived::of(key);
-            assert_eq!(both.version(), version_key(key));
-            assert_eq!(both.lock(), lock_key(key));
-            assert_eq!(slot(both.channel()), s, "{key}");
-            assert!(both.channel().ends_with(b"}\xFFn"), "{key}");
+            assert_eq!(slot(&legacy_version_key(key)), s, "{key}");
+            assert!(legacy_version_key(key).ends_with(key.as_bytes()), "{key}");
+            assert_eq!(slot(&channel(key)), s, "{key}");
+            assert!(channel(key).ends_with(b"}\xFFn"), "{key}");
         }
     }
 

@@ -156,6 +156,7 @@ mod error;
 mod fallback;
 mod fill;
 mod flight;
+mod invalidate;
 mod keys;
 mod liveness;
 mod notify;

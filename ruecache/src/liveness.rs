@@ -1,17 +1,17 @@
 //! Lock-holder liveness: the locks of a process that died stop blocking others after a short
 //! window instead of the whole lock TTL.
 //!
-//! Every lock token starts with the id of the [`Connection`] that took it. Before a connection
-//! takes its first lock it sets its liveness key, `ruecache:live:<id>`, with the liveness window
+//! Every lease's token starts with the id of the [`Connection`] that took it. Before a
+//! connection takes its first lease it sets its liveness key, `ruecache:live:<id>`, with the liveness window
 //! as TTL, and a background task refreshes it every third of the window for as long as the
 //! connection (or a clone of it) exists. A caller that finds an id locked checks the holder's
 //! liveness key; once it is gone, the holder is dead (or has been cut off from Redis for a whole
-//! window) and its lock is taken over: the unlock script, given the dead holder's token, deletes
-//! the lock only if that token still holds it, and the lock is then taken as usual.
+//! window) and its lease is taken over: the unlock script, given the dead holder's lease, deletes
+//! the data key only if that lease is still in it, and the lease is then taken as usual.
 //!
-//! The stale-write guard does not depend on this: a holder wrongly declared dead finds its lock
-//! taken, and its commit is refused; or, once the taker has committed and released it, finds it
-//! free and writes only if its version is unchanged, as any commit.
+//! The stale-write guard does not depend on this: a holder wrongly declared dead finds its lease
+//! gone (replaced by the taker's lease, or by the value it committed), and its commit, a
+//! compare-and-set against its own lease, is refused.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -121,10 +121,10 @@ pub(crate) fn random_hex() -> [u8; ID_LEN] {
     std::array::from_fn(|i| HEX[(n >> (60 - 4 * i)) as usize & 0xF])
 }
 
-/// The liveness key of the connection that took a lock, if the lock holds one of our tokens.
-pub(crate) fn holder_key(lock_value: &[u8]) -> Option<String> {
-    let id = lock_value.get(..ID_LEN)?;
-    if lock_value.len() != crate::fill::TOKEN_LEN || !id.iter().all(u8::is_ascii_hexdigit) {
+/// The liveness key of the connection that took a lease, if `token` is one of our tokens.
+pub(crate) fn holder_key(token: &[u8]) -> Option<String> {
+    let id = token.get(..ID_LEN)?;
+    if token.len() != crate::fill::lease::TOKEN_LEN || !id.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     Some(key(id))

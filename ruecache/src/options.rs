@@ -9,8 +9,7 @@ use crate::Error;
 /// those of the Go original.
 ///
 /// [`CacheBuilder::build`](crate::CacheBuilder::build) rejects settings that make no sense with
-/// [`Error::Config`]: a zero duration, jitter outside `0.0..=1.0`, a version TTL shorter than the
-/// lock TTL, a backoff whose minimum is zero or above its maximum, an unlock threshold not shorter
+/// [`Error::Config`]: a zero duration, jitter outside `0.0..=1.0`, a backoff whose minimum is zero or above its maximum, an unlock threshold not shorter
 /// than the lock TTL, a TTL above [`MAX_TTL`](Self::MAX_TTL) or a timeout or backoff above
 /// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT).
 ///
@@ -33,7 +32,6 @@ pub struct Options {
     pub(crate) ttl: Option<Duration>,
     pub(crate) jitter: f64,
     pub(crate) lock_ttl: Duration,
-    pub(crate) version_ttl: Duration,
     pub(crate) timeout: Duration,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
@@ -48,7 +46,7 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The longest data, lock or version TTL a cache accepts: 100 years (of 365 days).
+    /// The longest data or lock TTL a cache accepts: 100 years (of 365 days).
     ///
     /// Redis stores an expiry as the current time plus the TTL in milliseconds and refuses a
     /// TTL that would overflow that sum; below this bound (doubled by the largest jitter) the
@@ -86,7 +84,7 @@ impl Options {
     /// ```
     pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-    /// Data TTL 5 min with ±20 % per-id jitter, lock TTL 5 s, version TTL 10 min, timeout 30 s,
+    /// Data TTL 5 min with ±20 % per-id jitter, lock TTL 5 s, timeout 30 s,
     /// wait backoff 25 ms to 1 s, unlock threshold 10 ms, no fallback to the source when Redis
     /// is unreachable.
     ///
@@ -104,7 +102,6 @@ impl Options {
         ttl: Some(Duration::from_secs(300)),
         jitter: 0.2,
         lock_ttl: Duration::from_secs(5),
-        version_ttl: Duration::from_secs(600),
         timeout: Duration::from_secs(30),
         backoff_min: Duration::from_millis(25),
         backoff_max: Duration::from_secs(1),
@@ -205,17 +202,6 @@ impl Options {
                  crashed filler blocks others, so set it a little above your slowest fetch",
             );
         }
-        if self.version_ttl > Self::MAX_TTL {
-            return fail(
-                "`version_ttl` must be at most 100 years (`Options::MAX_TTL`); it only needs to \
-                 outlive `lock_ttl`",
-            );
-        }
-        if self.version_ttl < self.lock_ttl {
-            return fail(
-                "`version_ttl` must be at least `lock_ttl`, or every slow fill is refused as stale",
-            );
-        }
         if self.timeout.is_zero() {
             return fail("`timeout` must be greater than zero");
         }
@@ -263,7 +249,6 @@ mod tests {
         assert_eq!(o.ttl, Some(Duration::from_secs(5 * 60)));
         assert_eq!(o.jitter, 0.2);
         assert_eq!(o.lock_ttl, Duration::from_secs(5));
-        assert_eq!(o.version_ttl, Duration::from_secs(10 * 60));
         assert_eq!(o.timeout, Duration::from_secs(30));
         assert_eq!(
             (o.backoff_min, o.backoff_max),
@@ -308,10 +293,6 @@ mod tests {
                 ..o
             },
             Options {
-                version_ttl: Duration::from_secs(1),
-                ..o
-            },
-            Options {
                 timeout: Duration::ZERO,
                 ..o
             },
@@ -342,11 +323,6 @@ mod tests {
             },
             Options {
                 lock_ttl: Options::MAX_TTL + Duration::from_millis(1),
-                version_ttl: Duration::MAX,
-                ..o
-            },
-            Options {
-                version_ttl: Options::MAX_TTL + Duration::from_millis(1),
                 ..o
             },
             Options {
@@ -378,7 +354,6 @@ mod tests {
             ttl: Some(Options::MAX_TTL),
             jitter: 1.0,
             lock_ttl: Options::MAX_TTL,
-            version_ttl: Options::MAX_TTL,
             timeout: Options::MAX_TIMEOUT,
             backoff_min: Options::MAX_TIMEOUT,
             backoff_max: Options::MAX_TIMEOUT,

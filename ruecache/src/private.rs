@@ -36,10 +36,6 @@ pub const fn options(
         if options.unlock_threshold.as_millis() >= ms as u128 {
             options.unlock_threshold = Duration::from_millis(ms / 2);
         }
-        // A version must outlive the lock, or every slow fill would be refused as stale.
-        if options.version_ttl.as_millis() < ms as u128 {
-            options.version_ttl = Duration::from_millis(ms);
-        }
     }
     if let Some(ms) = timeout_ms {
         options.timeout = Duration::from_millis(ms);

@@ -227,13 +227,36 @@ impl Calls {
 }
 
 pub(crate) static COMMIT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/commit.lua"), 3, 6));
+    LazyLock::new(|| Script::new(include_str!("scripts/commit.lua"), 1, 5));
 pub(crate) static UNLOCK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/unlock.lua"), 1, 3));
 pub(crate) static INVALIDATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/invalidate.lua"), 2, 2));
+pub(crate) static SEIZE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/seize.lua"), 1, 3));
+pub(crate) static FLAG: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/flag.lua"), 1, 1));
 
 /// Every script, for preloading.
-pub(crate) fn all() -> [&'static Script; 3] {
-    [&COMMIT, &UNLOCK, &INVALIDATE]
+pub(crate) fn all() -> [&'static Script; 5] {
+    [&COMMIT, &UNLOCK, &INVALIDATE, &SEIZE, &FLAG]
+}
+
+/// Runs script calls, coalesced with concurrent callers' where the connection allows (see
+/// [`coalesce`](crate::coalesce)): one reply per id.
+pub(crate) async fn send(conn: &Connection, calls: Calls) -> Result<Vec<Value>, Error> {
+    match conn.coalescer() {
+        Some(coalescer) => coalescer.run(calls).await,
+        None => calls.run(conn).await,
+    }
+}
+
+/// How the scripts that release a lease publish a wake-up: `SPUBLISH` on a cluster (a shard
+/// channel, served by the data key's own node), `PUBLISH` on a standalone server.
+pub(crate) fn sharded_flag(conn: &Connection) -> &'static [u8] {
+    if conn.is_cluster() {
+        b"1"
+    } else {
+        b"0"
+    }
 }

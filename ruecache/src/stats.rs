@@ -35,17 +35,14 @@ pub struct Stats {
     /// Ids written to Redis after a fetch (values, and "absent" markers for ids the source did
     /// not return).
     pub commits: u64,
-    /// Fetched ids not written because they were invalidated during the fetch (the stale-write
-    /// guard at work).
+    /// Fetched ids not written because their lease was gone at the commit: they were
+    /// invalidated during the fetch (the stale-write guard at work), or the lease expired (a
+    /// fetch longer than the [lock TTL](crate::CacheBuilder::lock_ttl)) or was evicted, either of
+    /// which may hide an invalidation.
     pub stale_commits: u64,
-    /// Of the [`stale_commits`](Self::stale_commits), the ids whose version key was gone at the
-    /// commit (evicted under memory pressure, or expired during a fetch longer than the
-    /// [version TTL](crate::CacheBuilder::version_ttl)): refused, since a lost version may hide an
-    /// invalidation.
-    pub lost_versions: u64,
-    /// Fetched ids not written because this caller's lock had expired and another caller had
-    /// taken it (a fetch that took longer than the
-    /// [lock TTL](crate::CacheBuilder::lock_ttl)).
+    /// Fetched ids not written because this caller's lease had expired and another caller had
+    /// taken the id over (or filled it) since: a fetch that took longer than the
+    /// [lock TTL](crate::CacheBuilder::lock_ttl), or a holder taken for dead.
     pub lost_locks: u64,
     /// Lock attempts (ids) sent to Redis.
     pub lock_attempts: u64,
@@ -76,7 +73,6 @@ pub(crate) struct Counters {
     pub(crate) fetched_ids: AtomicU64,
     pub(crate) commits: AtomicU64,
     pub(crate) stale_commits: AtomicU64,
-    pub(crate) lost_versions: AtomicU64,
     pub(crate) lost_locks: AtomicU64,
     pub(crate) lock_attempts: AtomicU64,
     pub(crate) lock_waits: AtomicU64,
@@ -96,7 +92,6 @@ impl Counters {
             fetched_ids: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             stale_commits: AtomicU64::new(0),
-            lost_versions: AtomicU64::new(0),
             lost_locks: AtomicU64::new(0),
             lock_attempts: AtomicU64::new(0),
             lock_waits: AtomicU64::new(0),
@@ -122,7 +117,6 @@ impl Counters {
             fetched_ids: self.fetched_ids.load(Relaxed),
             commits: self.commits.load(Relaxed),
             stale_commits: self.stale_commits.load(Relaxed),
-            lost_versions: self.lost_versions.load(Relaxed),
             lost_locks: self.lost_locks.load(Relaxed),
             lock_attempts: self.lock_attempts.load(Relaxed),
             lock_waits: self.lock_waits.load(Relaxed),

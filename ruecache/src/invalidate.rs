@@ -1,0 +1,57 @@
+//! Invalidation: after a write to the source, the ids' cached values go, and so do the leases of
+//! fills in progress, so that none of them can write what it read before the write.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tracing::{debug_span, Instrument as _};
+
+use crate::cache::Cache;
+use crate::fill::deadline::within;
+use crate::keys::{channel, legacy_version_key};
+use crate::scripts::{send, sharded_flag, Arg, Calls, INVALIDATE};
+use crate::stats::Counters;
+use crate::Error;
+
+/// Deletes the data keys of `ids` (values and leases alike), in one script call per slot group,
+/// and wakes callers waiting for a deleted lease. Runs to the end in a task of its own, so that
+/// it happens even if the caller stops waiting.
+pub(crate) async fn invalidate<Id, T, C, I>(cache: &Cache<Id, T, C>, ids: I) -> Result<(), Error>
+where
+    I: IntoIterator<Item = Id>,
+{
+    let mut keys = ids
+        .into_iter()
+        .map(|id| cache.data_key(&id))
+        .collect::<Result<Vec<_>, _>>()?;
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let options = &cache.spec.options;
+    let sharded = sharded_flag(&cache.conn);
+    let mut calls = Calls::new(&INVALIDATE, keys.len(), keys.len() * 96);
+    for key in &keys {
+        calls.push(
+            &[key.as_bytes(), &legacy_version_key(key)],
+            &[Arg::Bytes(&channel(key)), Arg::Bytes(sharded)],
+        );
+    }
+    let deadline = Instant::now() + options.timeout;
+    let span = debug_span!("invalidate", ids = keys.len());
+    // In a task of its own, so that it happens even if the caller stops waiting: typically a
+    // request cancelled after its database write, whose old value would otherwise stay cached
+    // for the data TTL.
+    let (conn, timeout) = (cache.conn.clone(), options.timeout);
+    let background = Arc::clone(conn.background());
+    let task = tokio::spawn(
+        background
+            .track(async move { within(deadline, timeout, send(&conn, calls)).await })
+            .instrument(span),
+    );
+    task.await
+        .map_err(|e| Error::UnexpectedReply(format!("the invalidation task failed: {e}")))??;
+    Counters::add(&cache.spec.stats.invalidations, keys.len());
+    Ok(())
+}
