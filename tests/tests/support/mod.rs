@@ -138,6 +138,25 @@ pub async fn cmd<T: FromRedisValue>(conn: &Connection, name: &str, args: impl To
         .unwrap_or_else(|e| panic!("{name} failed: {e}"))
 }
 
+/// The lease in a data key, if it holds one: a filler's lock, `0xC1` `L` (or `W` once a waiter
+/// flagged it), then the holder's 32-byte token.
+pub async fn lease(conn: &Connection, data_key: &str) -> Option<Vec<u8>> {
+    let held: Option<Vec<u8>> = cmd(conn, "GET", data_key).await;
+    held.filter(|v| v.len() == 34 && (v.starts_with(b"\xC1L") || v.starts_with(b"\xC1W")))
+}
+
+/// Whether a data key holds a lease (see [`lease`]).
+pub async fn leased(conn: &Connection, data_key: &str) -> bool {
+    lease(conn, data_key).await.is_some()
+}
+
+/// A lease of a made-up holder whose liveness key is alive or not as the test arranges: its
+/// token's first 16 hex digits name the holder (`ruecache:live:<those digits>`).
+pub fn foreign_lease(holder: &str) -> Vec<u8> {
+    assert_eq!(holder.len(), 16, "a holder id is 16 hex digits");
+    [&b"\xC1L"[..], holder.as_bytes(), b"0123456789abcdef"].concat()
+}
+
 pub async fn exists(conn: &Connection, key: impl ToRedisArgs) -> bool {
     cmd::<i64>(conn, "EXISTS", key).await == 1
 }
@@ -225,7 +244,7 @@ pub async fn paused_fill(
 pub const PASSWORD: &str = "cache-password";
 
 /// The README's minimal ACL for the template `widgets:{{{id}}}`, word for word: the arguments
-/// of `ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xff[vl]widgets:*"
+/// of `ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xffvwidgets:*"
 /// ~ruecache:live:* +get +mget +evalsha +script|load +set +del +pexpire` (`\xff` is the byte
 /// 0xFF).
 pub const MINIMAL_ACL: &[&[u8]] = &[
@@ -234,7 +253,7 @@ pub const MINIMAL_ACL: &[&[u8]] = &[
     b"on",
     b">cache-password",
     b"~widgets:*",
-    b"~{*}\xff[vl]widgets:*",
+    b"~{*}\xffvwidgets:*",
     b"~ruecache:live:*",
     b"+get",
     b"+mget",
