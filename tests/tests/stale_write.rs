@@ -1,12 +1,12 @@
 //! The stale-write guard: every case of the commit script, forced by pausing a fetch and changing
-//! the keys while it is paused.
+//! the data key (which holds the fill's lease) while it is paused.
 
 mod support;
 
 use std::collections::HashMap;
 
 use ruecache_tests::{both, Target};
-use support::{cmd, exists, paused_fill, value, Gate};
+use support::{cmd, exists, foreign_lease, lease, leased, paused_fill, value, Gate};
 
 async fn invalidation_during_fetch_returns_value_but_writes_nothing(t: Target) {
     let cache = support::cache(t.connect().await, &t.ns());
@@ -21,50 +21,35 @@ async fn invalidation_during_fetch_returns_value_but_writes_nothing(t: Target) {
         "the caller still gets what it fetched, the invalidated id included"
     );
     let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
     assert!(
-        !exists(conn, cache.data_key(&1).unwrap()).await,
+        !exists(conn, &key).await,
         "the invalidated id is not written"
     );
+    assert!(!leased(conn, &key).await, "no lease is left");
     assert!(
         exists(conn, cache.data_key(&2).unwrap()).await,
         "the other id is written"
-    );
-    assert!(
-        !exists(conn, cache.keys(&1).unwrap().lock).await,
-        "the lock is released anyway"
     );
     assert_eq!(cache.stats().stale_commits, 1);
     assert_eq!(cache.stats().commits, 1);
 }
 
-/// A version key lost while a fill is in its fetch (evicted, expired, deleted by hand), then an
-/// invalidation: the fill read the version from before, and must not write.
+/// A lease lost while a fill is in its fetch (evicted, expired, deleted by hand), then an
+/// invalidation: the fill read the source before the invalidation, and must not write.
 ///
-/// This is what a version scheme based on `INCR` gets wrong. There the first invalidation makes
-/// the version `1` and the fill reads `1`; with the key gone, the next invalidation's `INCR`
-/// creates it again at `1`, the same number the fill read, so the fill's commit finds its version
-/// unchanged and writes the value from before the invalidation, to stay until its TTL. A fresh
-/// random version per invalidation never repeats one a fill may have read.
-async fn lost_version_then_invalidation_writes_nothing(t: Target) {
+/// This is what a lock that is only a marker (the same bytes for every filler) gets wrong: once
+/// the marker is gone, another filler's marker looks like ours. Each lease carries a token drawn
+/// once, so the commit compares against exactly the lease it took.
+async fn lease_lost_then_invalidation_writes_nothing(t: Target) {
     let cache = support::cache(t.connect().await, &t.ns());
     let conn = cache.connection();
-    let keys = cache.keys(&1).unwrap();
-    cache.invalidate([1]).await.unwrap();
-    let before: Vec<u8> = cmd(conn, "GET", &keys.version).await;
-    assert!(!before.is_empty(), "the invalidation set a version");
-
+    let key = cache.data_key(&1).unwrap();
     let mut gate = Gate::default();
     let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
-    let read: Vec<u8> = cmd(conn, "GET", &keys.version).await;
-    assert_eq!(read, before, "the fill read the version and kept it");
-    cmd::<()>(conn, "DEL", &keys.version).await;
+    assert!(leased(conn, &key).await, "the fill holds the id's lease");
+    cmd::<()>(conn, "DEL", &key).await;
     cache.invalidate([1]).await.unwrap();
-    let after: Vec<u8> = cmd(conn, "GET", &keys.version).await;
-    assert!(!after.is_empty(), "the invalidation set a version again");
-    assert_ne!(
-        after, before,
-        "the version re-created after its loss equals the one the paused fill read"
-    );
     release.send(()).unwrap();
 
     let got = task.await.unwrap();
@@ -74,33 +59,62 @@ async fn lost_version_then_invalidation_writes_nothing(t: Target) {
         "the caller gets what it fetched"
     );
     assert!(
-        !exists(conn, &keys.data).await,
-        "the fill that read the version from before the invalidation wrote its value"
-    );
-    assert!(
-        !exists(conn, &keys.lock).await,
-        "the lock is released anyway"
+        !exists(conn, &key).await,
+        "the fill that read the source before the invalidation wrote its value"
     );
     let stats = cache.stats();
     assert_eq!(
-        (stats.stale_commits, stats.lost_versions, stats.commits),
+        (stats.stale_commits, stats.lost_locks, stats.commits),
         (1, 0, 0),
-        "refused for a changed version, not a missing one"
+        "refused for a lease gone, not one taken"
     );
 }
 
-async fn commit_with_lock_held_by_another_writes_nothing(t: Target) {
-    let cache = support::cache(t.connect().await, &t.ns());
+/// A lease lost mid-fetch, and the id filled by another caller since: the first fill's commit
+/// finds a value where its lease was and leaves it alone.
+async fn lease_lost_then_refilled_by_another_is_not_overwritten(t: Target) {
+    let ns = t.ns();
+    let cache = support::cache(t.connect().await, &ns);
+    let other = support::cache(t.connect().await, &ns);
+    let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
     let mut gate = Gate::default();
     let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
-    let keys = cache.keys(&1).unwrap();
-    // Our lock expired and another caller took it.
-    cmd::<()>(
-        cache.connection(),
-        "SET",
-        (&keys.lock, "another-callers-token", "PX", 60_000),
-    )
-    .await;
+    cmd::<()>(conn, "DEL", &key).await;
+    let fresh: HashMap<u64, String> = other
+        .get_and_fill([1], |ids| async move {
+            Ok::<_, ruecache::Error>(
+                ids.into_iter()
+                    .map(|id| (id, format!("fresh {id}")))
+                    .collect::<HashMap<_, _>>(),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(fresh, HashMap::from([(1, "fresh 1".to_owned())]));
+    let written: Vec<u8> = cmd(conn, "GET", &key).await;
+    assert!(!written.is_empty() && !leased(conn, &key).await, "the other caller committed");
+    release.send(()).unwrap();
+    task.await.unwrap();
+    let now: Vec<u8> = cmd(conn, "GET", &key).await;
+    assert_eq!(now, written, "the other caller's value is left as it was");
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.lost_locks, stats.stale_commits, stats.commits),
+        (1, 0, 0),
+        "refused: the data key holds something else than the lease"
+    );
+}
+
+async fn commit_with_lease_taken_by_another_writes_nothing(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
+    let mut gate = Gate::default();
+    let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
+    // Our lease expired and another caller took the id.
+    let theirs = foreign_lease("0123456789abcdef");
+    cmd::<()>(conn, "SET", (&key, &theirs, "PX", 60_000)).await;
     release.send(()).unwrap();
     let got = task.await.unwrap();
     assert_eq!(
@@ -108,36 +122,86 @@ async fn commit_with_lock_held_by_another_writes_nothing(t: Target) {
         HashMap::from([(1, value(1))]),
         "the caller gets what it fetched"
     );
-    assert!(!exists(cache.connection(), &keys.data).await);
-    let lock: String = cmd(cache.connection(), "GET", &keys.lock).await;
     assert_eq!(
-        lock, "another-callers-token",
-        "another caller's lock is left alone"
+        lease(conn, &key).await,
+        Some(theirs),
+        "another caller's lease is left alone"
     );
     let stats = cache.stats();
     assert_eq!(
         (stats.lost_locks, stats.stale_commits, stats.commits),
         (1, 0, 0),
-        "refused for the lock, not as stale"
+        "refused for the lease taken, not as stale"
     );
 }
 
-async fn commit_without_lock_still_writes(t: Target) {
+/// A lease that expired during the fetch with no one taking the id: the commit cannot tell an
+/// expiry from an invalidation (both leave the key empty), so it writes nothing, and the next
+/// call fills the id.
+async fn commit_after_the_lease_expired_writes_nothing(t: Target) {
     let cache = support::cache(t.connect().await, &t.ns());
+    let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
     let mut gate = Gate::default();
     let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
-    let keys = cache.keys(&1).unwrap();
-    cmd::<()>(cache.connection(), "DEL", &keys.lock).await; // our lock expired, nobody took it
+    cmd::<()>(conn, "DEL", &key).await; // our lease expired, nobody took it
     release.send(()).unwrap();
     let got = task.await.unwrap();
     assert_eq!(got, HashMap::from([(1, value(1))]));
-    assert!(
-        exists(cache.connection(), &keys.data).await,
-        "version unchanged: written"
+    assert!(!exists(conn, &key).await, "lease gone: nothing written");
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.commits, stats.stale_commits, stats.lost_locks),
+        (0, 1, 0)
     );
+    let source = support::Source::default();
+    let again: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(again, HashMap::from([(1, value(1))]));
+    assert_eq!(source.calls(), vec![vec![1]], "the next call fills it");
+    assert!(exists(conn, &key).await);
+}
+
+async fn lease_expiring_mid_fetch_writes_nothing(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
+    let mut gate = Gate::default();
+    let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
+    cmd::<()>(conn, "PEXPIRE", (&key, 1)).await;
+    support::eventually("the lease expires", async || !exists(conn, &key).await).await;
+    release.send(()).unwrap();
+    task.await.unwrap();
+    assert!(!exists(conn, &key).await, "a lease gone refuses the write");
+    let stats = cache.stats();
+    assert_eq!((stats.stale_commits, stats.commits), (1, 0));
+}
+
+async fn happy_path_writes_over_the_lease(t: Target) {
+    let cache = support::cache(t.connect().await, &t.ns());
+    let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
+    let mut gate = Gate::default();
+    let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
     assert!(
-        !exists(cache.connection(), &keys.lock).await,
-        "no lock left"
+        leased(conn, &key).await,
+        "the data key holds the lease during the fetch"
+    );
+    let pttl: i64 = cmd(conn, "PTTL", &key).await;
+    assert!(
+        (1..=5_000).contains(&pttl),
+        "the lease expires (PTTL {pttl})"
+    );
+    release.send(()).unwrap();
+    task.await.unwrap();
+    assert!(exists(conn, &key).await);
+    assert!(!leased(conn, &key).await, "the value replaced the lease");
+    let pttl: i64 = cmd(conn, "PTTL", &key).await;
+    assert!(
+        (240_000..=360_000).contains(&pttl),
+        "the value has the data TTL with jitter, not the lease's (PTTL {pttl})"
     );
     let stats = cache.stats();
     assert_eq!(
@@ -146,78 +210,36 @@ async fn commit_without_lock_still_writes(t: Target) {
     );
 }
 
-async fn version_expiring_mid_fetch_writes_nothing(t: Target) {
+/// Lease-shaped bytes that hold no token of ours (written by hand) block nothing: they are
+/// replaced by a lease of ours and the id is filled.
+async fn lease_shaped_garbage_is_replaced_and_filled(t: Target) {
     let cache = support::cache(t.connect().await, &t.ns());
-    let mut gate = Gate::default();
-    let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
-    let keys = cache.keys(&1).unwrap();
-    cmd::<()>(cache.connection(), "PEXPIRE", (&keys.version, 1)).await;
-    support::eventually("the version key expires", async || {
-        !exists(cache.connection(), &keys.version).await
-    })
-    .await;
-    release.send(()).unwrap();
-    task.await.unwrap();
-    assert!(
-        !exists(cache.connection(), &keys.data).await,
-        "a missing version refuses the write"
-    );
-    let stats = cache.stats();
-    assert_eq!((stats.stale_commits, stats.lost_versions), (1, 1));
-}
-
-async fn happy_path_writes_and_releases_the_lock(t: Target) {
-    let cache = support::cache(t.connect().await, &t.ns());
-    let mut gate = Gate::default();
-    let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
-    let keys = cache.keys(&1).unwrap();
-    assert!(
-        exists(cache.connection(), &keys.lock).await,
-        "the lock is held during the fetch"
-    );
-    let pttl: i64 = cmd(cache.connection(), "PTTL", &keys.lock).await;
-    assert!(
-        (1..=5_000).contains(&pttl),
-        "the lock expires (PTTL {pttl})"
-    );
-    release.send(()).unwrap();
-    task.await.unwrap();
-    assert!(exists(cache.connection(), &keys.data).await);
-    assert!(!exists(cache.connection(), &keys.lock).await);
-    let version_pttl: i64 = cmd(cache.connection(), "PTTL", &keys.version).await;
-    assert!(
-        version_pttl > 500_000,
-        "the version key has the 10 min TTL ({version_pttl})"
-    );
-}
-
-async fn garbage_version_self_heals_on_invalidate(t: Target) {
-    let cache = support::cache(t.connect().await, &t.ns());
-    let keys = cache.keys(&1).unwrap();
-    cmd::<()>(
-        cache.connection(),
-        "SET",
-        (&keys.version, "not a number \u{0}\u{1}"),
-    )
-    .await;
-    cache.invalidate([1]).await.unwrap();
-    let version: Vec<u8> = cmd(cache.connection(), "GET", &keys.version).await;
-    assert_ne!(version, b"not a number \x00\x01".to_vec());
+    let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
+    cmd::<()>(conn, "SET", (&key, b"\xC1Lnot a token \x00\x01".as_slice())).await;
     let source = support::Source::default();
-    let _: HashMap<u64, String> = cache
+    let got: HashMap<u64, String> = cache
         .get_and_fill([1], |ids| source.fetch(ids))
         .await
         .unwrap();
-    assert!(exists(cache.connection(), &keys.data).await);
+    assert_eq!(got, HashMap::from([(1, value(1))]));
+    assert!(!leased(conn, &key).await);
+    let again: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(again, got);
+    assert_eq!(source.calls(), vec![vec![1]], "filled once, then a hit");
     assert_eq!(cache.stats().commits, 1);
 }
 
 both!(
     invalidation_during_fetch_returns_value_but_writes_nothing,
-    lost_version_then_invalidation_writes_nothing,
-    commit_with_lock_held_by_another_writes_nothing,
-    commit_without_lock_still_writes,
-    version_expiring_mid_fetch_writes_nothing,
-    happy_path_writes_and_releases_the_lock,
-    garbage_version_self_heals_on_invalidate,
+    lease_lost_then_invalidation_writes_nothing,
+    lease_lost_then_refilled_by_another_is_not_overwritten,
+    commit_with_lease_taken_by_another_writes_nothing,
+    commit_after_the_lease_expired_writes_nothing,
+    lease_expiring_mid_fetch_writes_nothing,
+    happy_path_writes_over_the_lease,
+    lease_shaped_garbage_is_replaced_and_filled,
 );
