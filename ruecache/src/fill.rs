@@ -334,7 +334,7 @@ where
         drop(taking);
         let mut locked = Vec::new();
         let mut waiting = Vec::new();
-        // The lease each waiting id is waited for (`None`: look again at once).
+        // The lease each waiting id is waited for (`None`: seize it at once).
         let mut held = Vec::new();
         for (p, reply) in pending.into_iter().zip(replies) {
             let p = Pending {
@@ -364,10 +364,6 @@ where
                         stuck: Some(stuck),
                         ..p
                     });
-                    held.push(None);
-                }
-                Prepared::Retry => {
-                    waiting.push(p);
                     held.push(None);
                 }
             }

@@ -23,36 +23,80 @@
 //!
 //! # The protocol
 //!
-//! Each id has three keys in one cluster slot: the **data** key (from your template), a
-//! **version** key and a **lock** key (derived, see [`Cache::keys`]).
+//! Each id has one key in Redis, its **data** key (from your template). It holds the id's value,
+//! an "absent" marker (the source has no such id), or the **lease** of the caller filling it: a
+//! lock kept in the data key itself, made of a marker and a token drawn once per fill.
 //!
 //! 1. All data keys are read in one round trip (`GET`/`MGET`, grouped by slot on a cluster).
-//!    Hits are decoded and returned; a cached "absent" marker means the source has no such id.
-//! 2. For the misses, plain commands, all in one round trip, take the lock with
-//!    `SET lock token NX PX lock_ttl GET`, read (or create) the version and re-check the data.
-//! 3. The fetch function is called once with the ids this caller locked (and, after step 5,
+//!    Values are decoded and returned; a cached "absent" marker means the source has no such id.
+//! 2. For the misses, one command per id, all in one round trip, takes the lease and reads the
+//!    key at once: `SET key lease NX PX lock_ttl GET`. It answers nil when the lease was taken,
+//!    the value when someone filled the id since step 1, or another caller's lease.
+//! 3. The fetch function is called once with the ids this caller leased (and, after step 5,
 //!    once more for ids whose other filler gave up).
-//! 4. One Lua script, again in one round trip, releases our lock and writes each value (with TTL
-//!    and deterministic jitter) **only if its version is unchanged**. Ids the fetch left out are
+//! 4. One Lua script, again in one round trip, writes each value (with TTL and deterministic
+//!    jitter) **only over the caller's own lease**: a compare-and-set. Ids the fetch left out are
 //!    written as absent. Concurrent callers on a connection from [`Connection::open`] share
 //!    their script calls.
-//! 5. Ids locked by another caller are waited for and go through step 2 again until they are
-//!    filled, or the call times out. The commit and unlock scripts publish on the id's channel
-//!    when they release its lock, and a waiter on a connection from [`Connection::open`] or
-//!    [`Connection::open_cluster`] (or given [`Connection::wake_ups`]) is woken by that at
-//!    once; otherwise (and as a safety net) it polls with backoff (25 ms to 1 s).
+//! 5. Ids leased by another caller are waited for and go through step 2 again until they are
+//!    filled, or the call times out. A waiter on a connection that can subscribe (from
+//!    [`Connection::open`] or [`Connection::open_cluster`], or given [`Connection::wake_ups`])
+//!    subscribes to the id's channel and then flags the lease; the release of a flagged lease
+//!    (its commit, its unlock, its invalidation) publishes a wake-up, so an id nobody waits for
+//!    costs no `PUBLISH`. Waiters also poll with backoff (25 ms to 1 s), as the safety net.
 //!
-//! Step 2 needs Redis 7.0 or newer (`SET` with both `NX` and `GET`).
+//! A miss therefore costs three round trips and three commands (`GET`, `SET`, `EVALSHA`), and a
+//! cached id costs one key, the same memory as a hand-written `GET`/`SET` cache. Step 2 needs
+//! Redis 7.0 or newer (`SET` with both `NX` and `GET`).
 //!
-//! [`Cache::invalidate`] deletes the data and replaces the version with a fresh random one, so a
-//! fill that read the old version can never write: stale data is returned at most to the caller
-//! whose read raced the write (as a database read would be), never stored. Because a commit also
-//! refuses when the version key is *missing*, losing a version key to eviction or expiry can only
-//! refuse a write, never let a stale one in.
+//! [`Cache::invalidate`] deletes the data keys, whatever they hold: a value, or a lease.
 //!
-//! A fetch error is returned unchanged and releases the locks. If the caller stops waiting after
+//! ## Why a stale value is never written
+//!
+//! The argument is that of memcache's leases. Take a fill F of one id and a write W to the
+//! source, followed by W's invalidation I. F's value is stale only if F read the source before W
+//! wrote it; we show that then F's commit finds its lease gone and writes nothing.
+//!
+//! 1. F's lease L carries a token no other fill ever draws, and only F writes L (its step 2).
+//!    Nothing ever writes L back once it is gone: every other write to the data key puts a
+//!    value, another token's lease, or nothing.
+//! 2. F reads the source (step 3) only after its `SET ... NX` put L in the data key.
+//! 3. F commits (step 4) with a script that Redis runs atomically: it writes only if the data
+//!    key holds exactly L (flagged by a waiter or not) at that moment.
+//! 4. If F read the source before W wrote it, then I, which runs after W, runs after F took L
+//!    (2). I deletes the data key. So if F's commit runs after I, the key no longer holds L:
+//!    deleted by I, and by (1) never L again, whatever happened in between (another fill's lease
+//!    or value, an expiry, an eviction). The commit writes nothing.
+//! 5. If F's commit ran before I, I deletes what it wrote: the stale value lived only until the
+//!    invalidation, as with any cache that is invalidated after the write.
+//!
+//! Losing a key can only refuse a write, never let a stale one in: an expired or evicted lease
+//! is a data key without L, exactly like an invalidated one, so the commit refuses (this is why
+//! a fetch must take less than the lock TTL: see [`CacheBuilder::lock_ttl`]). A holder whose
+//! lease was taken over as dead (see below) finds another lease or value where L was, and
+//! refuses too. The caller that raced the write still *returns* what it fetched, as a database
+//! read racing the write would; only the cache is kept clean.
+//!
+//! One filler per id, fleet-wide: `SET ... NX` puts a lease only in an empty key, and Redis
+//! runs it atomically, so of all callers that find an id missing, one takes the lease and the
+//! others find it and wait. A lease expires at the lock TTL, and the lease of a process that
+//! died is taken over sooner: each token starts with its connection's id, whose liveness key the
+//! connection keeps alive while it exists; a waiter that finds it gone deletes the dead holder's
+//! lease (a compare-and-set again) and takes its own.
+//!
+//! Keys the cache cannot use (bytes not in its format or that its codec cannot read, a key of
+//! another type) are replaced by a lease with a compare-and-set over exactly what was seen, so a
+//! value or a lease written meanwhile is never overwritten.
+//!
+//! The previous protocol kept three keys per id (data, version, lock). During a rolling
+//! deploy, values it wrote are read as they are, its lock keys are ignored (both protocols then
+//! fill an id, each guarded), and an invalidation also deletes its version key, so that its
+//! commits, which refuse a missing version, never write over an invalidation either; its
+//! invalidations delete the data key, and with it this protocol's leases.
+//!
+//! A fetch error is returned unchanged and releases the leases. If the caller stops waiting after
 //! the fetch returned, the commit still completes in a spawned task; if it stops waiting during
-//! the fetch, the locks are released. [`Connection::settle`] waits for such background writes,
+//! the fetch, the leases are released. [`Connection::settle`] waits for such background writes,
 //! before a graceful shutdown.
 //!
 //! # The attribute
@@ -120,12 +164,13 @@
 //! `widgets:{{{id}}}`:
 //!
 //! ```text
-//! ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xff[vl]widgets:*" ~ruecache:live:* +get +mget +evalsha +script|load +set +del +pexpire
+//! ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xffvwidgets:*" ~ruecache:live:* +get +mget +evalsha +script|load +set +del +pexpire
 //! ```
 //!
-//! The second key pattern covers the version and lock keys (`\xff` is the byte `0xFF`, see
-//! [`Cache::keys`]), the third the liveness keys; `SET`, `DEL` and `PEXPIRE` are sent directly
-//! and called by the Lua scripts, which Redis checks against the caller's rights. A cluster user
+//! The second key pattern covers the previous protocol's version keys (`\xff` is the byte
+//! `0xFF`), which an invalidation deletes for processes still running it; the third the
+//! liveness keys. `SET` and `PEXPIRE` are sent directly, and `SET`, `DEL`, `MGET` and `GET` are
+//! called by the Lua scripts, which Redis checks against the caller's rights. A cluster user
 //! also needs `+cluster|slots`. The README's "Security" section explains each rule.
 //!
 //! At `INFO` and above the engine logs no key, id, value or password.

@@ -30,8 +30,6 @@ pub(super) enum Prepared {
     Busy(Held),
     /// Something the cache cannot use: seized in the next round.
     Stuck(Stuck),
-    /// The data key changed while it was being seized: look again at once.
-    Retry,
 }
 
 /// What a data key holds that the cache cannot use, as the seize script checks it.
@@ -94,7 +92,6 @@ pub(super) async fn prepare<Id, T, C>(
         for (&i, reply) in stuck.iter().zip(replies) {
             prepared[i] = Some(match reply {
                 Value::Int(1) => Prepared::Locked,
-                Value::Int(0) => Prepared::Retry,
                 Value::BulkString(bytes) => found(bytes),
                 other => {
                     return Err(Error::UnexpectedReply(format!("seize returned {other:?}")));

@@ -5,23 +5,17 @@
 -- Per id, KEYS (1): data key;
 -- ARGV (3): the caller's lease (0xC1 'L' token), the lease TTL (ms), and the SHA1 (hex) of the
 -- bytes the caller saw, or "" for a key of another type.
--- Returns, per id: 1 taken (the lease is in place), or what the data key holds now (a string the
--- caller reads as it reads `SET ... NX GET`'s reply), or 0 when the key is gone (look again).
+-- Returns, per id: 1 taken (the lease is in place), or what the data key holds now if it is
+-- not what the caller saw (a string the caller reads as it reads `SET ... NX GET`'s reply). A
+-- key gone since is taken as well: `SET` over nothing is what `SET ... NX` would have done.
 local out = {}
 for i = 1, #KEYS do
   local k, a = KEYS[i], 3 * (i - 1)
-  local kind = redis.call('TYPE', k)['ok']
-  local take = kind ~= 'string' and kind ~= 'none'
-  out[i] = 0
-  if kind == 'string' then
-    local v = redis.call('GET', k)
-    if redis.sha1hex(v) == ARGV[a + 3] then
-      take = true
-    else
-      out[i] = v
-    end
-  end
-  if take then
+  -- A key of another type answers an error table, a missing key false: both are taken.
+  local v = redis.pcall('GET', k)
+  if type(v) == 'string' and redis.sha1hex(v) ~= ARGV[a + 3] then
+    out[i] = v
+  else
     redis.call('SET', k, ARGV[a + 1], 'PX', ARGV[a + 2])
     out[i] = 1
   end
