@@ -106,7 +106,8 @@ impl Db {
             f(&conn)
         })
         .await
-        // A panic in `f` is the caller's panic; the pool never cancels a running task.
+        // A panic in `f` is the caller's panic. (The other join error, a task the runtime
+        // dropped unstarted at shutdown, cannot reach a caller: it is dropped with it.)
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
         .map_err(AppError::from)
     }

@@ -98,11 +98,6 @@ impl ExampleRedis {
         &self.url
     }
 
-    /// Whether this is a private server the example started.
-    pub fn is_private(&self) -> bool {
-        self.private.is_some()
-    }
-
     /// A new connection to the server.
     ///
     /// Its liveness key is turned off: an example writes nothing outside its own key prefix, and
