@@ -153,16 +153,16 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// The URL is invalid or the server does not answer.
+    /// [`Error::Redis`] if the URL is invalid or the server does not answer.
     ///
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn run() -> redis::RedisResult<()> {
+    /// # async fn run() -> Result<(), ruecache::Error> {
     /// let conn = ruecache::Connection::open("redis://127.0.0.1:6379").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn open(url: &str) -> redis::RedisResult<Self> {
+    pub async fn open(url: &str) -> Result<Self, Error> {
         let client = redis::Client::open(url)?;
         let config = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT));
@@ -188,16 +188,16 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// A URL is invalid or no node answers.
+    /// [`Error::Redis`] if a URL is invalid or no node answers.
     ///
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn run() -> redis::RedisResult<()> {
+    /// # async fn run() -> Result<(), ruecache::Error> {
     /// let conn = ruecache::Connection::open_cluster(&["redis://127.0.0.1:7000"]).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn open_cluster<S: AsRef<str>>(urls: &[S]) -> redis::RedisResult<Self> {
+    pub async fn open_cluster<S: AsRef<str>>(urls: &[S]) -> Result<Self, Error> {
         let builder = || {
             redis::cluster::ClusterClientBuilder::new(urls.iter().map(|u| u.as_ref()))
                 .response_timeout(DEFAULT_RESPONSE_TIMEOUT)
@@ -212,7 +212,7 @@ impl Connection {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn run() -> redis::RedisResult<()> {
+    /// # async fn run() -> Result<(), ruecache::Error> {
     /// let conn = ruecache::Connection::open("redis://127.0.0.1:6379").await?;
     /// assert!(!conn.is_cluster());
     /// # Ok(()) }

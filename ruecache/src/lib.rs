@@ -222,3 +222,21 @@ pub use keys::{KeyTemplate, MAX_KEY_LEN};
 pub use liveness::DEFAULT_LIVENESS_WINDOW;
 pub use options::Options;
 pub use stats::Stats;
+
+/// The redis-rs crate this one is built on, so that its types (`redis::Client`,
+/// `redis::aio::ConnectionManager`, `redis::RedisError`...) can be named without depending on a
+/// matching version of it.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> Result<(), ruecache::Error> {
+/// use ruecache::redis;
+///
+/// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+/// let manager = redis::aio::ConnectionManager::new(client.clone()).await?;
+/// let conn = ruecache::Connection::from(manager).wake_ups(&client);
+/// # drop(conn);
+/// # Ok(()) }
+/// ```
+pub use redis;

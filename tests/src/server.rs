@@ -162,7 +162,7 @@ impl RedisServer {
     /// # Errors
     ///
     /// The server refuses the connection, for example a wrong password.
-    pub async fn open(&self, url: &str) -> redis::RedisResult<ruecache::Connection> {
+    pub async fn open(&self, url: &str) -> Result<ruecache::Connection, ruecache::Error> {
         if !self.secure.tls {
             return ruecache::Connection::open(url).await;
         }

@@ -338,9 +338,10 @@ async fn waiter_is_woken(holder_conn: Connection, waiter_conn: Connection) {
 #[tokio::test]
 async fn wrong_password_or_no_user_is_refused_clearly() {
     let (server, _admin) = acl_server(false).await;
-    let e = Connection::open(&server.url_as("cache", "not-the-password"))
-        .await
-        .expect_err("a wrong password is refused");
+    let e = match Connection::open(&server.url_as("cache", "not-the-password")).await {
+        Err(ruecache::Error::Redis(e)) => e,
+        other => panic!("a wrong password is refused by Redis: {other:?}"),
+    };
     assert_eq!(e.kind(), ErrorKind::AuthenticationFailed, "{e}");
     assert!(
         e.to_string().contains("authentication failed"),
@@ -386,7 +387,10 @@ async fn tls_fill_and_invalidate_verified_with_the_test_ca() {
     let plain = format!("redis://127.0.0.1:{}/", server.port());
     let plain_attempt = async {
         let mut conn = Connection::open(&plain).await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(ruecache::Error::from)
     };
     assert!(
         plain_attempt.await.is_err(),

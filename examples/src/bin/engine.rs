@@ -1,13 +1,18 @@
 //! The widget service on the plain engine API (`Cache::builder` + `get_and_fill`).
 //!
-//! Run it with `cargo run -p ruecache-examples --bin engine` against `REDIS_URL`
-//! (default `redis://127.0.0.1:6379`).
+//! Run it with `cargo run -p ruecache-examples --bin engine`. It finds or starts a Redis as the
+//! `widgets` example does (`REDIS_URL`, else `redis://127.0.0.1:6379` or the address in
+//! `RUECACHE_EXAMPLE_PROBE`, else a private `redis-server` it stops at the end), writes only keys
+//! under `ruecache-example:engine:`, all with a TTL, and deletes them when it ends.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use ruecache::Cache;
-use ruecache_examples::{connect_redis, init_tracing, AppError, Db, Widget};
+use ruecache_examples::{clear_prefix, init_tracing, AppError, Db, ExampleRedis, Widget};
+
+/// The prefix of every key this example writes.
+const KEYS: &str = "ruecache-example:engine:";
 
 struct WidgetService {
     db: Db,
@@ -25,7 +30,7 @@ impl WidgetService {
 
     async fn rename_widget(&self, id: u64, name: &str) -> Result<(), AppError> {
         // Write the source first, then invalidate: a fill racing the write cannot store the old row.
-        let written = self.db.rename(id, name);
+        let written = self.db.rename(id, name).await;
         self.cache.invalidate([id]).await?;
         written
     }
@@ -33,16 +38,26 @@ impl WidgetService {
 
 #[tokio::main]
 async fn main() -> Result<(), AppError> {
-    init_tracing();
-    let redis = connect_redis().await;
+    init_tracing("warn");
+    let redis = ExampleRedis::find().await;
+    let conn = redis.connect().await?;
+    clear_prefix(&conn, KEYS).await?; // start cold
     let service = WidgetService {
-        db: Db::seeded(1000, Duration::from_millis(20))?,
-        cache: Cache::builder(redis, "ruecache-example:engine:widgets:{{{id}}}")
+        db: Db::seeded(1000, Duration::from_millis(20)).await?,
+        cache: Cache::builder(conn.clone(), "ruecache-example:engine:widgets:{{{id}}}")
             .ttl(Duration::from_secs(60))
             .build()?,
     };
-    service.cache.invalidate(1..=1000).await?; // start cold
+    let tour = tour(service).await;
+    // Graceful shutdown: writes that cancelled requests left to background tasks finish first.
+    conn.settle().await;
+    let removed = clear_prefix(&conn, KEYS).await?;
+    println!("removed the {removed} keys it wrote under {KEYS}");
+    redis.stop();
+    tour
+}
 
+async fn tour(service: WidgetService) -> Result<(), AppError> {
     let first = service.get_widgets(vec![1, 2, 3, 999_999]).await?;
     assert_eq!(
         service.db.queries(),

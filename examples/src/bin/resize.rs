@@ -1,19 +1,25 @@
 //! An expensive single-item job that only one of many servers does (the Go README's image-resize
-//! example): the resized image's URL is cached forever, keyed by a digest of the original URL.
+//! example): the resized image's URL is cached for a day, keyed by a digest of the original URL.
 //!
 //! Two servers, each with its own Redis connection (as two processes would have), get requests
 //! for the same cold image at the same moment. On each server one caller goes to Redis and the
 //! others wait for it (in-process single-flight); the two servers' callers then race for the
 //! image's lock (`SET NX`): one server resizes, the other waits on its lock and reads its result.
 //!
-//! Run it with `cargo run -p ruecache-examples --bin resize` against `REDIS_URL`.
+//! Run it with `cargo run -p ruecache-examples --bin resize`. It finds or starts a Redis as the
+//! `widgets` example does (`REDIS_URL`, else `redis://127.0.0.1:6379` or the address in
+//! `RUECACHE_EXAMPLE_PROBE`, else a private `redis-server` it stops at the end), writes only keys
+//! under `ruecache-example:resized:`, all with a TTL, and deletes them when it ends.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ruecache::Cache;
-use ruecache_examples::{connect_redis, init_tracing, AppError};
+use ruecache_examples::{clear_prefix, init_tracing, AppError, ExampleRedis};
+
+/// The prefix of every key this example writes (see [`resized_key`]).
+const KEYS: &str = "ruecache-example:resized:";
 
 /// One application server. Its connection is its own, so Redis sees it as a separate process: its
 /// in-process single-flight and its lock tokens are not shared with the other server.
@@ -24,9 +30,9 @@ struct ImageServer {
 }
 
 impl ImageServer {
-    async fn start(name: &'static str) -> Result<Self, AppError> {
-        let resized = Cache::builder_with_key_fn(connect_redis().await, resized_key)
-            .no_expiry()
+    async fn start(name: &'static str, redis: &ExampleRedis) -> Result<Self, AppError> {
+        let resized = Cache::builder_with_key_fn(redis.connect().await?, resized_key)
+            .ttl(Duration::from_secs(24 * 60 * 60))
             .lock_ttl(Duration::from_secs(30)) // longer than a resize takes
             .build()?;
         Ok(Self {
@@ -52,19 +58,32 @@ impl ImageServer {
 /// URL is safe there (a `}` in the URL itself would end the tag early).
 fn resized_key(original_url: &String) -> String {
     let digest = sha1_smol::Sha1::from(original_url).digest();
-    format!("ruecache-example:resized:{{{digest}}}:url")
+    format!("{KEYS}{{{digest}}}:url")
 }
 
 #[tokio::main]
 async fn main() -> Result<(), AppError> {
-    init_tracing();
+    init_tracing("warn");
+    let redis = ExampleRedis::find().await;
     let servers = [
-        Arc::new(ImageServer::start("a").await?),
-        Arc::new(ImageServer::start("b").await?),
+        Arc::new(ImageServer::start("a", &redis).await?),
+        Arc::new(ImageServer::start("b", &redis).await?),
     ];
-    let url = "https://images.example/cat.png".to_owned();
-    servers[0].resized.invalidate([url.clone()]).await?; // start cold
+    let admin = redis.connect().await?;
+    clear_prefix(&admin, KEYS).await?; // start cold
+    let tour = tour(&servers).await;
+    // Graceful shutdown: writes that cancelled requests left to background tasks finish first.
+    for server in &servers {
+        server.resized.connection().settle().await;
+    }
+    let removed = clear_prefix(&admin, KEYS).await?;
+    println!("removed the {removed} keys it wrote under {KEYS}");
+    redis.stop();
+    tour
+}
 
+async fn tour(servers: &[Arc<ImageServer>; 2]) -> Result<(), AppError> {
+    let url = "https://images.example/cat.png".to_owned();
     // 50 requests at once, taking turns between the servers.
     let callers: Vec<_> = (0..50)
         .map(|i| {
@@ -79,7 +98,7 @@ async fn main() -> Result<(), AppError> {
     let jobs: u64 = servers.iter().map(|s| s.jobs.load(Ordering::Relaxed)).sum();
     assert_eq!(jobs, 1, "50 callers on 2 servers share one resize job");
     println!("50 concurrent callers on 2 servers, {jobs} resize job in total");
-    for server in &servers {
+    for server in servers {
         let stats = server.resized.stats();
         println!(
             "server {}: resize jobs: {}; callers that waited for a caller of the same server: {}; \

@@ -1,13 +1,20 @@
 //! The main example: a widget service over SQLite, cached with one attribute.
 //!
-//! Run it with `cargo run -p ruecache-examples --bin widgets` against `REDIS_URL`
-//! (default `redis://127.0.0.1:6379`).
+//! Run it with `cargo run -p ruecache-examples --bin widgets`. It uses the Redis at `REDIS_URL`
+//! if that is set; otherwise the one answering at `redis://127.0.0.1:6379` (another address to
+//! probe can be given in `RUECACHE_EXAMPLE_PROBE`); otherwise it starts a private
+//! `redis-server` on a free loopback port and stops it at the end (and says how to install
+//! Redis if it cannot). It writes only keys under `ruecache-example:widgets:`, all with a TTL,
+//! and deletes them when it ends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ruecache_examples::{connect_redis, init_tracing, AppError, Db, Widget};
+use ruecache_examples::{clear_prefix, init_tracing, AppError, Db, ExampleRedis, Widget};
+
+/// The prefix of every key this example writes (the templates below start with it).
+const KEYS: &str = "ruecache-example:widgets:";
 
 struct WidgetService {
     db: Db,
@@ -35,7 +42,7 @@ impl WidgetService {
 
     async fn rename_widget(&self, id: u64, name: &str) -> Result<(), AppError> {
         // Write the source first, then invalidate: a fill racing the write cannot store the old row.
-        let written = self.db.rename(id, name);
+        let written = self.db.rename(id, name).await;
         self.get_widgets_cache().invalidate([id]).await?;
         written
     }
@@ -43,13 +50,24 @@ impl WidgetService {
 
 #[tokio::main]
 async fn main() -> Result<(), AppError> {
-    init_tracing();
+    init_tracing("warn");
+    let redis = ExampleRedis::find().await;
+    let conn = redis.connect().await?;
+    clear_prefix(&conn, KEYS).await?; // start cold
     let service = Arc::new(WidgetService {
-        db: Db::seeded(1000, Duration::from_millis(20))?,
-        redis: connect_redis().await,
+        db: Db::seeded(1000, Duration::from_millis(20)).await?,
+        redis: conn.clone(),
     });
-    service.get_widgets_cache().invalidate(1..=1000).await?; // start cold
+    let tour = tour(service).await;
+    // Graceful shutdown: writes that cancelled requests left to background tasks finish first.
+    conn.settle().await;
+    let removed = clear_prefix(&conn, KEYS).await?;
+    println!("removed the {removed} keys it wrote under {KEYS}");
+    redis.stop();
+    tour
+}
 
+async fn tour(service: Arc<WidgetService>) -> Result<(), AppError> {
     let ids = vec![1, 2, 3, 999_999];
     let first = service.get_widgets(ids.clone()).await?;
     assert_eq!(
@@ -119,7 +137,5 @@ async fn main() -> Result<(), AppError> {
         service.db.queries() - before
     );
     println!("stats: {:?}", service.get_widgets_cache().stats());
-    // Graceful shutdown: writes that cancelled requests left to background tasks finish first.
-    service.redis.settle().await;
     Ok(())
 }
