@@ -188,6 +188,11 @@
     missing_debug_implementations
 )]
 
+/// The README's Rust blocks, compiled as doctests so that what a newcomer copies compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
