@@ -48,7 +48,10 @@ fn the_readme_program_builds_as_an_outside_crate_and_runs() {
     let ruecache = root.join("ruecache");
     let dependencies = dependencies.replacen(
         "ruecache = \"0.1\"",
-        &format!("ruecache = {{ path = {:?} }}", ruecache.display().to_string()),
+        &format!(
+            "ruecache = {{ path = {:?} }}",
+            ruecache.display().to_string()
+        ),
         1,
     );
     let program = first_block(&readme, "rust");
@@ -59,7 +62,10 @@ fn the_readme_program_builds_as_an_outside_crate_and_runs() {
         let rest = &readme[readme.find(program).unwrap() + program.len()..];
         first_block(rest, "rust")
     };
-    assert!(program.contains("fn main"), "a complete program:\n{program}");
+    assert!(
+        program.contains("fn main"),
+        "a complete program:\n{program}"
+    );
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let manifest = format!(
