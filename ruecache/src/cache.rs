@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::{Codec, MsgPack};
+use crate::direct::Lookup;
 use crate::keys::{check_len, KeyTemplate};
 use crate::options::Options;
 use crate::stats::{Counters, Stats};
@@ -518,6 +519,114 @@ where
     /// ```
     pub async fn invalidate<I: IntoIterator<Item = Id>>(&self, ids: I) -> Result<(), Error> {
         crate::invalidate::invalidate(self, ids).await
+    }
+
+    /// Reads one id without filling it: its value, "absent" (the source did not have it), or
+    /// not cached.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] or [`Error::Timeout`] if Redis cannot be reached; as
+    /// [`data_key`](Self::data_key) for an id whose key cannot be built.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+    /// use ruecache::Lookup;
+    ///
+    /// match cache.get(7).await? {
+    ///     Lookup::Found(name) => println!("cached: {name}"),
+    ///     Lookup::Absent => println!("cached as absent from the source"),
+    ///     Lookup::NotCached => println!("not cached"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn get(&self, id: Id) -> Result<Lookup<T>, Error>
+    where
+        Id: Eq + Hash,
+        C: Codec<T>,
+    {
+        let mut found = crate::direct::lookup(self, vec![id]).await?;
+        Ok(found.pop().map_or(Lookup::NotCached, |(_, lookup)| lookup))
+    }
+
+    /// Reads many ids without filling any, in one round trip (per slot group on a cluster): a
+    /// [`Lookup`] for each distinct id.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+    /// use std::collections::HashMap;
+    ///
+    /// let cached: HashMap<u64, ruecache::Lookup<String>> = cache.get_many([1, 2, 3]).await?;
+    /// let not_cached = cached.values().filter(|l| !l.is_cached()).count();
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_many<I, M>(&self, ids: I) -> Result<M, Error>
+    where
+        I: IntoIterator<Item = Id>,
+        M: FromIterator<(Id, Lookup<T>)>,
+        Id: Eq + Hash,
+        C: Codec<T>,
+    {
+        let found = crate::direct::lookup(self, ids.into_iter().collect()).await?;
+        Ok(found.into_iter().collect())
+    }
+
+    /// Writes a value through, after writing it to the source: the next read is a hit, and a
+    /// fill that read the source before your write (and is still running) can never replace it
+    /// (its commit finds your value where its lease was, and writes nothing).
+    ///
+    /// Use it instead of [`invalidate`](Self::invalidate) when you have the new value at hand.
+    /// Once polled, the write runs to its end in a task of its own.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if the codec cannot encode the value (nothing is written);
+    /// [`Error::Redis`] or [`Error::Timeout`] if Redis cannot be reached: the cache may then
+    /// still hold the old value until its TTL, so retry, invalidate, or surface the error.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+    /// // db.update_name(7, "gear").await?;
+    /// cache.set(7, "gear".to_owned()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set(&self, id: Id, value: T) -> Result<(), Error>
+    where
+        C: Codec<T>,
+    {
+        crate::direct::set_many(self, vec![(id, value)]).await
+    }
+
+    /// [`set`](Self::set) for many ids, in one script call per slot group (the last value of an
+    /// id given twice is written).
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set); an encode error writes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(cache: ruecache::Cache<u64, String>) -> Result<(), ruecache::Error> {
+    /// cache.set_many([(1, "gear".to_owned()), (2, "cog".to_owned())]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_many<I>(&self, entries: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = (Id, T)>,
+        C: Codec<T>,
+    {
+        crate::direct::set_many(self, entries.into_iter().collect()).await
     }
 }
 

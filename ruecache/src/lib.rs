@@ -202,6 +202,7 @@ mod cache;
 mod coalesce;
 mod codec;
 mod connection;
+mod direct;
 mod error;
 mod fallback;
 mod fill;
@@ -222,6 +223,7 @@ pub use cache::{fetch_one, BoxFetch, Cache, CacheBuilder, HasConnection, IdKeys,
 pub use codec::Prost;
 pub use codec::{Codec, MsgPack, Raw};
 pub use connection::{Connection, DEFAULT_RESPONSE_TIMEOUT};
+pub use direct::Lookup;
 pub use error::Error;
 pub use keys::{KeyTemplate, MAX_KEY_LEN};
 pub use liveness::DEFAULT_LIVENESS_WINDOW;

@@ -236,10 +236,12 @@ pub(crate) static SEIZE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/seize.lua"), 1, 3));
 pub(crate) static FLAG: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/flag.lua"), 1, 1));
+pub(crate) static SET: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/set.lua"), 2, 4));
 
 /// Every script, for preloading.
-pub(crate) fn all() -> [&'static Script; 5] {
-    [&COMMIT, &UNLOCK, &INVALIDATE, &SEIZE, &FLAG]
+pub(crate) fn all() -> [&'static Script; 6] {
+    [&COMMIT, &UNLOCK, &INVALIDATE, &SEIZE, &FLAG, &SET]
 }
 
 /// Runs script calls, coalesced with concurrent callers' where the connection allows (see

@@ -63,6 +63,9 @@ pub struct Stats {
     pub served_from_source: u64,
     /// Ids invalidated (distinct ids per call of [`Cache::invalidate`](crate::Cache::invalidate)).
     pub invalidations: u64,
+    /// Ids written through by [`Cache::set`](crate::Cache::set) and
+    /// [`Cache::set_many`](crate::Cache::set_many) (distinct ids per call).
+    pub sets: u64,
 }
 
 #[derive(Debug, Default)]
@@ -81,6 +84,7 @@ pub(crate) struct Counters {
     pub(crate) takeovers: AtomicU64,
     pub(crate) served_from_source: AtomicU64,
     pub(crate) invalidations: AtomicU64,
+    pub(crate) sets: AtomicU64,
 }
 
 impl Counters {
@@ -100,6 +104,7 @@ impl Counters {
             takeovers: AtomicU64::new(0),
             served_from_source: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
+            sets: AtomicU64::new(0),
         }
     }
 
@@ -125,6 +130,7 @@ impl Counters {
             takeovers: self.takeovers.load(Relaxed),
             served_from_source: self.served_from_source.load(Relaxed),
             invalidations: self.invalidations.load(Relaxed),
+            sets: self.sets.load(Relaxed),
         }
     }
 }

@@ -1,0 +1,151 @@
+//! Reading the cache without filling it, and writing values through after a write to the
+//! source.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tracing::{debug_span, Instrument as _};
+
+use crate::batch::get_many;
+use crate::cache::Cache;
+use crate::codec::{seal, Codec};
+use crate::fill::deadline::within;
+use crate::fill::{dedup, read, Read};
+use crate::keys::{channel, legacy_version_key};
+use crate::scripts::{send, sharded_flag, Arg, Calls, SET};
+use crate::stats::Counters;
+use crate::Error;
+
+/// What the cache holds for an id, from [`Cache::get`](crate::Cache::get) and
+/// [`Cache::get_many`](crate::Cache::get_many).
+///
+/// # Examples
+///
+/// ```
+/// use ruecache::Lookup;
+///
+/// let found: Lookup<String> = Lookup::Found("gear".into());
+/// assert_eq!(found.clone().found(), Some("gear".to_owned()));
+/// assert!(Lookup::<String>::Absent.is_cached());
+/// assert!(!Lookup::<String>::NotCached.is_cached());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<T> {
+    /// The cached value.
+    Found(T),
+    /// Cached as absent: the source did not have the id when it was last filled.
+    Absent,
+    /// Not cached (never filled, expired, invalidated, being filled right now, or not readable
+    /// by this cache's codec).
+    NotCached,
+}
+
+impl<T> Lookup<T> {
+    /// The value, if one is cached.
+    pub fn found(self) -> Option<T> {
+        match self {
+            Self::Found(value) => Some(value),
+            Self::Absent | Self::NotCached => None,
+        }
+    }
+
+    /// Whether the cache answers for the id: a value, or "absent".
+    pub fn is_cached(&self) -> bool {
+        !matches!(self, Self::NotCached)
+    }
+}
+
+/// Reads `ids` (duplicates once) in one round trip per slot group; fills nothing.
+pub(crate) async fn lookup<Id, T, C>(
+    cache: &Cache<Id, T, C>,
+    mut ids: Vec<Id>,
+) -> Result<Vec<(Id, Lookup<T>)>, Error>
+where
+    Id: Eq + std::hash::Hash,
+    C: Codec<T>,
+{
+    dedup(&mut ids);
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys = ids
+        .iter()
+        .map(|id| cache.data_key(id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let options = &cache.spec.options;
+    let deadline = Instant::now() + options.timeout;
+    let values = within(deadline, options.timeout, get_many(&cache.conn, &keys)).await?;
+    let mut hits = 0;
+    let found = ids
+        .into_iter()
+        .zip(values)
+        .map(|(id, value)| {
+            let lookup = match read(&cache.codec, value) {
+                Read::Value(v) => Lookup::Found(v),
+                Read::Absent => Lookup::Absent,
+                Read::Miss => Lookup::NotCached,
+            };
+            hits += usize::from(lookup.is_cached());
+            (id, lookup)
+        })
+        .collect::<Vec<_>>();
+    Counters::add(&cache.spec.stats.hits, hits);
+    Counters::add(&cache.spec.stats.misses, found.len() - hits);
+    Ok(found)
+}
+
+/// Writes `entries` (the last of duplicate ids wins) over whatever their data keys hold, in one
+/// script call per slot group, from a task of its own so that a cancelled caller still writes.
+pub(crate) async fn set_many<Id, T, C>(
+    cache: &Cache<Id, T, C>,
+    entries: Vec<(Id, T)>,
+) -> Result<(), Error>
+where
+    C: Codec<T>,
+{
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let options = &cache.spec.options;
+    let mut sealed = Vec::with_capacity(entries.len());
+    for (id, value) in &entries {
+        sealed.push((cache.data_key(id)?, seal(&cache.codec, Some(value))?));
+    }
+    // One write per key, the last one given: a script call must not name a key twice with
+    // different values (the order inside one call is the order given, but keep it plain).
+    let mut seen = std::collections::HashSet::new();
+    let mut unique: Vec<(String, Vec<u8>)> = sealed
+        .into_iter()
+        .rev()
+        .filter(|(key, _)| seen.insert(key.clone()))
+        .collect();
+    unique.reverse();
+    let sharded = sharded_flag(&cache.conn);
+    let bytes = unique.iter().map(|(k, v)| 2 * k.len() + v.len() + 64).sum();
+    let mut calls = Calls::new(&SET, unique.len(), bytes);
+    for (key, value) in &unique {
+        calls.push(
+            &[key.as_bytes(), &legacy_version_key(key)],
+            &[
+                Arg::Bytes(value),
+                Arg::Int(options.data_ttl_ms(key)),
+                Arg::Bytes(&channel(key)),
+                Arg::Bytes(sharded),
+            ],
+        );
+    }
+    let deadline = Instant::now() + options.timeout;
+    let span = debug_span!("set", ids = unique.len());
+    let (conn, timeout) = (cache.conn.clone(), options.timeout);
+    let background = Arc::clone(conn.background());
+    let task = tokio::spawn(
+        background
+            .track(async move { within(deadline, timeout, send(&conn, calls)).await })
+            .instrument(span),
+    );
+    task.await
+        .map_err(|e| Error::UnexpectedReply(format!("the write task failed: {e}")))??;
+    Counters::add(&cache.spec.stats.sets, unique.len());
+    Ok(())
+}
