@@ -821,6 +821,29 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
         self
     }
 
+    /// How long an id the source does not have stays cached as absent (default: the data
+    /// [TTL](Self::ttl)), with the same jitter. Shorter than the data TTL, it lets ids that are
+    /// created in the source show up sooner without an invalidation.
+    ///
+    /// [`build`](Self::build) accepts 1 ms up to [`Options::MAX_TTL`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .ttl(Duration::from_secs(3600))
+    ///     .absent_ttl(Duration::from_secs(30))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn absent_ttl(mut self, ttl: Duration) -> Self {
+        self.options.absent_ttl = Some(ttl);
+        self
+    }
+
     /// Values never expire (they stay until invalidated or evicted); the Go `NoTTL`.
     ///
     /// # Examples
@@ -1029,6 +1052,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     ///
     /// - a [`ttl`](Self::ttl) under 1 ms or over [`Options::MAX_TTL`];
     /// - a [`jitter`](Self::jitter) outside `0.0..=1.0`;
+    /// - an [`absent_ttl`](Self::absent_ttl) under 1 ms or over [`Options::MAX_TTL`];
     /// - a [`lock_ttl`](Self::lock_ttl) under 1 ms or over [`Options::MAX_TTL`];
     /// - a [`timeout`](Self::timeout) of zero or over [`Options::MAX_TIMEOUT`];
     /// - a [`backoff`](Self::backoff) whose minimum is zero or above its maximum, or whose

@@ -30,6 +30,8 @@ use crate::Error;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
     pub(crate) ttl: Option<Duration>,
+    /// `None`: the data TTL.
+    pub(crate) absent_ttl: Option<Duration>,
     pub(crate) jitter: f64,
     pub(crate) lock_ttl: Duration,
     pub(crate) timeout: Duration,
@@ -100,6 +102,7 @@ impl Options {
     /// ```
     pub const DEFAULT: Self = Self {
         ttl: Some(Duration::from_secs(300)),
+        absent_ttl: None,
         jitter: 0.2,
         lock_ttl: Duration::from_secs(5),
         timeout: Duration::from_secs(30),
@@ -120,6 +123,18 @@ impl Options {
     /// ```
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl
+    }
+
+    /// How long an id the source does not have stays cached as absent, before jitter; `None`
+    /// when it is the data TTL (the default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ruecache::Options::DEFAULT.absent_ttl(), None);
+    /// ```
+    pub fn absent_ttl(&self) -> Option<Duration> {
+        self.absent_ttl
     }
 
     /// The jitter fraction: each id's TTL is spread by up to ± this fraction.
@@ -175,6 +190,14 @@ impl Options {
     /// fix it.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let fail = |msg: &str| Err(Error::Config(msg.to_owned()));
+        if let Some(ttl) = self.absent_ttl {
+            if ttl < Duration::from_millis(1) || ttl > Self::MAX_TTL {
+                return fail(
+                    "`absent_ttl` must be between 1 ms and 100 years (`Options::MAX_TTL`); leave it \
+                     unset for the data TTL",
+                );
+            }
+        }
         if let Some(ttl) = self.ttl {
             if ttl < Duration::from_millis(1) {
                 return fail(
@@ -231,7 +254,16 @@ impl Options {
 
     /// The data TTL for one key in milliseconds, with its deterministic jitter; 0 for no expiry.
     pub(crate) fn data_ttl_ms(&self, key: &str) -> u64 {
-        let Some(ttl) = self.ttl else { return 0 };
+        self.jittered_ms(self.ttl, key)
+    }
+
+    /// [`data_ttl_ms`](Self::data_ttl_ms) for an id cached as absent.
+    pub(crate) fn absent_ttl_ms(&self, key: &str) -> u64 {
+        self.jittered_ms(self.absent_ttl.or(self.ttl), key)
+    }
+
+    fn jittered_ms(&self, ttl: Option<Duration>, key: &str) -> u64 {
+        let Some(ttl) = ttl else { return 0 };
         let base = ttl.as_millis() as f64;
         let factor = 1.0 + self.jitter * (2.0 * unit_hash(key) - 1.0);
         ((base * factor).round() as u64).max(1)
@@ -256,6 +288,7 @@ mod tests {
         );
         assert_eq!(o.unlock_threshold, Duration::from_millis(10));
         assert!(!o.fallback_to_source);
+        assert_eq!(o.absent_ttl, None, "absent ids live as long as values");
         assert!(o.validate().is_ok());
     }
 
@@ -284,6 +317,14 @@ mod tests {
                 ..o
             },
             Options { jitter: 1.5, ..o },
+            Options {
+                absent_ttl: Some(Duration::ZERO),
+                ..o
+            },
+            Options {
+                absent_ttl: Some(Options::MAX_TTL + Duration::from_millis(1)),
+                ..o
+            },
             Options {
                 jitter: f64::NAN,
                 ..o

@@ -13,7 +13,7 @@ use super::lease::Token;
 use super::release::LockGuard;
 use super::{Fetch, Locked};
 use crate::cache::{Cache, Shared, Spec};
-use crate::codec::{seal, Codec};
+use crate::codec::{open, seal, Cached, Codec};
 use crate::keys::channel;
 use crate::scripts::{send, sharded_flag, Arg, Calls, COMMIT};
 use crate::stats::Counters;
@@ -116,12 +116,16 @@ impl Commit {
             .sum();
         let mut calls = Calls::new(&COMMIT, self.entries.len(), bytes);
         for (key, value) in &self.entries {
+            let ttl = match open(value) {
+                Some(Cached::Absent) => options.absent_ttl_ms(key),
+                _ => options.data_ttl_ms(key),
+            };
             calls.push(
                 &[key.as_bytes()],
                 &[
                     Arg::Bytes(&lease),
                     Arg::Bytes(value),
-                    Arg::Int(options.data_ttl_ms(key)),
+                    Arg::Int(ttl),
                     Arg::Bytes(&channel(key)),
                     Arg::Bytes(sharded),
                 ],
