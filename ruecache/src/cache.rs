@@ -35,7 +35,7 @@ impl Spec {
         Self {
             template: Some(template),
             options,
-            stats: Counters::new(),
+            stats: Counters::new(options.name),
         }
     }
 }
@@ -821,6 +821,25 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
         self
     }
 
+    /// Names the cache (default: none): its `tracing` spans carry it in their `cache` field, and
+    /// its metrics (feature `metrics`: `ruecache_<counter>_total`, e.g. `ruecache_hits_total`)
+    /// in their `cache` label, so that the caches of one service can be told apart.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .name("users")
+    ///     .build()?;
+    /// assert_eq!(cache.options().name(), Some("users"));
+    /// # Ok(()) }
+    /// ```
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.options.name = Some(name);
+        self
+    }
+
     /// How long an id the source does not have stays cached as absent (default: the data
     /// [TTL](Self::ttl)), with the same jitter. Shorter than the data TTL, it lets ids that are
     /// created in the source show up sooner without an invalidation.
@@ -1077,7 +1096,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
             spec: Shared::Owned(Arc::new(Spec {
                 template,
                 options: self.options,
-                stats: Counters::new(),
+                stats: Counters::new(self.options.name),
             })),
             key_fn: self.key_fn,
             codec: self.codec,

@@ -13,7 +13,7 @@ use crate::fill::deadline::within;
 use crate::fill::{dedup, read, Read};
 use crate::keys::{channel, legacy_version_key};
 use crate::scripts::{send, sharded_flag, Arg, Calls, SET};
-use crate::stats::Counters;
+use crate::stats::Stat;
 use crate::Error;
 
 /// What the cache holds for an id, from [`Cache::get`](crate::Cache::get) and
@@ -90,8 +90,8 @@ where
             (id, lookup)
         })
         .collect::<Vec<_>>();
-    Counters::add(&cache.spec.stats.hits, hits);
-    Counters::add(&cache.spec.stats.misses, found.len() - hits);
+    cache.spec.stats.add(Stat::Hits, hits);
+    cache.spec.stats.add(Stat::Misses, found.len() - hits);
     Ok(found)
 }
 
@@ -136,7 +136,7 @@ where
         );
     }
     let deadline = Instant::now() + options.timeout;
-    let span = debug_span!("set", ids = unique.len());
+    let span = debug_span!("set", cache = options.name.unwrap_or_default(), ids = unique.len());
     let (conn, timeout) = (cache.conn.clone(), options.timeout);
     let background = Arc::clone(conn.background());
     let task = tokio::spawn(
@@ -146,6 +146,6 @@ where
     );
     task.await
         .map_err(|e| Error::UnexpectedReply(format!("the write task failed: {e}")))??;
-    Counters::add(&cache.spec.stats.sets, unique.len());
+    cache.spec.stats.add(Stat::Sets, unique.len());
     Ok(())
 }

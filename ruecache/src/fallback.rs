@@ -34,7 +34,7 @@ use crate::codec::{seal, Codec};
 use crate::fill::{self, dedup, read, Fetch, Read};
 use crate::flight::{Claimed, Flight};
 use crate::keys::{legacy_version_key, slot};
-use crate::stats::Counters;
+use crate::stats::Stat;
 use crate::{Connection, Error};
 
 /// The error of a call run with the fallback on: the source's own error, or the cache's.
@@ -247,7 +247,7 @@ where
     // How long a follower waits for its leader (which may be a normal fill, stuck on a Redis
     // that hangs until its own timeout) before fetching the id itself.
     let deadline = tokio::time::Instant::now() + cache.spec.options.timeout;
-    Counters::add(&cache.spec.stats.served_from_source, ids.len());
+    cache.spec.stats.add(Stat::ServedFromSource, ids.len());
     let mut flight = Flight::new(cache.conn.flights());
     let mut lead = Vec::new();
     let mut follow = Vec::new();
@@ -258,7 +258,7 @@ where
             Claimed::Follow(landing) => follow.push((id, landing)),
         }
     }
-    Counters::add(&cache.spec.stats.flight_waits, follow.len());
+    cache.spec.stats.add(Stat::FlightWaits, follow.len());
     if !lead.is_empty() {
         let asked = lead.iter().map(|(id, _)| id.clone()).collect();
         let mut fetched: HashMap<Id, T> = fetch.call(asked).await?.into_iter().collect();

@@ -47,7 +47,7 @@ use crate::coalesce;
 use crate::flight::{Claimed, Flight};
 use crate::keys::{channel, KeyBuf};
 use crate::notify::Interest;
-use crate::stats::Counters;
+use crate::stats::Stat;
 use crate::Error;
 
 /// A fetch function: called with ids, it answers the values the source has for them. Written
@@ -151,13 +151,13 @@ where
             Read::Miss => pending.push(Pending::new(id, key.to_owned())),
         }
     }
-    Counters::add(&stats.hits, hits);
+    stats.add(Stat::Hits, hits);
     if pending.is_empty() {
         return Ok(());
     }
     // Boxed: the fill's future is ten times the read's, and every call (a hit too) would
     // otherwise carry it and copy it around.
-    let span = debug_span!("fill", misses = pending.len());
+    let span = debug_span!("fill", cache = options.name.unwrap_or_default(), misses = pending.len());
     Box::pin(fill(cache, pending, fetch, out, deadline).instrument(span)).await
 }
 
@@ -193,11 +193,11 @@ where
     };
     match read(&cache.codec, value) {
         Read::Value(v) => {
-            Counters::add(&cache.spec.stats.hits, 1);
+            cache.spec.stats.add(Stat::Hits, 1);
             return Ok(Some((id, v)));
         }
         Read::Absent => {
-            Counters::add(&cache.spec.stats.hits, 1);
+            cache.spec.stats.add(Stat::Hits, 1);
             return Ok(None);
         }
         Read::Miss => {}
@@ -207,7 +207,7 @@ where
     let mut out = Vec::with_capacity(1);
     let pending = vec![Pending::new(id, key)];
     // Boxed: the hit path's future stays small.
-    let span = debug_span!("fill", misses = 1);
+    let span = debug_span!("fill", cache = options.name.unwrap_or_default(), misses = 1);
     Box::pin(fill(cache, pending, fetch, &mut out, deadline).instrument(span)).await?;
     Ok(out.pop())
 }
@@ -229,7 +229,7 @@ where
 {
     let options = &cache.spec.options;
     let stats = &cache.spec.stats;
-    Counters::add(&stats.misses, pending.len());
+    stats.add(Stat::Misses, pending.len());
     if pending.is_empty() {
         return Ok(());
     }
@@ -248,7 +248,7 @@ where
                 }
             }
         }
-        Counters::add(&stats.flight_waits, follow.len());
+        stats.add(Stat::FlightWaits, follow.len());
         // What this caller leads never waits for what it follows, so callers whose batches
         // overlap cannot wait for each other in a circle.
         lead_fill(cache, &mut flight, token, lead, &mut fetch, out, deadline).await?;
@@ -321,7 +321,7 @@ where
     // Wake-ups for the ids others hold, from the first wait on.
     let mut interest: Option<Interest> = None;
     while !pending.is_empty() {
-        Counters::add(&stats.lock_attempts, pending.len());
+        stats.add(Stat::LockAttempts, pending.len());
         let mut taking = Taking {
             conn: &cache.conn,
             token,
@@ -370,7 +370,7 @@ where
         }
         // Counted before this caller's own fetch: a wait is known as soon as the reply says so.
         let busy = held.iter().filter(|h| h.is_some()).count();
-        Counters::add(&stats.lock_waits, busy);
+        stats.add(Stat::LockWaits, busy);
         if !locked.is_empty() {
             commit::fetch_and_commit(cache, token, locked, fetch, out).await?;
         }
@@ -400,7 +400,7 @@ where
         };
         if !dead.is_empty() {
             // Leases of a dead holder: take them over right away.
-            Counters::add(&stats.takeovers, dead.len());
+            stats.add(Stat::Takeovers, dead.len());
             debug!(ids = dead.len(), "taking over leases of a holder that died");
             for i in dead {
                 pending[i].takeover = held[i].take();
@@ -466,7 +466,7 @@ where
             }
         };
         if woken {
-            Counters::add(&stats.wakeups, 1);
+            stats.add(Stat::Wakeups, 1);
         } else {
             backoff = (backoff * 2).min(options.backoff_max);
         }

@@ -10,7 +10,7 @@ use crate::cache::Cache;
 use crate::fill::deadline::within;
 use crate::keys::{channel, legacy_version_key};
 use crate::scripts::{send, sharded_flag, Arg, Calls, INVALIDATE};
-use crate::stats::Counters;
+use crate::stats::Stat;
 use crate::Error;
 
 /// Deletes the data keys of `ids` (values and leases alike), in one script call per slot group,
@@ -39,7 +39,7 @@ where
         );
     }
     let deadline = Instant::now() + options.timeout;
-    let span = debug_span!("invalidate", ids = keys.len());
+    let span = debug_span!("invalidate", cache = options.name.unwrap_or_default(), ids = keys.len());
     // In a task of its own, so that it happens even if the caller stops waiting: typically a
     // request cancelled after its database write, whose old value would otherwise stay cached
     // for the data TTL.
@@ -52,6 +52,6 @@ where
     );
     task.await
         .map_err(|e| Error::UnexpectedReply(format!("the invalidation task failed: {e}")))??;
-    Counters::add(&cache.spec.stats.invalidations, keys.len());
+    cache.spec.stats.add(Stat::Invalidations, keys.len());
     Ok(())
 }

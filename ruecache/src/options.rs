@@ -39,6 +39,7 @@ pub struct Options {
     pub(crate) backoff_max: Duration,
     pub(crate) unlock_threshold: Duration,
     pub(crate) fallback_to_source: bool,
+    pub(crate) name: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -110,6 +111,7 @@ impl Options {
         backoff_max: Duration::from_secs(1),
         unlock_threshold: Duration::from_millis(10),
         fallback_to_source: false,
+        name: None,
     };
 
     /// The data TTL before jitter, `None` for no expiry.
@@ -123,6 +125,18 @@ impl Options {
     /// ```
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl
+    }
+
+    /// The cache's name, if it was given one: the `cache` field of its `tracing` spans, and the
+    /// `cache` label of its metrics (feature `metrics`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ruecache::Options::DEFAULT.name(), None);
+    /// ```
+    pub fn name(&self) -> Option<&'static str> {
+        self.name
     }
 
     /// How long an id the source does not have stays cached as absent, before jitter; `None`

@@ -68,69 +68,105 @@ pub struct Stats {
     pub sets: u64,
 }
 
-#[derive(Debug, Default)]
+/// One of a cache's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stat {
+    Hits,
+    Misses,
+    Fetches,
+    FetchedIds,
+    Commits,
+    StaleCommits,
+    LostLocks,
+    LockAttempts,
+    LockWaits,
+    Wakeups,
+    FlightWaits,
+    Takeovers,
+    ServedFromSource,
+    Invalidations,
+    Sets,
+}
+
+impl Stat {
+    const COUNT: usize = 15;
+
+    /// The counter's name: its [`Stats`] field, and with the `metrics` feature the middle of its
+    /// metric's name (`ruecache_<name>_total`).
+    fn name(self) -> &'static str {
+        match self {
+            Self::Hits => "hits",
+            Self::Misses => "misses",
+            Self::Fetches => "fetches",
+            Self::FetchedIds => "fetched_ids",
+            Self::Commits => "commits",
+            Self::StaleCommits => "stale_commits",
+            Self::LostLocks => "lost_locks",
+            Self::LockAttempts => "lock_attempts",
+            Self::LockWaits => "lock_waits",
+            Self::Wakeups => "wakeups",
+            Self::FlightWaits => "flight_waits",
+            Self::Takeovers => "takeovers",
+            Self::ServedFromSource => "served_from_source",
+            Self::Invalidations => "invalidations",
+            Self::Sets => "sets",
+        }
+    }
+}
+
+/// A cache's counters, and (feature `metrics`) their handles in the `metrics` facade, labelled
+/// with the cache's name.
+#[derive(Debug)]
 pub(crate) struct Counters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) fetches: AtomicU64,
-    pub(crate) fetched_ids: AtomicU64,
-    pub(crate) commits: AtomicU64,
-    pub(crate) stale_commits: AtomicU64,
-    pub(crate) lost_locks: AtomicU64,
-    pub(crate) lock_attempts: AtomicU64,
-    pub(crate) lock_waits: AtomicU64,
-    pub(crate) wakeups: AtomicU64,
-    pub(crate) flight_waits: AtomicU64,
-    pub(crate) takeovers: AtomicU64,
-    pub(crate) served_from_source: AtomicU64,
-    pub(crate) invalidations: AtomicU64,
-    pub(crate) sets: AtomicU64,
+    values: [AtomicU64; Stat::COUNT],
+    /// The cache's name (see [`CacheBuilder::name`](crate::CacheBuilder::name)).
+    name: Option<&'static str>,
+    #[cfg(feature = "metrics")]
+    handles: [std::sync::OnceLock<metrics::Counter>; Stat::COUNT],
 }
 
 impl Counters {
-    pub(crate) const fn new() -> Self {
+    pub(crate) const fn new(name: Option<&'static str>) -> Self {
         Self {
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            fetches: AtomicU64::new(0),
-            fetched_ids: AtomicU64::new(0),
-            commits: AtomicU64::new(0),
-            stale_commits: AtomicU64::new(0),
-            lost_locks: AtomicU64::new(0),
-            lock_attempts: AtomicU64::new(0),
-            lock_waits: AtomicU64::new(0),
-            wakeups: AtomicU64::new(0),
-            flight_waits: AtomicU64::new(0),
-            takeovers: AtomicU64::new(0),
-            served_from_source: AtomicU64::new(0),
-            invalidations: AtomicU64::new(0),
-            sets: AtomicU64::new(0),
+            values: [const { AtomicU64::new(0) }; Stat::COUNT],
+            name,
+            #[cfg(feature = "metrics")]
+            handles: [const { std::sync::OnceLock::new() }; Stat::COUNT],
         }
     }
 
-    pub(crate) fn add(counter: &AtomicU64, n: usize) {
-        if n > 0 {
-            counter.fetch_add(n as u64, Relaxed);
+    pub(crate) fn add(&self, stat: Stat, n: usize) {
+        if n == 0 {
+            return;
         }
+        self.values[stat as usize].fetch_add(n as u64, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.handles[stat as usize]
+            .get_or_init(|| {
+                let cache = self.name.unwrap_or("");
+                metrics::counter!(format!("ruecache_{}_total", stat.name()), "cache" => cache)
+            })
+            .increment(n as u64);
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
+        let get = |stat: Stat| self.values[stat as usize].load(Relaxed);
         Stats {
-            hits: self.hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
-            fetches: self.fetches.load(Relaxed),
-            fetched_ids: self.fetched_ids.load(Relaxed),
-            commits: self.commits.load(Relaxed),
-            stale_commits: self.stale_commits.load(Relaxed),
-            lost_locks: self.lost_locks.load(Relaxed),
-            lock_attempts: self.lock_attempts.load(Relaxed),
-            lock_waits: self.lock_waits.load(Relaxed),
-            wakeups: self.wakeups.load(Relaxed),
-            flight_waits: self.flight_waits.load(Relaxed),
-            takeovers: self.takeovers.load(Relaxed),
-            served_from_source: self.served_from_source.load(Relaxed),
-            invalidations: self.invalidations.load(Relaxed),
-            sets: self.sets.load(Relaxed),
+            hits: get(Stat::Hits),
+            misses: get(Stat::Misses),
+            fetches: get(Stat::Fetches),
+            fetched_ids: get(Stat::FetchedIds),
+            commits: get(Stat::Commits),
+            stale_commits: get(Stat::StaleCommits),
+            lost_locks: get(Stat::LostLocks),
+            lock_attempts: get(Stat::LockAttempts),
+            lock_waits: get(Stat::LockWaits),
+            wakeups: get(Stat::Wakeups),
+            flight_waits: get(Stat::FlightWaits),
+            takeovers: get(Stat::Takeovers),
+            served_from_source: get(Stat::ServedFromSource),
+            invalidations: get(Stat::Invalidations),
+            sets: get(Stat::Sets),
         }
     }
 }

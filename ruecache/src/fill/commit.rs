@@ -16,7 +16,7 @@ use crate::cache::{Cache, Shared, Spec};
 use crate::codec::{open, seal, Cached, Codec};
 use crate::keys::channel;
 use crate::scripts::{send, sharded_flag, Arg, Calls, COMMIT};
-use crate::stats::Counters;
+use crate::stats::Stat;
 use crate::{Connection, Error};
 
 /// Fetches the leased ids and commits them; releases the leases if the fetch fails, panics, or
@@ -42,8 +42,8 @@ where
         locked: &locked,
         taken_at: Instant::now(),
     };
-    Counters::add(&stats.fetches, 1);
-    Counters::add(&stats.fetched_ids, locked.len());
+    stats.add(Stat::Fetches, 1);
+    stats.add(Stat::FetchedIds, locked.len());
     debug!(ids = locked.len(), "fetching from the source");
     let ids = locked.iter().map(|l| l.id.clone()).collect();
     let span = debug_span!("fetch", ids = locked.len());
@@ -143,9 +143,9 @@ impl Commit {
             }
         }
         let stats = &self.spec.stats;
-        Counters::add(&stats.commits, written);
-        Counters::add(&stats.stale_commits, stale);
-        Counters::add(&stats.lost_locks, lost);
+        stats.add(Stat::Commits, written);
+        stats.add(Stat::StaleCommits, stale);
+        stats.add(Stat::LostLocks, lost);
         if stale + lost > 0 {
             debug!(written, stale, lost, "commit refused some ids");
         }
