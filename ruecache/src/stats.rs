@@ -91,8 +91,9 @@ pub(crate) enum Stat {
 impl Stat {
     const COUNT: usize = 15;
 
-    /// The counter's name: its [`Stats`] field, and with the `metrics` feature the middle of its
-    /// metric's name (`ruecache_<name>_total`).
+    /// The counter's name: its [`Stats`] field, and the middle of its metric's name
+    /// (`ruecache_<name>_total`).
+    #[cfg(feature = "metrics")]
     fn name(self) -> &'static str {
         match self {
             Self::Hits => "hits",
@@ -119,7 +120,9 @@ impl Stat {
 #[derive(Debug)]
 pub(crate) struct Counters {
     values: [AtomicU64; Stat::COUNT],
-    /// The cache's name (see [`CacheBuilder::name`](crate::CacheBuilder::name)).
+    /// The cache's name (see [`CacheBuilder::name`](crate::CacheBuilder::name)): the `cache`
+    /// label of its metrics.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     name: Option<&'static str>,
     #[cfg(feature = "metrics")]
     handles: [std::sync::OnceLock<metrics::Counter>; Stat::COUNT],
