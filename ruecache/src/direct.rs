@@ -136,7 +136,11 @@ where
         );
     }
     let deadline = Instant::now() + options.timeout;
-    let span = debug_span!("set", cache = options.name.unwrap_or_default(), ids = unique.len());
+    let span = debug_span!(
+        "set",
+        cache = options.name.unwrap_or_default(),
+        ids = unique.len()
+    );
     let (conn, timeout) = (cache.conn.clone(), options.timeout);
     let background = Arc::clone(conn.background());
     let task = tokio::spawn(

@@ -229,7 +229,6 @@ async fn answers(conn: &Connection, keys: &[Vec<u8>], timeout: Duration) -> bool
         .all(|answered| answered)
 }
 
-
 /// Fetches `ids` from the source, sharing fetches with other callers on the connection.
 async fn from_source<Id, T, C, F, E>(
     cache: &Cache<Id, T, C>,

@@ -42,8 +42,8 @@ use self::prepare::{prepare, Prepared, Stuck};
 use self::release::Taking;
 use crate::batch::{get_cmd, get_many, missing_if_wrong_type};
 use crate::cache::Cache;
-use crate::codec::{open, Cached, Codec, PAYLOAD_START};
 use crate::coalesce;
+use crate::codec::{open, Cached, Codec, PAYLOAD_START};
 use crate::flight::{Claimed, Flight};
 use crate::keys::{channel, KeyBuf};
 use crate::notify::Interest;
@@ -157,7 +157,11 @@ where
     }
     // Boxed: the fill's future is ten times the read's, and every call (a hit too) would
     // otherwise carry it and copy it around.
-    let span = debug_span!("fill", cache = options.name.unwrap_or_default(), misses = pending.len());
+    let span = debug_span!(
+        "fill",
+        cache = options.name.unwrap_or_default(),
+        misses = pending.len()
+    );
     Box::pin(fill(cache, pending, fetch, out, deadline).instrument(span)).await
 }
 
@@ -354,7 +358,10 @@ where
                         held.push(None);
                     }
                 },
-                Prepared::Locked => locked.push(Locked { id: p.id, key: p.key }),
+                Prepared::Locked => locked.push(Locked {
+                    id: p.id,
+                    key: p.key,
+                }),
                 Prepared::Busy(lease) => {
                     waiting.push(p);
                     held.push(Some(lease));
@@ -387,7 +394,12 @@ where
             continue;
         }
         let leases: Vec<&Held> = held.iter().flatten().collect();
-        let dead = match within(deadline, options.timeout, wait::dead_holders(cache, &leases)).await
+        let dead = match within(
+            deadline,
+            options.timeout,
+            wait::dead_holders(cache, &leases),
+        )
+        .await
         {
             Ok(dead) => dead,
             // Unknown (a holder's liveness key may be on a cluster node that is down): treated

@@ -39,7 +39,11 @@ where
         );
     }
     let deadline = Instant::now() + options.timeout;
-    let span = debug_span!("invalidate", cache = options.name.unwrap_or_default(), ids = keys.len());
+    let span = debug_span!(
+        "invalidate",
+        cache = options.name.unwrap_or_default(),
+        ids = keys.len()
+    );
     // In a task of its own, so that it happens even if the caller stops waiting: typically a
     // request cancelled after its database write, whose old value would otherwise stay cached
     // for the data TTL.

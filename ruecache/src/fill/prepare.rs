@@ -138,9 +138,9 @@ pub(super) async fn prepare<Id, T, C>(
                 other => {
                     return Err(match other.extract_error() {
                         Err(e) => e.into(),
-                        Ok(other) => Error::UnexpectedReply(format!(
-                            "taking a lease returned {other:?}"
-                        )),
+                        Ok(other) => {
+                            Error::UnexpectedReply(format!("taking a lease returned {other:?}"))
+                        }
                     });
                 }
             });
