@@ -242,10 +242,10 @@ async fn panicking_fetch_hits_only_its_caller_and_releases_its_locks(t: Target) 
     // The unlock after a panic runs in a spawned task.
     cache.connection().settle().await;
     for id in [1, 2, 5] {
-        let lock = cache.keys(&id).unwrap().lock;
+        let key = cache.data_key(&id).unwrap();
         assert!(
-            !exists(cache.connection(), &lock).await,
-            "the lock of id {id} is released"
+            !support::leased(cache.connection(), &key).await,
+            "the lease of id {id} is released"
         );
     }
 

@@ -51,7 +51,7 @@ async fn locks_of_a_killed_process_are_taken_over(t: Target) {
         .build()
         .unwrap();
     for id in [1, 2] {
-        assert!(exists(cache.connection(), cache.keys(&id).unwrap().lock).await);
+        assert!(support::leased(cache.connection(), &cache.data_key(&id).unwrap()).await);
     }
     // The caller is already waiting for the holder's locks when the holder dies.
     let source = Source::default();

@@ -45,6 +45,9 @@ async fn acl_server(tls: bool) -> (RedisServer, Connection) {
 
 fn widgets(conn: Connection) -> Cache<u64, String> {
     Cache::builder(conn, TEMPLATE)
+        // Short, for the hand-written lease `exercise` waits out.
+        .lock_ttl(Duration::from_millis(100))
+        .backoff(Duration::from_millis(10), Duration::from_millis(50))
         .build()
         .expect("valid config")
 }
@@ -102,6 +105,21 @@ async fn exercise(cache: &Cache<u64, String>) -> Result<(), String> {
         vec![vec![1, 2, 3], vec![1]],
         "only the invalidated id is fetched again"
     );
+
+    // A lease written by hand without a TTL (the user may `SET` its keys): the cache gives it
+    // the lock TTL (`PEXPIRE ... NX`), waits it out, and fills the id.
+    let mut conn = cache.connection().clone();
+    let () = redis::cmd("SET")
+        .arg("widgets:{9}")
+        .arg(support::unchecked_lease())
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| format!("writing a lease by hand: {e}"))?;
+    let nine = cache
+        .get_and_fill_one(9, one)
+        .await
+        .map_err(step("a lease without TTL"))?;
+    assert_eq!(nine.as_deref(), Some(support::value(9).as_str()));
     Ok(())
 }
 
@@ -323,10 +341,13 @@ async fn waiter_is_woken(holder_conn: Connection, waiter_conn: Connection) {
                 .await
         }
     });
-    // The second busy reply comes from the read made once subscribed.
-    let stats = waiter.clone();
-    support::eventually("the waiter subscribed and waiting", async || {
-        stats.stats().lock_waits >= 2
+    // Once subscribed, the waiter flags the holder's lease (`L` becomes `W`): its release then
+    // publishes.
+    let key = holder.data_key(&WAITED).unwrap();
+    support::eventually("the waiter subscribed and flagged the lease", async || {
+        support::lease(holder.connection(), &key)
+            .await
+            .is_some_and(|lease| lease.starts_with(b"\xC1W"))
     })
     .await;
     release.send(()).unwrap();
@@ -599,11 +620,11 @@ fn default_level_logs_no_keys_values_or_passwords() {
         }
         revoke(b"+evalsha").await;
 
-        // A timeout: another caller holds the lock for the whole call.
-        let lock = cache.keys(&IDS[2]).unwrap().lock;
+        // A timeout: another caller holds the lease for the whole call.
+        let lock = cache.keys(&IDS[2]).unwrap().data;
         let () = redis::cmd("SET")
             .arg(&lock)
-            .arg("someone else")
+            .arg(support::unchecked_lease())
             .arg("PX")
             .arg(60_000)
             .query_async(&mut admin.clone())

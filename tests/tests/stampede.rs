@@ -80,24 +80,23 @@ async fn concurrent_callers_fetch_each_id_exactly_once(t: Target) {
     );
 }
 
-/// A lock without expiry (no filler of ours writes one: it was written by hand, whether or not it
-/// looks like one of our tokens) makes the call time out instead of hanging, and is given the
-/// lock TTL, so the id heals: once that lock expires the id fills.
-async fn lock_without_expiry_times_out_then_heals(t: Target) {
+/// A lease without expiry (no filler of ours writes one: it was written by hand, shaped like the
+/// lease of a connection without liveness, so there is no holder to check) makes the call time
+/// out instead of hanging, and is given the lock TTL, so the id heals: once that lease expires
+/// the id fills. (Bytes that are not shaped like a lease are not a lock at all: they are
+/// replaced and filled at once, see `stale_write.rs` and `hostile.rs`.)
+async fn lease_without_expiry_times_out_then_heals(t: Target) {
     let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&t.ns()))
         .lock_ttl(Duration::from_millis(600))
         .timeout(Duration::from_millis(300))
         .backoff(Duration::from_millis(10), Duration::from_millis(50))
         .build()
         .unwrap();
-    let hand_written = [
-        "a crashed filler, no PX".to_owned(),
-        // Shaped like the token of a connection without liveness: no holder to check.
-        format!("{}{}", "x".repeat(16), "0123456789abcdef"),
-    ];
+    // Shaped like the lease of a connection without liveness: no holder to check.
+    let hand_written = [[&b"\xC1L"[..], &[b'x'; 16], b"0123456789abcdef"].concat()];
     for (n, lock_value) in (0..).zip(hand_written) {
         let (locked, free) = (10 * n + 1, 10 * n + 2);
-        let lock = cache.keys(&locked).unwrap().lock;
+        let lock = cache.keys(&locked).unwrap().data;
         cmd::<()>(cache.connection(), "SET", (&lock, &lock_value)).await;
         let source = Source::default();
         // Bounded from outside too: a regression to hanging fails the test instead of stalling
@@ -124,9 +123,9 @@ async fn lock_without_expiry_times_out_then_heals(t: Target) {
         let pttl: i64 = cmd(cache.connection(), "PTTL", &lock).await;
         assert!(
             (1..=600).contains(&pttl),
-            "the lock {lock_value:?} without expiry was given the lock TTL: PTTL {pttl}"
+            "the lease {lock_value:?} without expiry was given the lock TTL: PTTL {pttl}"
         );
-        eventually("the foreign lock expires", async || {
+        eventually("the foreign lease expires", async || {
             !exists(cache.connection(), &lock).await
         })
         .await;
@@ -141,5 +140,5 @@ async fn lock_without_expiry_times_out_then_heals(t: Target) {
 
 both!(
     concurrent_callers_fetch_each_id_exactly_once,
-    lock_without_expiry_times_out_then_heals
+    lease_without_expiry_times_out_then_heals
 );

@@ -157,6 +157,12 @@ pub fn foreign_lease(holder: &str) -> Vec<u8> {
     [&b"\xC1L"[..], holder.as_bytes(), b"0123456789abcdef"].concat()
 }
 
+/// A lease shaped like one of a connection without liveness (its holder id is all `x`): no one
+/// can find its holder dead, so it is waited for until it expires.
+pub fn unchecked_lease() -> Vec<u8> {
+    [&b"\xC1L"[..], &[b'x'; 16], b"0123456789abcdef"].concat()
+}
+
 pub async fn exists(conn: &Connection, key: impl ToRedisArgs) -> bool {
     cmd::<i64>(conn, "EXISTS", key).await == 1
 }
