@@ -12,7 +12,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-use ruecache::{Cache, Connection, IdKeys, Raw, MAX_KEY_LEN};
+use ruecache::{Cache, Connection, Raw, MAX_KEY_LEN};
 use ruecache_tests::{both, start_standalone_with, Target};
 use support::{cmd, exists, value, Source, TestError};
 
@@ -131,12 +131,9 @@ fn id_pair() -> impl Strategy<Value = (String, String)> {
     .prop_filter("distinct ids", |(a, b)| a != b)
 }
 
-fn all_keys(k: &IdKeys) -> [&[u8]; 3] {
-    [k.data.as_bytes(), &k.version, &k.lock]
-}
-
-/// Checks one pair of ids under one template: the six keys are pairwise distinct and each id's
-/// keys share its data key's slot.
+/// Checks one pair of ids under one template: their data keys (each id's only key) are
+/// distinct, and each id's wake-up channel is in its data key's slot (a script releasing the
+/// id's lease publishes on it with `SPUBLISH`).
 fn check_pair(cache: &Cache<String, String>, a: &str, b: &str) -> Result<(), TestCaseError> {
     let (ka, kb) = match (cache.keys(&a.to_owned()), cache.keys(&b.to_owned())) {
         (Ok(ka), Ok(kb)) => (ka, kb),
@@ -145,21 +142,10 @@ fn check_pair(cache: &Cache<String, String>, a: &str, b: &str) -> Result<(), Tes
         | (_, Err(ruecache::Error::KeyTooLong { .. })) => return Ok(()),
         (Err(e), _) | (_, Err(e)) => return Err(TestCaseError::fail(format!("keys(): {e}"))),
     };
-    let six: Vec<&[u8]> = all_keys(&ka).into_iter().chain(all_keys(&kb)).collect();
-    for i in 0..six.len() {
-        for j in i + 1..six.len() {
-            prop_assert_ne!(six[i], six[j], "keys {} and {} collide", i, j);
-        }
-    }
+    prop_assert_ne!(&ka.data, &kb.data, "the data keys collide");
     for k in [&ka, &kb] {
         let slot = key_slot(k.data.as_bytes());
-        prop_assert_eq!(
-            key_slot(&k.version),
-            slot,
-            "version key slot of {:?}",
-            k.data
-        );
-        prop_assert_eq!(key_slot(&k.lock), slot, "lock key slot of {:?}", k.data);
+        prop_assert_eq!(key_slot(&k.channel), slot, "channel slot of {:?}", k.data);
     }
     Ok(())
 }
@@ -206,8 +192,8 @@ async fn distinct_ids_never_share_keys_and_keys_share_a_slot() {
     }
 }
 
-/// The test's slot function agrees with the cluster itself (`CLUSTER KEYSLOT`) on the data,
-/// version and lock keys of hostile ids: the property above checks the real thing.
+/// The test's slot function agrees with the cluster itself (`CLUSTER KEYSLOT`) on the data keys
+/// and wake-up channels of hostile ids: the property above checks the real thing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_agree_with_cluster_keyslot() {
     let conn = Target::Cluster.connect().await;
@@ -219,7 +205,7 @@ async fn slots_agree_with_cluster_keyslot() {
         let id = strategy.new_tree(&mut runner).unwrap().current();
         let cache = &caches[n % caches.len()];
         let Ok(keys) = cache.keys(&id) else { continue };
-        for key in all_keys(&keys) {
+        for key in [keys.data.as_bytes(), &keys.channel] {
             let slot: u16 = cmd(&conn, "CLUSTER", ("KEYSLOT", key)).await;
             assert_eq!(
                 slot,
@@ -630,45 +616,58 @@ async fn envelope_shaped_garbage_in_data_keys_is_refilled(t: Target) {
     }
 }
 
-/// A version key holding garbage bytes, with an expiry: the fill reads it as the version, writes
-/// under it, and the value is then a hit.
-async fn garbage_version_with_expiry_is_harmless(t: Target) {
+/// The version key of the previous protocol (three keys per id) for a data key with a hash tag.
+fn previous_version_key(data_key: &str) -> Vec<u8> {
+    let open = data_key.find('{').unwrap();
+    let close = data_key[open..].find('}').unwrap() + open;
+    [
+        data_key[open..=close].as_bytes(),
+        b"\xFFv",
+        data_key.as_bytes(),
+    ]
+    .concat()
+}
+
+/// Garbage in the previous protocol's version key, with an expiry: fills never read it, and an
+/// invalidation deletes it (for processes still on that protocol).
+async fn garbage_in_the_previous_version_key_is_harmless(t: Target) {
     let conn = t.connect().await;
     let cache = short_timeout_cache(conn.clone(), &t.ns());
     let keys = cache.keys(&1).unwrap();
+    let version = previous_version_key(&keys.data);
     let garbage: &[u8] = b"\xFF\x00garbage\xC1";
-    cmd::<()>(&conn, "SET", (&keys.version, garbage, "PX", 60_000)).await;
+    cmd::<()>(&conn, "SET", (&version, garbage, "PX", 60_000)).await;
     let source = Source::default();
     let got: HashMap<u64, String> = cache
         .get_and_fill([1, 2], |ids| source.fetch(ids))
         .await
         .unwrap();
     assert_eq!(got[&1], value(1));
-    assert!(
-        exists(&conn, &keys.data).await,
-        "written under the garbage version"
-    );
+    assert!(exists(&conn, &keys.data).await, "written");
     let again: HashMap<u64, String> = cache
         .get_and_fill([1, 2], |ids| source.fetch(ids))
         .await
         .unwrap();
     assert_eq!(again, got);
     assert_eq!(source.calls().len(), 1);
-    // An invalidation still stops a fill that read the garbage version.
     cache.invalidate([1]).await.unwrap();
-    let version: Vec<u8> = cmd(&conn, "GET", &keys.version).await;
-    assert_ne!(version, garbage);
+    assert!(
+        !exists(&conn, &version).await,
+        "the invalidation deleted it"
+    );
+    assert!(!exists(&conn, &keys.data).await);
 }
 
-/// A lock someone else wrote by hand, with an expiry: the caller waits it out, then fills.
-async fn foreign_lock_with_expiry_is_waited_out(t: Target) {
+/// A lease someone else wrote by hand (shaped like one of a connection without liveness, so
+/// there is no holder to check), with an expiry: the caller waits it out, then fills.
+async fn foreign_lease_with_expiry_is_waited_out(t: Target) {
     let conn = t.connect().await;
     let cache = short_timeout_cache(conn.clone(), &t.ns());
     let keys = cache.keys(&1).unwrap();
     cmd::<()>(
         &conn,
         "SET",
-        (&keys.lock, b"\x00not a token\xFF", "PX", 300),
+        (&keys.data, support::unchecked_lease(), "PX", 300),
     )
     .await;
     let source = Source::default();
@@ -680,9 +679,9 @@ async fn foreign_lock_with_expiry_is_waited_out(t: Target) {
     assert_eq!(source.counts()[&1], 1);
     assert!(
         cache.stats().lock_waits >= 1,
-        "it did wait for the foreign lock"
+        "it did wait for the foreign lease"
     );
-    assert!(!exists(&conn, &keys.lock).await);
+    assert!(!support::leased(&conn, &keys.data).await);
 }
 
 /// What a wrong-typed key does, asserted: the batch and single-id calls succeed (never an error,
@@ -710,8 +709,8 @@ async fn check_wrong_type(cache: &Cache<u64, String>, broken_key: &[u8], label: 
     assert_eq!(cached, batch, "{label}");
     assert_eq!(source.calls().len(), calls, "{label}: and cached");
     assert!(
-        !exists(conn, cache.keys(&1).unwrap().lock).await,
-        "{label}: no lock left behind"
+        !support::leased(conn, &cache.keys(&1).unwrap().data).await,
+        "{label}: no lease left behind"
     );
 }
 
@@ -743,34 +742,27 @@ async fn list_in_data_key_heals_by_itself(t: Target) {
     check_wrong_type_single_first(&cache, "list in the data key").await;
 }
 
-async fn list_in_version_key_heals_by_itself(t: Target) {
+/// A list where the previous protocol kept its version key: fills never touch it, and an
+/// invalidation deletes it like any key.
+async fn list_in_the_previous_version_key_is_deleted_by_invalidate(t: Target) {
     let conn = t.connect().await;
     let cache = short_timeout_cache(conn.clone(), &t.ns());
-    let version = cache.keys(&1).unwrap().version;
+    let version = previous_version_key(&cache.keys(&1).unwrap().data);
     cmd::<()>(&conn, "RPUSH", (&version, "a", "b")).await;
-    check_wrong_type(&cache, &version, "list in the version key").await;
-    // An invalidation still stops fills: the version is the cache's own again.
-    let before: Vec<u8> = cmd(&conn, "GET", &version).await;
+    let source = Source::default();
+    let got: HashMap<u64, String> = cache
+        .get_and_fill([1, 2], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(got, [(1, value(1)), (2, value(2))].into());
     cache.invalidate([1]).await.unwrap();
-    let after: Vec<u8> = cmd(&conn, "GET", &version).await;
-    assert_ne!(before, after);
+    let kind: String = cmd(&conn, "TYPE", &version).await;
+    assert_eq!(kind, "none");
 }
 
-async fn list_in_lock_key_heals_by_itself(t: Target) {
-    let conn = t.connect().await;
-    let cache = short_timeout_cache(conn.clone(), &t.ns());
-    let lock = cache.keys(&1).unwrap().lock;
-    cmd::<()>(&conn, "RPUSH", (&lock, "a", "b")).await;
-    check_wrong_type(&cache, &lock, "list in the lock key").await;
-    let cache = short_timeout_cache(conn.clone(), &t.ns());
-    let lock = cache.keys(&1).unwrap().lock;
-    cmd::<()>(&conn, "RPUSH", (&lock, "a", "b")).await;
-    check_wrong_type_single_first(&cache, "list in the lock key").await;
-}
-
-/// A batch whose lock step fails (here it times out: Redis holds every write) must not leave the
-/// locks behind that its commands take once Redis runs them: they would block every other caller
-/// for the lock TTL. (A private server: `CLIENT PAUSE` holds all of a server's clients.)
+/// A batch whose lease step fails (here it times out: Redis holds every write) must not leave the
+/// leases behind that its commands take once Redis runs them: they would block every other
+/// caller for the lock TTL. (A private server: `CLIENT PAUSE` holds all of a server's clients.)
 #[ruecache_tests::tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_batch_releases_the_locks_it_took() {
     let server = start_standalone_with(&[]);
@@ -788,18 +780,23 @@ async fn failed_batch_releases_the_locks_it_took() {
         matches!(failed, Err(TestError::Cache(ref e)) if e.contains("timed out")),
         "{failed:?}"
     );
+    support::take_command_calls(&admin).await;
     support::release_writes(&admin).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    // The release runs in the background, sent after the held lease step on the same
+    // connection, so Redis runs it after the leases were taken.
+    conn.settle().await;
+    let calls = support::take_command_calls(&admin).await;
+    assert_eq!(
+        calls.get("set").copied().unwrap_or(0),
+        3,
+        "the held lease commands did run: {calls:?}"
+    );
     for id in [1, 2, 3] {
-        let keys = cache.keys(&id).unwrap();
-        // The version key shows that the lock command did run.
-        while !exists(&conn, &keys.version).await || exists(&conn, &keys.lock).await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the lock of id {id} is still held 2 s after the call failed (lock TTL 30 s)"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let key = cache.data_key(&id).unwrap();
+        assert!(
+            !support::leased(&conn, &key).await,
+            "the lease of id {id} is still held after the call failed (lock TTL 30 s)"
+        );
     }
     assert!(source.calls().is_empty(), "nothing was fetched");
     let got: HashMap<u64, String> = cache
@@ -816,9 +813,8 @@ both!(
     very_long_ids,
     id_whose_display_fails_is_invalid_id,
     envelope_shaped_garbage_in_data_keys_is_refilled,
-    garbage_version_with_expiry_is_harmless,
-    foreign_lock_with_expiry_is_waited_out,
+    garbage_in_the_previous_version_key_is_harmless,
+    foreign_lease_with_expiry_is_waited_out,
     list_in_data_key_heals_by_itself,
-    list_in_version_key_heals_by_itself,
-    list_in_lock_key_heals_by_itself,
+    list_in_the_previous_version_key_is_deleted_by_invalidate,
 );
