@@ -902,11 +902,12 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     }
 
     /// How long a filler's lease (its lock on an id) lasts (default 5 s): the longest a crashed
-    /// filler can block others. Make it longer than your slowest fetch: a fill whose lease
-    /// expires during its fetch never writes what it fetched (its commit finds the lease gone,
-    /// which may hide an invalidation, so it is refused: [`Stats::stale_commits`](crate::Stats::stale_commits), or
-    /// [`Stats::lost_locks`](crate::Stats::lost_locks) if another caller leased the id meanwhile), and the next caller
-    /// fetches the id again.
+    /// filler can block others. Make it longer than your slowest fetch: once a fill's lease is
+    /// past its deadline, a caller that asks for the id takes the lease over and fetches it
+    /// again, and the first fill's commit is then refused
+    /// ([`Stats::lost_locks`](crate::Stats::lost_locks)). If no one took the lease over, the
+    /// first fill still commits (unless the id was invalidated meanwhile), up to ten minutes
+    /// past the deadline.
     ///
     /// [`build`](Self::build) accepts 1 ms up to [`Options::MAX_TTL`].
     ///

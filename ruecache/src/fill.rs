@@ -37,7 +37,7 @@ use tokio::time::{timeout_at, Instant};
 use tracing::{debug, debug_span, Instrument as _};
 
 use self::deadline::{fails_in_time, last_read, read_within, within};
-use self::lease::{Held, Token};
+use self::lease::{now_ms, Held, Token};
 use self::prepare::{prepare, Prepared, Stuck};
 use self::release::Taking;
 use crate::batch::{get_cmd, get_many, missing_if_wrong_type};
@@ -326,14 +326,15 @@ where
     let mut interest: Option<Interest> = None;
     while !pending.is_empty() {
         stats.add(Stat::LockAttempts, pending.len());
+        let lease = token.lease(options.lock_ttl);
         let mut taking = Taking {
             conn: &cache.conn,
-            token,
+            lease,
             timeout: options.timeout,
             pending: &pending,
         };
         // On an error, or if the caller stops waiting, `taking` releases this round's leases.
-        let replies = within(deadline, options.timeout, prepare(cache, token, &pending)).await?;
+        let replies = within(deadline, options.timeout, prepare(cache, lease, &pending)).await?;
         taking.disarm();
         drop(taking);
         let mut locked = Vec::new();
@@ -379,7 +380,7 @@ where
         let busy = held.iter().filter(|h| h.is_some()).count();
         stats.add(Stat::LockWaits, busy);
         if !locked.is_empty() {
-            commit::fetch_and_commit(cache, token, locked, fetch, out).await?;
+            commit::fetch_and_commit(cache, lease, locked, fetch, out).await?;
         }
         if waiting.is_empty() {
             flight.land_except(|_| false);
@@ -391,6 +392,18 @@ where
         pending = waiting;
         if busy < pending.len() {
             // Something to seize or to look at again: no reason to wait.
+            continue;
+        }
+        // Leases past their deadline: free to take, at once.
+        let now = now_ms();
+        let mut expired = false;
+        for (p, h) in pending.iter_mut().zip(&mut held) {
+            if h.as_ref().is_some_and(|h| h.is_expired(now, options.lock_ttl)) {
+                p.takeover = h.take();
+                expired = true;
+            }
+        }
+        if expired {
             continue;
         }
         let leases: Vec<&Held> = held.iter().flatten().collect();

@@ -25,13 +25,17 @@
 //!
 //! Each id has one key in Redis, its **data** key (from your template). It holds the id's value,
 //! an "absent" marker (the source has no such id), or the **lease** of the caller filling it: a
-//! lock kept in the data key itself, made of a marker and a token drawn once per fill.
+//! lock kept in the data key itself, made of a marker, a token drawn once per fill, and a
+//! deadline (the lock TTL from when it was taken).
 //!
 //! 1. All data keys are read in one round trip (`GET`/`MGET`, grouped by slot on a cluster).
 //!    Values are decoded and returned; a cached "absent" marker means the source has no such id.
 //! 2. For the misses, one command per id, all in one round trip, takes the lease and reads the
-//!    key at once: `SET key lease NX PX lock_ttl GET`. It answers nil when the lease was taken,
-//!    the value when someone filled the id since step 1, or another caller's lease.
+//!    key at once: `SET key lease NX PX ttl GET`. It answers nil when the lease was taken, the
+//!    value when someone filled the id since step 1, or another caller's lease. A lease past its
+//!    deadline is taken over (a compare-and-set replaces it); its key lives ten minutes longer
+//!    than the deadline, so that a fill that outlasted the lock TTL, and whose lease no one took
+//!    over, still commits.
 //! 3. The fetch function is called once with the ids this caller leased (and, after step 5,
 //!    once more for ids whose other filler gave up).
 //! 4. One Lua script, again in one round trip, writes each value (with TTL and deterministic
@@ -70,17 +74,18 @@
 //! 5. If F's commit ran before I, I deletes what it wrote: the stale value lived only until the
 //!    invalidation, as with any cache that is invalidated after the write.
 //!
-//! Losing a key can only refuse a write, never let a stale one in: an expired or evicted lease
-//! is a data key without L, exactly like an invalidated one, so the commit refuses (this is why
-//! a fetch must take less than the lock TTL: see [`CacheBuilder::lock_ttl`]). A holder whose
-//! lease was taken over as dead (see below) finds another lease or value where L was, and
-//! refuses too. The caller that raced the write still *returns* what it fetched, as a database
+//! Losing a key can only refuse a write, never let a stale one in: an evicted lease (or one
+//! whose key outlived its grace) is a data key without L, exactly like an invalidated one, so
+//! the commit refuses. A holder whose lease was taken over (past its deadline, see
+//! [`CacheBuilder::lock_ttl`], or taken for dead, see below) finds another lease or value where L
+//! was, and refuses too. Deadlines are compared by the waiter's clock: a clock that runs ahead
+//! only takes leases over early, which costs a second fetch, never a stale write. The caller that raced the write still *returns* what it fetched, as a database
 //! read racing the write would; only the cache is kept clean.
 //!
 //! One filler per id, fleet-wide: `SET ... NX` puts a lease only in an empty key, and Redis
 //! runs it atomically, so of all callers that find an id missing, one takes the lease and the
-//! others find it and wait. A lease expires at the lock TTL, and the lease of a process that
-//! died is taken over sooner: each token starts with its connection's id, whose liveness key the
+//! others find it and wait. A lease is taken over at its deadline, and the lease of a process
+//! that died sooner: each token starts with its connection's id, whose liveness key the
 //! connection keeps alive while it exists; a waiter that finds it gone deletes the dead holder's
 //! lease (a compare-and-set again) and takes its own.
 //!
@@ -160,18 +165,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The least a Redis ACL user needs is seven commands on its own keys; for the template
+//! The least a Redis ACL user needs is six commands on its own keys; for the template
 //! `widgets:{{{id}}}`:
 //!
 //! ```text
-//! ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xffvwidgets:*" ~ruecache:live:* +get +mget +evalsha +script|load +set +del +pexpire
+//! ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xffvwidgets:*" ~ruecache:live:* +get +mget +evalsha +script|load +set +del
 //! ```
 //!
 //! The second key pattern covers the previous protocol's version keys (`\xff` is the byte
 //! `0xFF`), which an invalidation deletes for processes still running it; the third the
-//! liveness keys. `SET` and `PEXPIRE` are sent directly, and `SET`, `DEL`, `MGET` and `GET` are
-//! called by the Lua scripts, which Redis checks against the caller's rights. A cluster user
-//! also needs `+cluster|slots`. The README's "Security" section explains each rule.
+//! liveness keys. `SET` is sent directly, and `SET`, `DEL`, `MGET` and `GET` are called by the
+//! Lua scripts, which Redis checks against the caller's rights. A cluster user
+//! also needs `+cluster|slots`. The repository's `docs/security.md` explains each rule.
 //!
 //! At `INFO` and above the engine logs no key, id, value or password.
 //!

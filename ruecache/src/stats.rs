@@ -36,13 +36,14 @@ pub struct Stats {
     /// not return).
     pub commits: u64,
     /// Fetched ids not written because their lease was gone at the commit: they were
-    /// invalidated during the fetch (the stale-write guard at work), or the lease expired (a
-    /// fetch longer than the [lock TTL](crate::CacheBuilder::lock_ttl)) or was evicted, either of
-    /// which may hide an invalidation.
+    /// invalidated during the fetch (the stale-write guard at work), or the lease's key was
+    /// evicted (or outlived its ten minutes of grace past the
+    /// [lock TTL](crate::CacheBuilder::lock_ttl)), which may hide an invalidation.
     pub stale_commits: u64,
-    /// Fetched ids not written because this caller's lease had expired and another caller had
-    /// taken the id over (or filled it) since: a fetch that took longer than the
-    /// [lock TTL](crate::CacheBuilder::lock_ttl), or a holder taken for dead.
+    /// Fetched ids not written because another caller took this caller's lease over (after its
+    /// deadline: a fetch that took longer than the
+    /// [lock TTL](crate::CacheBuilder::lock_ttl); or taking this caller for dead) or wrote a
+    /// value through since ([`Cache::set`](crate::Cache::set)).
     pub lost_locks: u64,
     /// Lock attempts (ids) sent to Redis.
     pub lock_attempts: u64,

@@ -667,7 +667,7 @@ async fn foreign_lease_with_expiry_is_waited_out(t: Target) {
     cmd::<()>(
         &conn,
         "SET",
-        (&keys.data, support::unchecked_lease(), "PX", 300),
+        (&keys.data, support::unchecked_lease(300), "PX", 300),
     )
     .await;
     let source = Source::default();

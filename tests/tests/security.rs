@@ -45,9 +45,6 @@ async fn acl_server(tls: bool) -> (RedisServer, Connection) {
 
 fn widgets(conn: Connection) -> Cache<u64, String> {
     Cache::builder(conn, TEMPLATE)
-        // Short, for the hand-written lease `exercise` waits out.
-        .lock_ttl(Duration::from_millis(100))
-        .backoff(Duration::from_millis(10), Duration::from_millis(50))
         .build()
         .expect("valid config")
 }
@@ -106,20 +103,6 @@ async fn exercise(cache: &Cache<u64, String>) -> Result<(), String> {
         "only the invalidated id is fetched again"
     );
 
-    // A lease written by hand without a TTL (the user may `SET` its keys): the cache gives it
-    // the lock TTL (`PEXPIRE ... NX`), waits it out, and fills the id.
-    let mut conn = cache.connection().clone();
-    let () = redis::cmd("SET")
-        .arg("widgets:{9}")
-        .arg(support::unchecked_lease())
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| format!("writing a lease by hand: {e}"))?;
-    let nine = cache
-        .get_and_fill_one(9, one)
-        .await
-        .map_err(step("a lease without TTL"))?;
-    assert_eq!(nine.as_deref(), Some(support::value(9).as_str()));
     Ok(())
 }
 
@@ -624,7 +607,7 @@ fn default_level_logs_no_keys_values_or_passwords() {
         let lock = cache.keys(&IDS[2]).unwrap().data;
         let () = redis::cmd("SET")
             .arg(&lock)
-            .arg(support::unchecked_lease())
+            .arg(support::unchecked_lease(4_000))
             .arg("PX")
             .arg(60_000)
             .query_async(&mut admin.clone())

@@ -4,7 +4,9 @@
 mod support;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use ruecache::Cache;
 use ruecache_tests::{both, Target};
 use support::{cmd, exists, foreign_lease, lease, leased, paused_fill, value, Gate};
 
@@ -93,7 +95,10 @@ async fn lease_lost_then_refilled_by_another_is_not_overwritten(t: Target) {
         .unwrap();
     assert_eq!(fresh, HashMap::from([(1, "fresh 1".to_owned())]));
     let written: Vec<u8> = cmd(conn, "GET", &key).await;
-    assert!(!written.is_empty() && !leased(conn, &key).await, "the other caller committed");
+    assert!(
+        !written.is_empty() && !leased(conn, &key).await,
+        "the other caller committed"
+    );
     release.send(()).unwrap();
     task.await.unwrap();
     let now: Vec<u8> = cmd(conn, "GET", &key).await;
@@ -113,7 +118,7 @@ async fn commit_with_lease_taken_by_another_writes_nothing(t: Target) {
     let mut gate = Gate::default();
     let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
     // Our lease expired and another caller took the id.
-    let theirs = foreign_lease("0123456789abcdef");
+    let theirs = foreign_lease("0123456789abcdef", 60_000);
     cmd::<()>(conn, "SET", (&key, &theirs, "PX", 60_000)).await;
     release.send(()).unwrap();
     let got = task.await.unwrap();
@@ -135,16 +140,44 @@ async fn commit_with_lease_taken_by_another_writes_nothing(t: Target) {
     );
 }
 
-/// A lease that expired during the fetch with no one taking the id: the commit cannot tell an
-/// expiry from an invalidation (both leave the key empty), so it writes nothing, and the next
-/// call fills the id.
-async fn commit_after_the_lease_expired_writes_nothing(t: Target) {
+/// A lease past its deadline at the commit, that no one took over: the commit still writes,
+/// since nothing changed the id meanwhile (as with a lock that expired with no one taking it).
+async fn commit_past_the_deadline_still_writes(t: Target) {
+    let cache: Cache<u64, String> = Cache::builder(t.connect().await, &support::template(&t.ns()))
+        .lock_ttl(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
+    let mut gate = Gate::default();
+    let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
+    let deadline = support::lease_deadline(&lease(conn, &key).await.expect("leased"));
+    // The lease's deadline passes while the fetch is paused (no other caller asks for the id).
+    while support::now_ms() <= deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    release.send(()).unwrap();
+    let got = task.await.unwrap();
+    assert_eq!(got, HashMap::from([(1, value(1))]));
+    assert!(exists(conn, &key).await, "nothing changed: written");
+    assert!(!leased(conn, &key).await, "no lease left");
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.commits, stats.stale_commits, stats.lost_locks),
+        (1, 0, 0)
+    );
+}
+
+/// A lease's key gone during the fetch (evicted, or deleted by hand) with no one taking the id:
+/// the commit cannot tell that from an invalidation (both leave the key empty), so it writes
+/// nothing, and the next call fills the id.
+async fn commit_after_the_lease_was_lost_writes_nothing(t: Target) {
     let cache = support::cache(t.connect().await, &t.ns());
     let conn = cache.connection();
     let key = cache.data_key(&1).unwrap();
     let mut gate = Gate::default();
     let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
-    cmd::<()>(conn, "DEL", &key).await; // our lease expired, nobody took it
+    cmd::<()>(conn, "DEL", &key).await; // evicted
     release.send(()).unwrap();
     let got = task.await.unwrap();
     assert_eq!(got, HashMap::from([(1, value(1))]));
@@ -164,14 +197,18 @@ async fn commit_after_the_lease_expired_writes_nothing(t: Target) {
     assert!(exists(conn, &key).await);
 }
 
-async fn lease_expiring_mid_fetch_writes_nothing(t: Target) {
+/// A lease's key expiring during the fetch (it outlived its grace): as lost.
+async fn lease_key_expiring_mid_fetch_writes_nothing(t: Target) {
     let cache = support::cache(t.connect().await, &t.ns());
     let conn = cache.connection();
     let key = cache.data_key(&1).unwrap();
     let mut gate = Gate::default();
     let (task, release) = paused_fill(&cache, vec![1], &mut gate).await;
     cmd::<()>(conn, "PEXPIRE", (&key, 1)).await;
-    support::eventually("the lease expires", async || !exists(conn, &key).await).await;
+    support::eventually("the lease's key expires", async || {
+        !exists(conn, &key).await
+    })
+    .await;
     release.send(()).unwrap();
     task.await.unwrap();
     assert!(!exists(conn, &key).await, "a lease gone refuses the write");
@@ -189,10 +226,16 @@ async fn happy_path_writes_over_the_lease(t: Target) {
         leased(conn, &key).await,
         "the data key holds the lease during the fetch"
     );
+    let held = lease(conn, &key).await.unwrap();
+    let left = support::lease_deadline(&held).saturating_sub(support::now_ms());
+    assert!(
+        (1..=5_000).contains(&left),
+        "the lease's deadline is the lock TTL from now ({left} ms left)"
+    );
     let pttl: i64 = cmd(conn, "PTTL", &key).await;
     assert!(
-        (1..=5_000).contains(&pttl),
-        "the lease expires (PTTL {pttl})"
+        (600_000..=605_000).contains(&pttl),
+        "its key lives ten minutes past the deadline (PTTL {pttl})"
     );
     release.send(()).unwrap();
     task.await.unwrap();
@@ -238,8 +281,9 @@ both!(
     lease_lost_then_invalidation_writes_nothing,
     lease_lost_then_refilled_by_another_is_not_overwritten,
     commit_with_lease_taken_by_another_writes_nothing,
-    commit_after_the_lease_expired_writes_nothing,
-    lease_expiring_mid_fetch_writes_nothing,
+    commit_past_the_deadline_still_writes,
+    commit_after_the_lease_was_lost_writes_nothing,
+    lease_key_expiring_mid_fetch_writes_nothing,
     happy_path_writes_over_the_lease,
     lease_shaped_garbage_is_replaced_and_filled,
 );

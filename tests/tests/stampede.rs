@@ -80,11 +80,11 @@ async fn concurrent_callers_fetch_each_id_exactly_once(t: Target) {
     );
 }
 
-/// A lease without expiry (no filler of ours writes one: it was written by hand, shaped like the
-/// lease of a connection without liveness, so there is no holder to check) makes the call time
-/// out instead of hanging, and is given the lock TTL, so the id heals: once that lease expires
-/// the id fills. (Bytes that are not shaped like a lease are not a lock at all: they are
-/// replaced and filled at once, see `stale_write.rs` and `hostile.rs`.)
+/// A lease written by hand without expiry (no filler of ours writes one), shaped like the lease
+/// of a connection without liveness (so no holder to check): it blocks its id until its deadline,
+/// and the call times out meanwhile instead of hanging; then it is taken over and the id fills.
+/// One whose deadline is further ahead than any lease of this lock TTL could be is taken over
+/// at once.
 async fn lease_without_expiry_times_out_then_heals(t: Target) {
     let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&t.ns()))
         .lock_ttl(Duration::from_millis(600))
@@ -92,50 +92,62 @@ async fn lease_without_expiry_times_out_then_heals(t: Target) {
         .backoff(Duration::from_millis(10), Duration::from_millis(50))
         .build()
         .unwrap();
-    // Shaped like the lease of a connection without liveness: no holder to check.
-    let hand_written = [[&b"\xC1L"[..], &[b'x'; 16], b"0123456789abcdef"].concat()];
-    for (n, lock_value) in (0..).zip(hand_written) {
-        let (locked, free) = (10 * n + 1, 10 * n + 2);
-        let lock = cache.keys(&locked).unwrap().data;
-        cmd::<()>(cache.connection(), "SET", (&lock, &lock_value)).await;
-        let source = Source::default();
-        // Bounded from outside too: a regression to hanging fails the test instead of stalling
-        // it.
-        let call = cache
-            .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([locked, free], |ids| {
-                source.fetch(ids)
-            });
-        let err = tokio::time::timeout(Duration::from_secs(10), call)
-            .await
-            .expect("the call ended by its own timeout")
-            .unwrap_err();
-        assert!(
-            matches!(&err, TestError::Cache(msg) if msg.contains("timed out")),
-            "{lock_value:?}: {err:?}"
-        );
-        assert_eq!(
-            source.calls(),
-            vec![vec![free]],
-            "the unlocked id was still filled"
-        );
-        assert!(cache.stats().lock_waits > 0);
+    let (locked, free) = (1, 2);
+    let key = cache.keys(&locked).unwrap().data;
+    let hand_written = support::unchecked_lease(600);
+    cmd::<()>(cache.connection(), "SET", (&key, &hand_written)).await;
+    let source = Source::default();
+    // Bounded from outside too: a regression to hanging fails the test instead of stalling it.
+    let call = cache.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([locked, free], |ids| {
+        source.fetch(ids)
+    });
+    let err = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the call ended by its own timeout")
+        .unwrap_err();
+    assert!(
+        matches!(&err, TestError::Cache(msg) if msg.contains("timed out")),
+        "{err:?}"
+    );
+    assert_eq!(
+        source.calls(),
+        vec![vec![free]],
+        "the unlocked id was still filled"
+    );
+    assert!(cache.stats().lock_waits > 0);
+    let left = support::lease(cache.connection(), &key)
+        .await
+        .expect("still leased");
+    assert_eq!(
+        left[2..],
+        hand_written[2..],
+        "the hand-written lease is left alone before its deadline (only flagged by the waiter)"
+    );
 
-        let pttl: i64 = cmd(cache.connection(), "PTTL", &lock).await;
-        assert!(
-            (1..=600).contains(&pttl),
-            "the lease {lock_value:?} without expiry was given the lock TTL: PTTL {pttl}"
-        );
-        eventually("the foreign lease expires", async || {
-            !exists(cache.connection(), &lock).await
-        })
-        .await;
-        let healed: HashMap<u64, String> = cache
-            .get_and_fill([locked], |ids| source.fetch(ids))
-            .await
-            .unwrap();
-        assert_eq!(healed, HashMap::from([(locked, value(locked))]));
-        assert_eq!(source.calls(), vec![vec![free], vec![locked]]);
+    let deadline = support::lease_deadline(&hand_written);
+    while support::now_ms() <= deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let healed: HashMap<u64, String> = cache
+        .get_and_fill([locked], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(healed, HashMap::from([(locked, value(locked))]));
+    assert_eq!(source.calls(), vec![vec![free], vec![locked]]);
+
+    // A deadline an hour ahead, with a lock TTL of 600 ms: no lease of ours, taken over at once.
+    let far = cache.keys(&3).unwrap().data;
+    cmd::<()>(
+        cache.connection(),
+        "SET",
+        (&far, support::unchecked_lease(3_600_000)),
+    )
+    .await;
+    let got: HashMap<u64, String> = cache
+        .get_and_fill([3], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(got, HashMap::from([(3, value(3))]));
 }
 
 both!(

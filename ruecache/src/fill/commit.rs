@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tracing::{debug, debug_span, warn, Instrument as _};
 
 use super::deadline::within;
-use super::lease::Token;
+use super::lease::Lease;
 use super::release::LockGuard;
 use super::{Fetch, Locked};
 use crate::cache::{Cache, Shared, Spec};
@@ -23,7 +23,7 @@ use crate::{Connection, Error};
 /// the caller stops waiting before it returns.
 pub(super) async fn fetch_and_commit<Id, T, C, F, E>(
     cache: &Cache<Id, T, C>,
-    token: Token,
+    lease: Lease,
     locked: Vec<Locked<Id>>,
     fetch: &mut F,
     out: &mut Vec<(Id, T)>,
@@ -38,7 +38,7 @@ where
     let mut guard = LockGuard {
         conn: &cache.conn,
         spec: &cache.spec,
-        token,
+        lease,
         locked: &locked,
         taken_at: Instant::now(),
     };
@@ -78,7 +78,7 @@ where
     let commit = Commit {
         conn: cache.conn.clone(),
         spec: cache.spec.clone(),
-        token,
+        lease,
         entries,
     };
     commit.run_to_end().await.map_err(E::from)
@@ -88,7 +88,7 @@ where
 struct Commit {
     conn: Connection,
     spec: Shared<Spec>,
-    token: Token,
+    lease: Lease,
     /// Data key, sealed value.
     entries: Vec<(String, Vec<u8>)>,
 }
@@ -107,7 +107,7 @@ impl Commit {
 
     async fn run(&self) -> Result<(), Error> {
         let options = &self.spec.options;
-        let lease = self.token.lease();
+        let lease = self.lease.as_bytes();
         let sharded = sharded_flag(&self.conn);
         let bytes = self
             .entries
@@ -123,7 +123,7 @@ impl Commit {
             calls.push(
                 &[key.as_bytes()],
                 &[
-                    Arg::Bytes(&lease),
+                    Arg::Bytes(lease),
                     Arg::Bytes(value),
                     Arg::Int(ttl),
                     Arg::Bytes(&channel(key)),

@@ -1,7 +1,8 @@
 //! The lease step: one command per id takes the id's lease in its data key and reads what the
 //! key holds, in one round trip for the whole batch.
 //!
-//! `SET key lease NX PX lock_ttl GET` either puts the caller's lease in an empty data key
+//! `SET key lease NX PX ttl GET` (the lock TTL plus the lease's grace, see
+//! [`lease`](super::lease)) either puts the caller's lease in an empty data key
 //! (answering nil: the caller now fills the id) or leaves the key alone and answers what it
 //! holds: a value someone committed since the first read, another caller's lease (wait for
 //! it), or something the cache cannot use (bytes not in its format or that its codec cannot
@@ -11,7 +12,7 @@
 use redis::{Pipeline, Value};
 use sha1_smol::Sha1;
 
-use super::lease::{Held, Holder, Token};
+use super::lease::{Held, Lease, GRACE};
 use super::release::unlock_calls;
 use super::Pending;
 use crate::batch::{for_groups, is_wrong_type};
@@ -59,11 +60,12 @@ impl Stuck {
 /// unlock script, given the dead holder's lease), so that they can be taken here.
 pub(super) async fn prepare<Id, T, C>(
     cache: &Cache<Id, T, C>,
-    token: Token,
+    lease: Lease,
     pending: &[Pending<Id>],
 ) -> Result<Vec<Prepared>, Error> {
     let options = &cache.spec.options;
-    let lock_ttl = options.lock_ttl.as_millis() as u64;
+    // The lease's key outlives its deadline (see `lease`).
+    let lock_ttl = (options.lock_ttl + GRACE).as_millis() as u64;
     let dead: Vec<(&str, Vec<u8>)> = pending
         .iter()
         .filter_map(|p| Some((p.key.as_str(), p.takeover.as_ref()?.unflagged())))
@@ -72,7 +74,7 @@ pub(super) async fn prepare<Id, T, C>(
         let leases = dead.iter().map(|(key, lease)| (*key, lease.as_slice()));
         send(&cache.conn, unlock_calls(&cache.conn, leases)).await?;
     }
-    let lease = token.lease();
+    let lease = lease.as_bytes();
     let mut prepared: Vec<Option<Prepared>> = pending.iter().map(|_| None).collect();
 
     let stuck: Vec<usize> = (0..pending.len())
@@ -85,7 +87,7 @@ pub(super) async fn prepare<Id, T, C>(
             let seen = p.stuck.as_ref().map_or(&b""[..], Stuck::seen);
             calls.push(
                 &[p.key.as_bytes()],
-                &[Arg::Bytes(&lease), Arg::Int(lock_ttl), Arg::Bytes(seen)],
+                &[Arg::Bytes(lease), Arg::Int(lock_ttl), Arg::Bytes(seen)],
             );
         }
         let replies = send(&cache.conn, calls).await?;
@@ -114,7 +116,7 @@ pub(super) async fn prepare<Id, T, C>(
             for &g in &group {
                 pipe.cmd("SET")
                     .arg(keys[g])
-                    .arg(&lease[..])
+                    .arg(lease)
                     .arg("NX")
                     .arg("PX")
                     .arg(lock_ttl)
@@ -146,12 +148,10 @@ pub(super) async fn prepare<Id, T, C>(
             });
         }
     }
-    let prepared: Vec<Prepared> = prepared
+    Ok(prepared
         .into_iter()
         .map(|p| p.expect("every id was prepared"))
-        .collect();
-    mend_unchecked(cache, pending, &prepared).await?;
-    Ok(prepared)
+        .collect())
 }
 
 /// Reads what a data key holds when the caller could not lease it.
@@ -164,41 +164,4 @@ fn found(bytes: Vec<u8>) -> Prepared {
         },
         None => Prepared::Stuck(Stuck::bytes(&bytes)),
     }
-}
-
-/// A lease of a connection without liveness (no holder to check) always has its taker's lock
-/// TTL; one without a TTL was written by hand, and would block its id for good, so it gets the
-/// lock TTL (`PEXPIRE ... NX`: a lease that has a TTL keeps it). Others' leases are never
-/// touched otherwise: a dead holder's is taken over (see `wait::dead_holders`).
-async fn mend_unchecked<Id, T, C>(
-    cache: &Cache<Id, T, C>,
-    pending: &[Pending<Id>],
-    prepared: &[Prepared],
-) -> Result<(), Error> {
-    let keys: Vec<&str> = pending
-        .iter()
-        .zip(prepared)
-        .filter(|(_, p)| matches!(p, Prepared::Busy(h) if h.holder == Holder::Unchecked))
-        .map(|(p, _)| p.key.as_str())
-        .collect();
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let lock_ttl = cache.spec.options.lock_ttl.as_millis() as u64;
-    let request = |mut conn: Connection, group: Vec<usize>| {
-        let mut pipe = Pipeline::with_capacity(group.len());
-        for &g in &group {
-            pipe.cmd("PEXPIRE").arg(keys[g]).arg(lock_ttl).arg("NX");
-        }
-        async move { Ok(pipe.query_async::<Vec<Value>>(&mut conn).await?) }
-    };
-    let replies = for_groups(&cache.conn, &keys, request).await?;
-    let expired = replies.iter().filter(|r| **r == Value::Int(1)).count();
-    if expired > 0 {
-        tracing::warn!(
-            expired_locks = expired,
-            "gave the lock TTL to leases without one, which no filler wrote"
-        );
-    }
-    Ok(())
 }

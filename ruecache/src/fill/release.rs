@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::deadline::within;
-use super::lease::Token;
+use super::lease::Lease;
 use super::{Locked, Pending};
 use crate::cache::{Shared, Spec};
 use crate::keys::channel;
@@ -20,7 +20,7 @@ use crate::Connection;
 pub(super) struct LockGuard<'a, Id> {
     pub(super) conn: &'a Connection,
     pub(super) spec: &'a Shared<Spec>,
-    pub(super) token: Token,
+    pub(super) lease: Lease,
     pub(super) locked: &'a [Locked<Id>],
     pub(super) taken_at: Instant,
 }
@@ -45,7 +45,7 @@ impl<Id> LockGuard<'_, Id> {
             return None;
         }
         let keys = self.locked.iter().map(|l| l.key.clone()).collect();
-        Some(unlock(self.conn.clone(), self.token, keys, options.timeout))
+        Some(unlock(self.conn.clone(), self.lease, keys, options.timeout))
     }
 }
 
@@ -64,7 +64,7 @@ impl<Id> Drop for LockGuard<'_, Id> {
 /// replies are in: from there on each lease is in the hands of its fetch's [`LockGuard`].
 pub(super) struct Taking<'a, Id> {
     pub(super) conn: &'a Connection,
-    pub(super) token: Token,
+    pub(super) lease: Lease,
     pub(super) timeout: Duration,
     pub(super) pending: &'a [Pending<Id>],
 }
@@ -83,15 +83,14 @@ impl<Id> Drop for Taking<'_, Id> {
         let keys = self.pending.iter().map(|p| p.key.clone()).collect();
         spawn_unlock(
             self.conn,
-            unlock(self.conn.clone(), self.token, keys, self.timeout),
+            unlock(self.conn.clone(), self.lease, keys, self.timeout),
         );
     }
 }
 
-/// Releases the leases of `keys` that `token` holds; anything else in them is left alone.
-pub(super) async fn unlock(conn: Connection, token: Token, keys: Vec<String>, timeout: Duration) {
-    let lease = token.lease();
-    let calls = unlock_calls(&conn, keys.iter().map(|k| (k.as_str(), &lease[..])));
+/// Releases the leases of `keys` that hold `lease`; anything else in them is left alone.
+pub(super) async fn unlock(conn: Connection, lease: Lease, keys: Vec<String>, timeout: Duration) {
+    let calls = unlock_calls(&conn, keys.iter().map(|k| (k.as_str(), lease.as_bytes())));
     let deadline = Instant::now() + timeout;
     if let Err(e) = within(deadline, timeout, send(&conn, calls)).await {
         warn!(error = %e, ids = keys.len(), "could not release leases; they expire at their TTL");

@@ -1,13 +1,13 @@
 -- Commits fetched values over the caller's leases, and wakes the callers waiting for them.
 -- Per id, KEYS (1): data key;
--- ARGV (5): the caller's lease (the bytes it put in the data key: 0xC1 'L' token), the sealed
+-- ARGV (5): the caller's lease (the bytes it put in the data key: 0xC1 'L' token deadline), the sealed
 -- value, the data TTL (ms) or "0" for no expiry, the id's wake-up channel, and "1" to publish
 -- with SPUBLISH (a cluster's shard channel) or "0" with PUBLISH.
 -- Returns, per id: 1 written, over the caller's lease;
---                  -1 not written: the lease is gone (an invalidation deleted it, or it expired
---                     or was evicted during the fetch);
+--                  -1 not written: the lease is gone (an invalidation deleted it, or its key
+--                     was evicted, or outlived its grace);
 --                  0 not written: the data key holds something else (another caller's lease,
---                     taken after ours expired, or a value).
+--                     taken over after our deadline, or a value written through).
 --
 -- A waiter flags the lease (0xC1 'W' token, see flag.lua) before it waits, so a wake-up is
 -- published only when someone listens for it. All data keys are read with one MGET (a key of

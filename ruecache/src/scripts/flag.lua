@@ -2,7 +2,7 @@
 -- unlock.lua, invalidate.lua). A waiter subscribes to the id's channel first, then flags: a
 -- release before the flag is seen by this script's reply, one after it publishes.
 -- Per id, KEYS (1): data key;
--- ARGV (1): the lease the caller saw (0xC1 'L' or 'W', then the holder's token).
+-- ARGV (1): the lease the caller saw (0xC1 'L' or 'W', then the holder's token and deadline).
 -- Returns, per id: 1 the same lease is still there, now flagged; 0 the data key changed (the
 -- lease was released, taken over, invalidated or expired): the caller looks again at once.
 local out = {}

@@ -3,7 +3,7 @@
 -- `SET ... NX` cannot take those (the key exists), so the caller names what it saw and the lease
 -- replaces it only if it is still there: a value or a lease written since is left alone.
 -- Per id, KEYS (1): data key;
--- ARGV (3): the caller's lease (0xC1 'L' token), the lease TTL (ms), and the SHA1 (hex) of the
+-- ARGV (3): the caller's lease (0xC1 'L' token deadline), its key's TTL (ms), and the SHA1 (hex) of the
 -- bytes the caller saw, or "" for a key of another type.
 -- Returns, per id: 1 taken (the lease is in place), or what the data key holds now if it is
 -- not what the caller saw (a string the caller reads as it reads `SET ... NX GET`'s reply). A

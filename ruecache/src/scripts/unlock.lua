@@ -1,6 +1,6 @@
 -- Releases leases that are still the caller's, and wakes the callers waiting for them.
 -- Per id, KEYS (1): data key;
--- ARGV (3): the lease (0xC1 'L' token), the id's wake-up channel, and "1" to publish with
+-- ARGV (3): the lease (0xC1 'L' token deadline), the id's wake-up channel, and "1" to publish with
 -- SPUBLISH (a cluster's shard channel) or "0" with PUBLISH.
 -- Returns, per id: 1 released, 0 not the caller's (expired, invalidated, taken by another
 -- caller, filled, or a key of another type, which MGET reads as missing).

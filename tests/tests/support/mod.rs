@@ -139,10 +139,27 @@ pub async fn cmd<T: FromRedisValue>(conn: &Connection, name: &str, args: impl To
 }
 
 /// The lease in a data key, if it holds one: a filler's lock, `0xC1` `L` (or `W` once a waiter
-/// flagged it), then the holder's 32-byte token.
+/// flagged it), the holder's 32-byte token, then its deadline (Unix ms, 8 bytes big-endian).
 pub async fn lease(conn: &Connection, data_key: &str) -> Option<Vec<u8>> {
     let held: Option<Vec<u8>> = cmd(conn, "GET", data_key).await;
-    held.filter(|v| v.len() == 34 && (v.starts_with(b"\xC1L") || v.starts_with(b"\xC1W")))
+    held.filter(|v| v.len() == 42 && (v.starts_with(b"\xC1L") || v.starts_with(b"\xC1W")))
+}
+
+/// A lease's deadline (Unix ms).
+pub fn lease_deadline(lease: &[u8]) -> u64 {
+    u64::from_be_bytes(
+        lease[34..42]
+            .try_into()
+            .expect("a lease ends with its deadline"),
+    )
+}
+
+/// Now, in Unix ms: what lease deadlines are compared with.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 /// Whether a data key holds a lease (see [`lease`]).
@@ -150,17 +167,26 @@ pub async fn leased(conn: &Connection, data_key: &str) -> bool {
     lease(conn, data_key).await.is_some()
 }
 
-/// A lease of a made-up holder whose liveness key is alive or not as the test arranges: its
-/// token's first 16 hex digits name the holder (`ruecache:live:<those digits>`).
-pub fn foreign_lease(holder: &str) -> Vec<u8> {
+/// A lease of a made-up holder whose liveness key is alive or not as the test arranges (its
+/// token's first 16 hex digits name the holder: `ruecache:live:<those digits>`), with a deadline
+/// `ms_left` from now.
+pub fn foreign_lease(holder: &str, ms_left: u64) -> Vec<u8> {
     assert_eq!(holder.len(), 16, "a holder id is 16 hex digits");
-    [&b"\xC1L"[..], holder.as_bytes(), b"0123456789abcdef"].concat()
+    let deadline = now_ms() + ms_left;
+    [
+        &b"\xC1L"[..],
+        holder.as_bytes(),
+        b"0123456789abcdef",
+        &deadline.to_be_bytes(),
+    ]
+    .concat()
 }
 
-/// A lease shaped like one of a connection without liveness (its holder id is all `x`): no one
-/// can find its holder dead, so it is waited for until it expires.
-pub fn unchecked_lease() -> Vec<u8> {
-    [&b"\xC1L"[..], &[b'x'; 16], b"0123456789abcdef"].concat()
+/// A lease shaped like one of a connection without liveness (its holder id is all `x`), with a
+/// deadline `ms_left` from now: no one can find its holder dead, so it is waited for until its
+/// deadline.
+pub fn unchecked_lease(ms_left: u64) -> Vec<u8> {
+    foreign_lease("xxxxxxxxxxxxxxxx", ms_left)
 }
 
 pub async fn exists(conn: &Connection, key: impl ToRedisArgs) -> bool {
@@ -251,7 +277,7 @@ pub const PASSWORD: &str = "cache-password";
 
 /// The README's minimal ACL for the template `widgets:{{{id}}}`, word for word: the arguments
 /// of `ACL SETUSER cache reset on >cache-password ~widgets:* "~{*}\xffvwidgets:*"
-/// ~ruecache:live:* +get +mget +evalsha +script|load +set +del +pexpire` (`\xff` is the byte
+/// ~ruecache:live:* +get +mget +evalsha +script|load +set +del` (`\xff` is the byte
 /// 0xFF).
 pub const MINIMAL_ACL: &[&[u8]] = &[
     b"cache",
@@ -267,7 +293,6 @@ pub const MINIMAL_ACL: &[&[u8]] = &[
     b"+script|load",
     b"+set",
     b"+del",
-    b"+pexpire",
 ];
 
 /// Calls for `id` until one is cached in Redis again, as `check` (a connection allowed to run
