@@ -1,5 +1,5 @@
 //! TTLs: set with deterministic jitter, exact without it, none with `no_expiry`, values
-//! really expire, and the version key's TTL is set and refreshed when a fill reads it.
+//! really expire, and ids the source does not have take the absent TTL.
 
 mod support;
 
@@ -84,38 +84,29 @@ async fn values_expire_and_are_refetched(t: Target) {
     assert_eq!(source.calls(), vec![vec![1, 2], vec![1, 2]]);
 }
 
-/// A fill that finds the version key reads it and extends its TTL to the version TTL, and a
-/// fill that finds none creates it with that TTL.
-async fn version_ttl_is_set_and_refreshed_on_read(t: Target) {
+/// Ids the source does not have are cached as absent for `absent_ttl` (with the same jitter),
+/// values for the data TTL.
+async fn absent_ids_take_the_absent_ttl(t: Target) {
     let conn = t.connect().await;
     let cache = Cache::builder(conn.clone(), &template(&t.ns()))
-        .version_ttl(Duration::from_secs(100))
+        .ttl(Duration::from_secs(3600))
+        .absent_ttl(Duration::from_secs(30))
         .build()
         .unwrap();
-    let source = Source::default();
-    fill(&cache, 1..=1, &source).await;
-    let keys = cache.keys(&1).unwrap();
-    let created: i64 = cmd(&conn, "PTTL", &keys.version).await;
-    assert!((90_000..=100_000).contains(&created), "PTTL {created}");
-    let version: Vec<u8> = cmd(&conn, "GET", &keys.version).await;
-
-    // The version is about to expire and the data is gone: the next call misses and reads it.
-    cmd::<()>(&conn, "PEXPIRE", (&keys.version, 5_000)).await;
-    cmd::<()>(&conn, "DEL", &keys.data).await;
-    fill(&cache, 1..=1, &source).await;
-    let refreshed: i64 = cmd(&conn, "PTTL", &keys.version).await;
+    let source = Source::without(&[2]);
+    fill(&cache, 1..=2, &source).await;
+    let value: i64 = cmd(&conn, "PTTL", cache.data_key(&1).unwrap()).await;
     assert!(
-        (90_000..=100_000).contains(&refreshed),
-        "read, not refreshed: PTTL {refreshed}"
+        (2_880_000..=4_320_000).contains(&value),
+        "a value: the data TTL ±20 %, PTTL {value}"
     );
-    let read: Vec<u8> = cmd(&conn, "GET", &keys.version).await;
-    assert_eq!(read, version, "reading the version must not replace it");
-    assert_eq!(source.calls(), vec![vec![1], vec![1]]);
-    assert_eq!(
-        cache.stats().commits,
-        2,
-        "both fills wrote with that version"
+    let absent: i64 = cmd(&conn, "PTTL", cache.data_key(&2).unwrap()).await;
+    assert!(
+        (23_000..=36_000).contains(&absent),
+        "absent: the absent TTL ±20 %, PTTL {absent}"
     );
+    fill(&cache, 1..=2, &source).await;
+    assert_eq!(source.calls(), vec![vec![1, 2]], "both cached");
 }
 
 /// The largest TTLs the builder accepts are taken by Redis as they are: a fill with each of
@@ -127,10 +118,10 @@ async fn largest_accepted_ttls_are_taken_by_redis(t: Target) {
         .ttl(Options::MAX_TTL)
         .jitter(1.0)
         .lock_ttl(Options::MAX_TTL)
-        .version_ttl(Options::MAX_TTL)
+        .absent_ttl(Options::MAX_TTL)
         .build()
         .unwrap();
-    let source = Source::default();
+    let source = Source::without(&[20]);
     fill(&cache, 1..=20, &source).await;
     let max_ms = i64::try_from(Options::MAX_TTL.as_millis()).unwrap();
     let mut longest = 0;
@@ -139,8 +130,6 @@ async fn largest_accepted_ttls_are_taken_by_redis(t: Target) {
         let data: i64 = cmd(&conn, "PTTL", &keys.data).await;
         assert!((1..=2 * max_ms).contains(&data), "id {id}: PTTL {data}");
         longest = longest.max(data);
-        let version: i64 = cmd(&conn, "PTTL", &keys.version).await;
-        assert!(version > max_ms - 60_000, "id {id}: version PTTL {version}");
     }
     assert!(
         longest > max_ms,
@@ -157,7 +146,7 @@ both!(
     ttl_without_jitter_is_exact,
     no_expiry_leaves_pttl_minus_one,
     values_expire_and_are_refetched,
-    version_ttl_is_set_and_refreshed_on_read,
+    absent_ids_take_the_absent_ttl,
 );
 
 #[tokio::test]
@@ -172,7 +161,7 @@ async fn builder_rejects_nonsense() {
         b().timeout(Duration::ZERO).build(),
         b().backoff(Duration::from_secs(2), Duration::from_secs(1))
             .build(),
-        b().version_ttl(Duration::from_secs(1)).build(),
+        b().absent_ttl(Duration::ZERO).build(),
         // Durations Redis or the clock cannot take: they would fail every miss, or panic
         // computing a deadline, if they got past `build`.
         b().timeout(Duration::MAX).build(),
@@ -181,9 +170,8 @@ async fn builder_rejects_nonsense() {
         b().ttl(Duration::MAX).build(),
         b().ttl(Options::MAX_TTL + Duration::from_millis(1)).build(),
         b().lock_ttl(Options::MAX_TTL + Duration::from_millis(1))
-            .version_ttl(Duration::MAX)
             .build(),
-        b().version_ttl(Duration::MAX).build(),
+        b().absent_ttl(Duration::MAX).build(),
         b().backoff(Duration::from_millis(25), Duration::MAX)
             .build(),
         // An unlock threshold not shorter than the lock TTL would never release a lock.
@@ -201,7 +189,7 @@ async fn builder_rejects_nonsense() {
     // The limits themselves are accepted, and a rejection says how to fix it.
     b().ttl(Options::MAX_TTL)
         .lock_ttl(Options::MAX_TTL)
-        .version_ttl(Options::MAX_TTL)
+        .absent_ttl(Options::MAX_TTL)
         .timeout(Options::MAX_TIMEOUT)
         .backoff(Options::MAX_TIMEOUT, Options::MAX_TIMEOUT)
         .build()
