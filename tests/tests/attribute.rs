@@ -292,7 +292,6 @@ async fn options_at_the_limits_are_valid(t: Target) {
         .ttl(Options::MAX_TTL)
         .jitter(1.0)
         .lock_ttl(Options::MAX_TTL)
-        .version_ttl(Options::MAX_TTL)
         .timeout(Options::MAX_TIMEOUT)
         .build()
         .expect("the longest options are valid");
@@ -315,8 +314,8 @@ async fn options_at_the_limits_are_valid(t: Target) {
     assert_eq!(&shortest, built.options());
 }
 
-/// `lock_ttl` and `jitter` as Redis sees them: the lock of a fill held open at its fetch has the
-/// lock TTL, and with no jitter the value's TTL is the `ttl` itself.
+/// `lock_ttl` and `jitter` as Redis sees them: the lease of a fill held open at its fetch has the
+/// lock TTL as its deadline, and with no jitter the value's TTL is the `ttl` itself.
 async fn lock_ttl_and_jitter_reach_redis(t: Target) {
     let mut gate = Gate::default();
     let s = Arc::new(Service {
@@ -328,10 +327,11 @@ async fn lock_ttl_and_jitter_reach_redis(t: Target) {
     let s2 = s.clone();
     let fill = tokio::spawn(async move { s2.get_tuned(vec![7]).await.unwrap() });
     let (_, release) = gate.paused().await;
-    let lock: i64 = cmd(&s.redis, "PTTL", &keys.lock).await;
+    let lease = support::lease(&s.redis, &keys.data).await.expect("leased");
+    let lock = support::lease_deadline(&lease).saturating_sub(support::now_ms());
     assert!(
         (30_000..=45_000).contains(&lock),
-        "lock_ttl 45s (default 5s): {lock}"
+        "lock_ttl 45s (default 5s): {lock} ms left"
     );
     release.send(()).unwrap();
     assert_eq!(fill.await.unwrap()[&7], value(7));
@@ -403,12 +403,8 @@ async fn the_body_error_reaches_the_caller_unchanged(t: Target) {
     for id in [31, 32] {
         let keys = cache.keys(&id).unwrap();
         assert!(
-            !exists(&s.redis, keys.lock).await,
-            "lock of {id} left behind"
-        );
-        assert!(
             !exists(&s.redis, keys.data).await,
-            "nothing cached for {id}"
+            "no lease of {id} left behind, and nothing cached for it"
         );
     }
     s.down.store(false, Ordering::SeqCst);
@@ -418,14 +414,14 @@ async fn the_body_error_reaches_the_caller_unchanged(t: Target) {
 }
 
 /// A cache error reaches the caller as its own error type, through `From<ruecache::Error>`: here
-/// the timeout of a call that waits for a lock another holder keeps (written by hand, without an
-/// expiry). The body never runs.
+/// the timeout of a call that waits for a lease another holder keeps (written by hand, shaped like
+/// one of a connection without liveness). The body never runs.
 async fn a_cache_error_reaches_the_caller_as_its_error_type(t: Target) {
     let s = Service::new(t).await;
     let cache = s.get_hurried_cache();
     cache.invalidate([41]).await.unwrap();
-    let lock = cache.keys(&41).unwrap().lock;
-    cmd::<()>(&s.redis, "SET", (&lock, "held by someone else")).await;
+    let lock = cache.keys(&41).unwrap().data;
+    cmd::<()>(&s.redis, "SET", (&lock, support::unchecked_lease(4_000))).await;
     let got = s.get_hurried(vec![41]).await;
     let expected = TestError::from(ruecache::Error::Timeout(Duration::from_millis(300)));
     assert_eq!(got, Err(expected));

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ruecache::{Cache, Connection};
 use ruecache_tests::{both, start_standalone_with, Target};
-use support::{exists, value, Gate, Source, TestError};
+use support::{value, Gate, Source, TestError};
 
 /// The test's error type, keeping the cache's error typed so tests can match its variant.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ruecache::Cache;
 use ruecache_tests::{both, Target};
-use support::{exists, template, value, Gate, Source, TestError};
+use support::{template, value, Gate, Source, TestError};
 
 type Map = HashMap<u64, String>;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ruecache::Cache;
 use ruecache_tests::{both, Target};
-use support::{cmd, eventually, exists, template, value, Source, TestError};
+use support::{cmd, template, value, Source, TestError};
 use tokio::sync::{watch, Barrier};
 
 /// 64 tasks on 4 connections (4 "processes") ask for the same 100 cold ids at the same moment.
