@@ -21,7 +21,8 @@ pub(crate) enum Duration {
 }
 
 /// Parses a duration: one or more `<number><unit>` pairs, units from largest to smallest and each
-/// at most once (`"1h30m"`), or `"none"`. The error says what is wrong, in the macro's message
+/// at most once (`"1h30m"`; spaces between and inside the pairs are allowed: `"1h 30m"`,
+/// `"5 m"`), or `"none"`. The error says what is wrong, in the macro's message
 /// style (lowercase, no trailing period, names in backticks).
 pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     if text == "none" {
@@ -36,7 +37,7 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     let mut total: u64 = 0;
     // Index into `UNITS` that the next unit must come after.
     let mut next_unit = 0;
-    let mut rest = text;
+    let mut rest = text.trim();
     while !rest.is_empty() {
         let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
         if digits == 0 {
@@ -48,11 +49,13 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
         if let Some(fraction) = after.strip_prefix('.') {
             return Err(fraction_error(text, number, fraction));
         }
+        let after = after.trim_start();
         let unit_len = after.len()
             - after
-                .trim_start_matches(|c: char| !c.is_ascii_digit())
+                .trim_start_matches(|c: char| !c.is_ascii_digit() && !c.is_whitespace())
                 .len();
         let (unit, after) = after.split_at(unit_len);
+        let after = after.trim_start();
         if unit.is_empty() {
             return Err(format!(
                 "missing unit after `{number}` in `{text}`, {EXPECTED_UNITS}"
@@ -143,6 +146,9 @@ mod tests {
             ("1m500ms", 60_500),
             ("0s", 0),
             ("007s", 7_000),
+            ("5 m", 300_000),
+            ("1h 30m", 5_400_000),
+            (" 5m ", 300_000),
         ] {
             assert_eq!(parse(text), Ok(Duration::Millis(ms)), "{text}");
         }
@@ -170,8 +176,8 @@ mod tests {
                 "combine whole units instead, such as `\"1h30m\"`",
             ),
             ("1.5x", "combine whole units instead"),
-            ("5m ", "unknown unit `m `"),
-            (" 5m", "expected a number followed by a unit"),
+            ("5 parsecs", "unknown unit `parsecs` in `5 parsecs`"),
+            ("5 5m", "missing unit after `5`"),
             ("30m1h", "is out of order"),
             ("5m5m", "is out of order"),
             ("None", "expected a number followed by a unit"),

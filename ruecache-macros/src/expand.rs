@@ -103,7 +103,10 @@ fn cached_method(
     // `?` and `Ok(..)` in the body infer as they would in the method itself.
     let ret = &form.ret;
     let mut body = Group::new(Delimiter::Brace, func.body.rest.clone());
-    body.set_span(func.body.span);
+    // The braces are the user's, at their place, but marked as the macro's: they are not the
+    // method's own braces any more (they are the tail of the fetch's block), and the compiler
+    // would otherwise suggest removing them from a one-line body (`unused_braces`).
+    body.set_span(Span::mixed_site().located_at(func.body.span));
     let fetch = quote_spanned! {at=>
         move |#ids_pat: #ids_ty| async move {
             if false {

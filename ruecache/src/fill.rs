@@ -398,7 +398,7 @@ where
         let now = now_ms();
         let mut expired = false;
         for (p, h) in pending.iter_mut().zip(&mut held) {
-            if h.as_ref().is_some_and(|h| h.is_expired(now, options.lock_ttl)) {
+            if h.as_ref().is_some_and(|h| h.is_expired(now)) {
                 p.takeover = h.take();
                 expired = true;
             }

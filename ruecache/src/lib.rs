@@ -91,7 +91,9 @@
 //!
 //! Keys the cache cannot use (bytes not in its format or that its codec cannot read, a key of
 //! another type) are replaced by a lease with a compare-and-set over exactly what was seen, so a
-//! value or a lease written meanwhile is never overwritten.
+//! value or a lease written meanwhile is never overwritten. (Bytes shaped exactly like a lease, written by
+//! hand, are taken for one: they block their id until the deadline they carry, or until
+//! [`Cache::invalidate`] deletes them.)
 //!
 //! The previous protocol kept three keys per id (data, version, lock). During a rolling
 //! deploy, values it wrote are read as they are, its lock keys are ignored (both protocols then
@@ -186,6 +188,7 @@
 //! (feature `prost`). Anything in Redis that is not in the cache's format is treated as a miss and
 //! refilled, never returned; a key of another type (a list, a hash...) where the cache keeps a
 //! value, a version or a lock is replaced by the cache's own.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
     missing_docs,
     unreachable_pub,
@@ -221,10 +224,12 @@ mod scripts;
 mod stats;
 
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use ruecache_macros::cached_batch;
 
 pub use cache::{fetch_one, BoxFetch, Cache, CacheBuilder, HasConnection, IdKeys, Keyed, Spec};
 #[cfg(feature = "prost")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prost")))]
 pub use codec::Prost;
 pub use codec::{Codec, MsgPack, Raw};
 pub use connection::{Connection, DEFAULT_RESPONSE_TIMEOUT};

@@ -113,13 +113,13 @@ impl Held {
         &self.lease[PAYLOAD_START..PAYLOAD_START + TOKEN_LEN]
     }
 
-    /// Whether the lease is past its deadline at `now` (ms since the epoch), or claims one
-    /// further ahead than any lease with this lock TTL could (written by hand, or a clock far
-    /// ahead): either way, free to take over. Taking over a lease early costs a second fetch,
-    /// never a stale write (the first holder's commit finds another lease, and is refused).
-    pub(crate) fn is_expired(&self, now: u64, lock_ttl: Duration) -> bool {
-        let ttl = lock_ttl.as_millis() as u64;
-        self.deadline <= now || self.deadline > now.saturating_add(ttl.saturating_mul(2))
+    /// Whether the lease is past its deadline at `now` (ms since the epoch): free to take over.
+    /// The deadline is the taker's own (its lock TTL, which may differ from this caller's), so a
+    /// lease is never cut short. Taking over a lease early (a clock running ahead) costs a
+    /// second fetch, never a stale write: the first holder's commit finds another lease, and is
+    /// refused.
+    pub(crate) fn is_expired(&self, now: u64) -> bool {
+        self.deadline <= now
     }
 
     /// The lease unflagged: what the unlock script takes to release it.
@@ -167,9 +167,8 @@ mod tests {
         assert_eq!(held.token(), &token);
         let now = now_ms();
         assert!((now + 4_000..=now + 5_000).contains(&held.deadline));
-        assert!(!held.is_expired(now, ttl));
-        assert!(held.is_expired(now + 5_000, ttl), "past its deadline");
-        assert!(held.is_expired(now - 6_000, ttl), "further ahead than a lease can be");
+        assert!(!held.is_expired(now));
+        assert!(held.is_expired(now + 5_000), "past its deadline");
         let mut flagged = lease.as_bytes().to_vec();
         flagged[1] = FLAGGED;
         let held = Held::parse(flagged).unwrap();
