@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tokio::time::Instant;
-use tracing::{debug_span, Instrument as _};
+use tracing::Instrument as _;
 
 use crate::batch::get_many;
 use crate::cache::Cache;
@@ -136,11 +136,7 @@ where
         );
     }
     let deadline = Instant::now() + options.timeout;
-    let span = debug_span!(
-        "set",
-        cache = options.name.unwrap_or_default(),
-        ids = unique.len()
-    );
+    let span = crate::stats::cache_span!(options.name, "set", ids = unique.len());
     let (conn, timeout) = (cache.conn.clone(), options.timeout);
     let background = Arc::clone(conn.background());
     let task = tokio::spawn(

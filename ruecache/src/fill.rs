@@ -34,7 +34,7 @@ use foldhash::fast::RandomState;
 use futures_util::future::join_all;
 use redis::Value;
 use tokio::time::{timeout_at, Instant};
-use tracing::{debug, debug_span, Instrument as _};
+use tracing::{debug, Instrument as _};
 
 use self::deadline::{fails_in_time, last_read, read_within, within};
 use self::lease::{now_ms, Held, Token};
@@ -157,11 +157,7 @@ where
     }
     // Boxed: the fill's future is ten times the read's, and every call (a hit too) would
     // otherwise carry it and copy it around.
-    let span = debug_span!(
-        "fill",
-        cache = options.name.unwrap_or_default(),
-        misses = pending.len()
-    );
+    let span = crate::stats::cache_span!(options.name, "fill", misses = pending.len());
     Box::pin(fill(cache, pending, fetch, out, deadline).instrument(span)).await
 }
 
@@ -211,7 +207,7 @@ where
     let mut out = Vec::with_capacity(1);
     let pending = vec![Pending::new(id, key)];
     // Boxed: the hit path's future stays small.
-    let span = debug_span!("fill", cache = options.name.unwrap_or_default(), misses = 1);
+    let span = crate::stats::cache_span!(options.name, "fill", misses = 1);
     Box::pin(fill(cache, pending, fetch, &mut out, deadline).instrument(span)).await?;
     Ok(out.pop())
 }

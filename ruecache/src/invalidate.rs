@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tokio::time::Instant;
-use tracing::{debug_span, Instrument as _};
+use tracing::Instrument as _;
 
 use crate::cache::Cache;
 use crate::fill::deadline::within;
@@ -39,11 +39,7 @@ where
         );
     }
     let deadline = Instant::now() + options.timeout;
-    let span = debug_span!(
-        "invalidate",
-        cache = options.name.unwrap_or_default(),
-        ids = keys.len()
-    );
+    let span = crate::stats::cache_span!(options.name, "invalidate", ids = keys.len());
     // In a task of its own, so that it happens even if the caller stops waiting: typically a
     // request cancelled after its database write, whose old value would otherwise stay cached
     // for the data TTL.

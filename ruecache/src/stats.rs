@@ -69,6 +69,18 @@ pub struct Stats {
     pub sets: u64,
 }
 
+/// A `debug` span of a cache's work, with the field `cache`, the cache's name, when it has one
+/// (`cache_span!(options.name, "fill", misses = n)`).
+macro_rules! cache_span {
+    ($name:expr, $span:literal, $($fields:tt)*) => {
+        match $name {
+            Some(cache) => tracing::debug_span!($span, cache, $($fields)*),
+            None => tracing::debug_span!($span, $($fields)*),
+        }
+    };
+}
+pub(crate) use cache_span;
+
 /// One of a cache's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stat {

@@ -107,6 +107,28 @@ async fn a_miss_is_traced_in_spans_a_hit_is_not(t: Target) {
     cache.invalidate([1, 2]).await.unwrap();
     let (spans, _) = recorded.take();
     assert_eq!(spans, ["invalidate ids=2 in -"], "an invalidation");
+
+    // A named cache carries its name in its spans.
+    let named: ruecache::Cache<u64, String> =
+        ruecache::Cache::builder(cache.connection().clone(), &support::template(&t.ns()))
+            .name("widgets")
+            .build()
+            .unwrap();
+    let _: HashMap<u64, String> = named
+        .get_and_fill([3], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    named.invalidate([3]).await.unwrap();
+    let (spans, _) = recorded.take();
+    assert_eq!(
+        spans,
+        [
+            "fill cache=\"widgets\" misses=1 in -",
+            "fetch ids=1 in fill",
+            "invalidate cache=\"widgets\" ids=1 in -"
+        ],
+        "a named cache"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -184,7 +184,12 @@ mod tests {
         for garbage in [
             &b"not a lease"[..],
             &[MAGIC, LEASE, b'z'],
-            &[&[MAGIC, LEASE][..], b"0123456789abcdef0123456789abcdeZ", &[0; 8]].concat(),
+            &[
+                &[MAGIC, LEASE][..],
+                b"0123456789abcdef0123456789abcdeZ",
+                &[0; 8],
+            ]
+            .concat(),
             &[&[MAGIC, LEASE][..], &token].concat(),
             &[&[MAGIC, b'P'][..], &token].concat(),
         ] {
