@@ -165,6 +165,18 @@ impl Target {
 /// # Panics
 ///
 /// An unknown kind, or no server answers.
+/// Whether the data key `key` holds a lease a waiter flagged (`0xC1` `W`, then the holder's token
+/// and deadline): the waiter subscribed to the id's channel first, so the lease's release
+/// publishes to it.
+pub async fn lease_flagged(conn: &ruecache::Connection, key: &str) -> bool {
+    let held: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn.clone())
+        .await
+        .expect("GET of a data key");
+    held.is_some_and(|v| v.len() == 42 && v.starts_with(b"\xC1W"))
+}
+
 pub async fn connect_from_args(kind: &str, urls: &str) -> ruecache::Connection {
     let urls: Vec<&str> = urls.split(',').collect();
     match kind {

@@ -105,6 +105,7 @@ async fn trial(
 
     let before = waiter.stats();
     let waits_before = before.lock_waits;
+    let key = holder.data_key(&id).unwrap();
     let b = {
         let waiter = waiter.clone();
         tokio::spawn(async move {
@@ -126,10 +127,12 @@ async fn trial(
             (result, done, fetched)
         })
     };
-    // B counts a lock wait at each busy reply: the first makes it subscribe, and the second,
-    // from the read it makes once subscribed, means a release can no longer go unheard.
-    support::eventually("the waiter waits for the holder's lock", async || {
-        waiter.stats().lock_waits >= waits_before + 2
+    // With wake-ups, B subscribes to the id's channel, then flags the holder's lease: from then
+    // on the release publishes to it, and cannot go unheard. Without, B polls: its second busy
+    // reply shows it waiting.
+    support::eventually("the waiter waits for the holder's lease", async || {
+        ruecache_tests::lease_flagged(holder.connection(), &key).await
+            || waiter.stats().lock_waits >= waits_before + 2
     })
     .await;
     release.send(()).expect("the holder waits at the gate");
@@ -550,10 +553,15 @@ async fn one_subscription_per_connection_and_no_channel_left_after_the_waits() {
             })
         })
         .collect();
-    // Each waiter counts a lock wait at each busy reply: the second comes from the read it
-    // makes once subscribed.
+    // Each waiter subscribes, then flags the lease it waits for.
+    let keys: Vec<String> = ids.iter().map(|id| holder.data_key(id).unwrap()).collect();
     support::eventually("five waiters subscribed", async || {
-        waiter.stats().lock_waits >= 10
+        for key in &keys {
+            if !ruecache_tests::lease_flagged(holder.connection(), key).await {
+                return false;
+            }
+        }
+        true
     })
     .await;
     assert_eq!(

@@ -4,8 +4,8 @@
 //! Usage: `waiter <standalone|cluster> <url>[,<url>...] <key template>`
 //!
 //! For each id read from stdin (one per line) it asks the cache for it and prints `waiting <id>`
-//! once it is waiting for another process's lock (its second busy reply: subscribed, and read
-//! again since), then `done <id> <µs since the Unix epoch> <ids it fetched itself> <wake-ups>`
+//! once it is waiting for another process's lease (it subscribed, then flagged the lease, so the
+//! release publishes to it), then `done <id> <µs since the Unix epoch> <ids it fetched itself> <wake-ups>`
 //! when the call returns. Its backoff (10 min) is longer than its timeout (30 s): without a
 //! wake-up it would look again only just before the deadline, counting none.
 
@@ -31,7 +31,7 @@ async fn main() {
     for line in std::io::stdin().lock().lines() {
         let id: u64 = line.expect("stdin").trim().parse().expect("an id per line");
         let before = cache.stats();
-        let waits = before.lock_waits;
+        let key = cache.data_key(&id).expect("a key");
         let call = {
             let cache = cache.clone();
             tokio::spawn(async move {
@@ -57,10 +57,10 @@ async fn main() {
             })
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while cache.stats().lock_waits < waits + 2 {
+        while !ruecache_tests::lease_flagged(cache.connection(), &key).await {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "id {id}: never waited for a lock"
+                "id {id}: never waited for a lease"
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
