@@ -135,8 +135,6 @@ pub trait IdList<Id>: Sized {
     fn from_ids(ids: Vec<Id>) -> Self;
 }
 
-// Not listed under the error: the message already says what the parameter must be.
-#[diagnostic::do_not_recommend]
 impl<Id> IdList<Id> for Vec<Id> {
     fn into_ids(self) -> Self {
         self
