@@ -18,10 +18,17 @@ mod kw {
     syn::custom_keyword!(timeout);
     syn::custom_keyword!(jitter);
     syn::custom_keyword!(codec);
+    syn::custom_keyword!(absent_ttl);
+    syn::custom_keyword!(unlock_threshold);
+    syn::custom_keyword!(backoff_min);
+    syn::custom_keyword!(backoff_max);
+    syn::custom_keyword!(fallback_to_source);
+    syn::custom_keyword!(name);
 }
 
 /// Every argument, in the order the error messages list them.
-const NAMES: &str = "`key`, `ttl`, `lock_ttl`, `timeout`, `jitter`, `codec` or `crate`";
+const NAMES: &str = "`key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, \
+                     `backoff_max`, `unlock_threshold`, `fallback_to_source`, `name`, `codec` or `crate`";
 
 /// The arguments as written; values are checked by `validate`. `None` means not given.
 #[derive(Default)]
@@ -36,6 +43,18 @@ pub(crate) struct Args {
     pub(crate) timeout: Option<LitStr>,
     /// `jitter = 0.2`; any literal, so that `jitter = 0` gets a precise message.
     pub(crate) jitter: Option<Lit>,
+    /// `absent_ttl = "30s"`.
+    pub(crate) absent_ttl: Option<LitStr>,
+    /// `unlock_threshold = "10ms"`.
+    pub(crate) unlock_threshold: Option<LitStr>,
+    /// `backoff_min = "25ms"`.
+    pub(crate) backoff_min: Option<LitStr>,
+    /// `backoff_max = "1s"`.
+    pub(crate) backoff_max: Option<LitStr>,
+    /// `fallback_to_source = true`.
+    pub(crate) fallback_to_source: Option<syn::LitBool>,
+    /// `name = "widgets"`.
+    pub(crate) name: Option<LitStr>,
     /// `codec = ruecache::Raw`.
     pub(crate) codec: Option<Path>,
     /// `crate = "my_reexport::ruecache"`.
@@ -86,6 +105,39 @@ impl Args {
         } else if lookahead.peek(kw::jitter) {
             let slot = &mut self.jitter;
             arg::<kw::jitter, _>(input, "jitter", FRACTION, slot, &mut self.given, errors)
+        } else if lookahead.peek(kw::absent_ttl) {
+            let slot = &mut self.absent_ttl;
+            arg::<kw::absent_ttl, _>(input, "absent_ttl", DURATION, slot, &mut self.given, errors)
+        } else if lookahead.peek(kw::unlock_threshold) {
+            let slot = &mut self.unlock_threshold;
+            let name = "unlock_threshold";
+            arg::<kw::unlock_threshold, _>(input, name, DURATION, slot, &mut self.given, errors)
+        } else if lookahead.peek(kw::backoff_min) {
+            let slot = &mut self.backoff_min;
+            arg::<kw::backoff_min, _>(
+                input,
+                "backoff_min",
+                DURATION,
+                slot,
+                &mut self.given,
+                errors,
+            )
+        } else if lookahead.peek(kw::backoff_max) {
+            let slot = &mut self.backoff_max;
+            arg::<kw::backoff_max, _>(
+                input,
+                "backoff_max",
+                DURATION,
+                slot,
+                &mut self.given,
+                errors,
+            )
+        } else if lookahead.peek(kw::fallback_to_source) {
+            let slot = &mut self.fallback_to_source;
+            let name = "fallback_to_source";
+            arg::<kw::fallback_to_source, _>(input, name, BOOL, slot, &mut self.given, errors)
+        } else if lookahead.peek(kw::name) {
+            arg::<kw::name, _>(input, "name", NAME, &mut self.name, &mut self.given, errors)
         } else if lookahead.peek(kw::codec) {
             arg::<kw::codec, _>(
                 input,
@@ -123,6 +175,8 @@ const STRING: &str = "a string literal, such as `key = \"widgets:{{{id}}}\"`";
 const DURATION: &str = "a duration string, such as `\"5m\"`, `\"1h30m\"` or `\"500ms\"`";
 const FRACTION: &str = "a fraction between `0.0` and `1.0`, such as `0.2`";
 const CODEC: &str = "a codec type, such as `ruecache::Raw`";
+const BOOL: &str = "`true` or `false`";
+const NAME: &str = "a string literal, such as `name = \"widgets\"`";
 const CRATE: &str = "the path of `ruecache` as a string, such as `crate = \"my_crate::ruecache\"`";
 
 /// Parses `name = value` into `slot`: the name is a keyword `K`, the value everything up to the
@@ -239,7 +293,9 @@ mod tests {
     fn parses_every_argument() {
         let (args, errors) = parse(quote! {
             key = "w:{id}", ttl = "5m", lock_ttl = "10s", timeout = "1m",
-            jitter = 0.1, codec = ruecache::Raw, crate = "x::ruecache",
+            jitter = 0.1, codec = ruecache::Raw, crate = "x::ruecache", absent_ttl = "30s",
+            unlock_threshold = "0ms", backoff_min = "10ms", backoff_max = "2s",
+            fallback_to_source = true, name = "widgets",
         });
         assert_eq!(errors, Vec::<String>::new());
         assert_eq!(args.key.unwrap().value(), "w:{id}");
@@ -249,6 +305,12 @@ mod tests {
         assert!(args.jitter.is_some());
         assert!(args.codec.is_some());
         assert_eq!(args.krate.unwrap().value(), "x::ruecache");
+        assert_eq!(args.absent_ttl.unwrap().value(), "30s");
+        assert_eq!(args.unlock_threshold.unwrap().value(), "0ms");
+        assert_eq!(args.backoff_min.unwrap().value(), "10ms");
+        assert_eq!(args.backoff_max.unwrap().value(), "2s");
+        assert!(args.fallback_to_source.unwrap().value());
+        assert_eq!(args.name.unwrap().value(), "widgets");
     }
 
     #[test]
@@ -259,12 +321,12 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "unknown argument `tll`, expected `key`, `ttl`, `lock_ttl`, `timeout`, `jitter`, `codec` or `crate`",
+                "unknown argument `tll`, expected `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `name`, `codec` or `crate`",
                 "`key` expects a string literal, such as `key = \"widgets:{{{id}}}\"`",
                 "duplicate argument `ttl`: it is already given, remove one of the two",
                 "expected `=` and a value after `jitter`, a fraction between `0.0` and `1.0`, such as `0.2`",
                 "missing value for `codec`, expected a codec type, such as `ruecache::Raw`",
-                "expected an argument such as `key = \"widgets:{{{id}}}\"`, found `42`; the arguments are `key`, `ttl`, `lock_ttl`, `timeout`, `jitter`, `codec` or `crate`",
+                "expected an argument such as `key = \"widgets:{{{id}}}\"`, found `42`; the arguments are `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `name`, `codec` or `crate`",
             ]
         );
         assert_eq!(args.ttl.unwrap().value(), "1m");

@@ -198,20 +198,59 @@ fn companion(
         lit.set_span(key_span);
         lit
     });
-    let option_u64 = |value: Option<u64>| match value {
-        Some(ms) => quote!(::core::option::Option::Some(#ms)),
-        None => quote!(::core::option::Option::None),
-    };
-    let ttl = option_u64(settings.ttl_ms);
-    let lock_ttl = option_u64(settings.lock_ttl_ms);
-    let timeout = option_u64(settings.timeout_ms);
-    let jitter = match settings.jitter {
-        Some(fraction) => {
-            let lit = Literal::f64_suffixed(fraction);
-            quote!(::core::option::Option::Some(#lit))
-        }
-        None => quote!(::core::option::Option::None),
-    };
+    // The options, set through `Options`'s setters (those of `CacheBuilder`) and checked by
+    // its rules when the `static` below is evaluated, while the program compiles.
+    let millis = |ms: u64| quote!(::core::time::Duration::from_millis(#ms));
+    let mut setters = Vec::new();
+    if let Some(ms) = settings.ttl_ms {
+        let ttl = match ms {
+            0 => quote!(::core::option::Option::None),
+            ms => {
+                let ttl = millis(ms);
+                quote!(::core::option::Option::Some(#ttl))
+            }
+        };
+        setters.push(quote!(.set_ttl(#ttl)));
+    }
+    if let Some(ms) = settings.absent_ttl_ms {
+        let ttl = millis(ms);
+        setters.push(quote!(.set_absent_ttl(#ttl)));
+    }
+    if let Some(fraction) = settings.jitter {
+        let lit = Literal::f64_suffixed(fraction);
+        setters.push(quote!(.set_jitter(#lit)));
+    }
+    if let Some(ms) = settings.lock_ttl_ms {
+        let ttl = millis(ms);
+        setters.push(quote!(.set_lock_ttl(#ttl)));
+    }
+    if let Some(ms) = settings.timeout_ms {
+        let timeout = millis(ms);
+        setters.push(quote!(.set_timeout(#timeout)));
+    }
+    if settings.backoff_min_ms.is_some() || settings.backoff_max_ms.is_some() {
+        let default = quote!(#private::Options::DEFAULT);
+        let min = settings
+            .backoff_min_ms
+            .map_or_else(|| quote!(#default.backoff_min()), millis);
+        let max = settings
+            .backoff_max_ms
+            .map_or_else(|| quote!(#default.backoff_max()), millis);
+        setters.push(quote!(.set_backoff(#min, #max)));
+    }
+    if let Some(ms) = settings.unlock_threshold_ms {
+        let threshold = millis(ms);
+        setters.push(quote!(.set_unlock_threshold(#threshold)));
+    }
+    if let Some(on) = settings.fallback_to_source {
+        setters.push(quote!(.set_fallback_to_source(#on)));
+    }
+    // Named after the method unless the attribute names it.
+    let cache_name = settings
+        .name
+        .clone()
+        .unwrap_or_else(|| func.sig.ident.to_string());
+    setters.push(quote!(.set_name(#cache_name)));
     let self_krate = self::krate(settings, self_token.span);
     let connection = quote_spanned!(self_token.span=>
         <Self as #self_krate::HasConnection>::cache_connection(#self_token)
@@ -250,7 +289,7 @@ fn companion(
         {
             static #spec: #private::Spec = #private::Spec::new(
                 #private::KeyTemplate::from_parts(&[#(#parts),*]),
-                #private::options(#ttl, #jitter, #lock_ttl, #timeout),
+                #private::checked(#private::Options::DEFAULT #(#setters)*),
             );
             #cache
         }

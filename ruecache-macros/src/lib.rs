@@ -117,7 +117,9 @@ use proc_macro::TokenStream;
 ///
 /// - `self.name_cache().invalidate(ids).await?` after writing to the source, so that readers
 ///   stop getting the old values (a fill racing the write can then no longer store them);
-/// - `self.name_cache().stats()` for its hit, miss and fetch counters;
+/// - `self.name_cache().stats()` for its hit, miss and fetch counters. They count per method,
+///   not per instance of the service: every instance shares the method's cache (its spec is a
+///   `static`), as it shares the method's Redis keys;
 /// - `data_key`, `keys`, `preload_scripts` and the rest of the `Cache` API.
 ///
 /// The cache's spec (template, options, counters) is a `static` inside the companion, so the
@@ -132,12 +134,20 @@ use proc_macro::TokenStream;
 /// | `jitter` | spreads each id's TTL by up to ± this fraction, a float from `0.0` to `1.0`: `jitter = 0.05` | `0.2` |
 /// | `lock_ttl` | how long a filler's lock lasts: the longest a crashed filler blocks others; `lock_ttl = "30s"` | `"5s"` |
 /// | `timeout` | bounds each wait on Redis and on other fillers, counted from the start of the call (the body itself is not cut short); `timeout = "1m"` | `"30s"` |
+/// | `absent_ttl` | how long ids the source does not have stay cached as absent: `absent_ttl = "30s"` | the `ttl` |
+/// | `backoff_min`, `backoff_max` | how waiters poll a lease another caller holds (when no wake-up comes): first after the minimum, doubling up to the maximum; `backoff_min = "10ms"` | `"25ms"`, `"1s"` |
+/// | `unlock_threshold` | a failed fill releases its leases unless less than this much of the lock TTL is left; `"0ms"` always releases | `"10ms"` |
+/// | `fallback_to_source` | serve calls straight from the source while Redis is unreachable: `fallback_to_source = true` | `false` |
+/// | `name` | the cache's name, in its `tracing` spans and its metrics: `name = "widgets"` | the method's name |
 /// | `codec` | a codec type (not a string) implementing `ruecache::Codec<T> + Default`: `codec = ruecache::Raw` | `ruecache::MsgPack` |
 /// | `crate` | the path of `ruecache` as a string, for crates that re-export it: `crate = "my_crate::ruecache"` | `"::ruecache"` |
 ///
 /// Durations are numbers with units `ms`, `s`, `m`, `h` and `d`, combined from largest to
-/// smallest: `"500ms"`, `"30s"`, `"1h30m"`, `"7d"` (no fractions: `"1h30m"`, not `"1.5h"`).
-/// Every argument is checked when the code compiles, and every mistake is reported at once, at
+/// smallest: `"500ms"`, `"30s"`, `"1h30m"`, `"7d"` (no fractions: `"1h30m"`, not `"1.5h"`;
+/// spaces are fine: `"1h 30m"`). The arguments set the same options as the `CacheBuilder`
+/// methods of the same names, through the same setters, and are checked by the same rules
+/// (`CacheBuilder::build`'s messages, such as a `lock_ttl` not longer than the
+/// `unlock_threshold`). Every argument is checked when the code compiles, and every mistake is reported at once, at
 /// the argument at fault; the method is then left as written, and its companion still generated
 /// where the method's types allow, so that callers of both still compile.
 ///

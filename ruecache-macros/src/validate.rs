@@ -28,6 +28,13 @@ pub(crate) struct Settings<'a> {
     pub(crate) jitter: Option<f64>,
     pub(crate) lock_ttl_ms: Option<u64>,
     pub(crate) timeout_ms: Option<u64>,
+    pub(crate) absent_ttl_ms: Option<u64>,
+    pub(crate) unlock_threshold_ms: Option<u64>,
+    pub(crate) backoff_min_ms: Option<u64>,
+    pub(crate) backoff_max_ms: Option<u64>,
+    pub(crate) fallback_to_source: Option<bool>,
+    /// The cache's name; `None` for the method's name.
+    pub(crate) name: Option<String>,
     /// The codec type, `None` for the default (`MsgPack`).
     pub(crate) codec: Option<&'a Path>,
 }
@@ -75,6 +82,21 @@ pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Settings<'a> 
     let ttl_ms = duration(&args.ttl, "ttl", true);
     let lock_ttl_ms = duration(&args.lock_ttl, "lock_ttl", false);
     let timeout_ms = duration(&args.timeout, "timeout", false);
+    let absent_ttl_ms = duration(&args.absent_ttl, "absent_ttl", false);
+    let unlock_threshold_ms = duration(&args.unlock_threshold, "unlock_threshold", false);
+    let backoff_min_ms = duration(&args.backoff_min, "backoff_min", false);
+    let backoff_max_ms = duration(&args.backoff_max, "backoff_max", false);
+    let name = args.name.as_ref().and_then(|lit| {
+        let name = lit.value();
+        errors.check(if name.is_empty() {
+            Err(syn::Error::new(
+                lit.span(),
+                "`name` must not be empty, such as `name = \"widgets\"`",
+            ))
+        } else {
+            Ok(name)
+        })
+    });
     let jitter = args
         .jitter
         .as_ref()
@@ -99,6 +121,12 @@ pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Settings<'a> 
         jitter,
         lock_ttl_ms,
         timeout_ms,
+        absent_ttl_ms,
+        unlock_threshold_ms,
+        backoff_min_ms,
+        backoff_max_ms,
+        fallback_to_source: args.fallback_to_source.as_ref().map(syn::LitBool::value),
+        name,
         codec: args.codec.as_ref(),
     }
 }
@@ -115,6 +143,8 @@ fn duration_ms(lit: &LitStr, name: &str, none_allowed: bool) -> syn::Result<u64>
         Ok(Duration::Millis(0)) if none_allowed => fail(format!(
             "`{name}` must be longer than zero; write `{name} = \"none\"` for values that never expire"
         )),
+        // Releasing a failed fill's leases whatever time they have left.
+        Ok(Duration::Millis(0)) if name == "unlock_threshold" => Ok(0),
         Ok(Duration::Millis(0)) => fail(format!("`{name}` must be longer than zero")),
         Ok(Duration::Millis(ms)) if name == "timeout" && ms > MAX_TIMEOUT_MS => fail(String::from(
             "`timeout` must be at most 365 days (`ruecache::Options::MAX_TIMEOUT`), e.g. `\"30s\"`"

@@ -817,7 +817,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// # Ok(()) }
     /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.options.ttl = Some(ttl);
+        self.options = self.options.set_ttl(Some(ttl));
         self
     }
 
@@ -836,7 +836,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// # Ok(()) }
     /// ```
     pub fn name(mut self, name: &'static str) -> Self {
-        self.options.name = Some(name);
+        self.options = self.options.set_name(name);
         self
     }
 
@@ -859,7 +859,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// # Ok(()) }
     /// ```
     pub fn absent_ttl(mut self, ttl: Duration) -> Self {
-        self.options.absent_ttl = Some(ttl);
+        self.options = self.options.set_absent_ttl(ttl);
         self
     }
 
@@ -876,7 +876,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// # Ok(()) }
     /// ```
     pub fn no_expiry(mut self) -> Self {
-        self.options.ttl = None;
+        self.options = self.options.set_ttl(None);
         self
     }
 
@@ -897,7 +897,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// # Ok(()) }
     /// ```
     pub fn jitter(mut self, fraction: f64) -> Self {
-        self.options.jitter = fraction;
+        self.options = self.options.set_jitter(fraction);
         self
     }
 
@@ -924,7 +924,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// # Ok(()) }
     /// ```
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
-        self.options.lock_ttl = ttl;
+        self.options = self.options.set_lock_ttl(ttl);
         self
     }
 
@@ -963,7 +963,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// # Ok(()) }
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.options.timeout = timeout;
+        self.options = self.options.set_timeout(timeout);
         self
     }
 
@@ -985,8 +985,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// # Ok(()) }
     /// ```
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.options.backoff_min = min;
-        self.options.backoff_max = max;
+        self.options = self.options.set_backoff(min, max);
         self
     }
 
@@ -1007,7 +1006,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// # Ok(()) }
     /// ```
     pub fn unlock_threshold(mut self, threshold: Duration) -> Self {
-        self.options.unlock_threshold = threshold;
+        self.options = self.options.set_unlock_threshold(threshold);
         self
     }
 
@@ -1037,7 +1036,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// # Ok(()) }
     /// ```
     pub fn fallback_to_source(mut self, enabled: bool) -> Self {
-        self.options.fallback_to_source = enabled;
+        self.options = self.options.set_fallback_to_source(enabled);
         self
     }
 

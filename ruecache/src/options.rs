@@ -203,67 +203,136 @@ impl Options {
     /// Checks the settings; the error message names the setting, what it accepts and how to
     /// fix it.
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        let fail = |msg: &str| Err(Error::Config(msg.to_owned()));
+        self.check().map_err(|msg| Error::Config(msg.to_owned()))
+    }
+
+    /// The rules of [`validate`](Self::validate), in a `const fn`: the one place they are
+    /// written. The builder checks them when it builds a cache, and `#[cached_batch]` while the
+    /// program compiles (see `__private::checked`).
+    pub(crate) const fn check(&self) -> Result<(), &'static str> {
+        const MS: u128 = 1_000_000;
+        let max_ttl = Self::MAX_TTL.as_nanos();
+        let max_timeout = Self::MAX_TIMEOUT.as_nanos();
         if let Some(ttl) = self.absent_ttl {
-            if ttl < Duration::from_millis(1) || ttl > Self::MAX_TTL {
-                return fail(
+            if ttl.as_nanos() < MS || ttl.as_nanos() > max_ttl {
+                return Err(
                     "`absent_ttl` must be between 1 ms and 100 years (`Options::MAX_TTL`); leave it \
                      unset for the data TTL",
                 );
             }
         }
         if let Some(ttl) = self.ttl {
-            if ttl < Duration::from_millis(1) {
-                return fail(
+            if ttl.as_nanos() < MS {
+                return Err(
                     "`ttl` must be at least 1 ms; use `no_expiry()` for values that never expire",
                 );
             }
-            if ttl > Self::MAX_TTL {
-                return fail(
+            if ttl.as_nanos() > max_ttl {
+                return Err(
                     "`ttl` must be at most 100 years (`Options::MAX_TTL`); use `no_expiry()` for \
                      values that never expire",
                 );
             }
         }
-        if !(0.0..=1.0).contains(&self.jitter) {
-            return fail(
+        // Written so that NaN fails too.
+        if !(self.jitter >= 0.0 && self.jitter <= 1.0) {
+            return Err(
                 "`jitter` must be a fraction between 0.0 (off) and 1.0, e.g. 0.2 for ±20 %",
             );
         }
-        if self.lock_ttl < Duration::from_millis(1) {
-            return fail("`lock_ttl` must be at least 1 ms; it bounds how long a crashed filler blocks others");
+        if self.lock_ttl.as_nanos() < MS {
+            return Err("`lock_ttl` must be at least 1 ms; it bounds how long a crashed filler blocks others");
         }
-        if self.lock_ttl > Self::MAX_TTL {
-            return fail(
+        if self.lock_ttl.as_nanos() > max_ttl {
+            return Err(
                 "`lock_ttl` must be at most 100 years (`Options::MAX_TTL`); it bounds how long a \
                  crashed filler blocks others, so set it a little above your slowest fetch",
             );
         }
         if self.timeout.is_zero() {
-            return fail("`timeout` must be greater than zero");
+            return Err("`timeout` must be greater than zero");
         }
-        if self.timeout > Self::MAX_TIMEOUT {
-            return fail(
+        if self.timeout.as_nanos() > max_timeout {
+            return Err(
                 "`timeout` must be at most 365 days (`Options::MAX_TIMEOUT`); set it a little \
                  above the longest a call may wait, e.g. 30 s",
             );
         }
-        if self.backoff_min.is_zero() || self.backoff_min > self.backoff_max {
-            return fail("`backoff` needs 0 < min <= max, e.g. 25 ms and 1 s");
+        if self.backoff_min.is_zero() || self.backoff_min.as_nanos() > self.backoff_max.as_nanos()
+        {
+            return Err("`backoff` needs 0 < min <= max, e.g. 25 ms and 1 s");
         }
-        if self.backoff_max > Self::MAX_TIMEOUT {
-            return fail(
+        if self.backoff_max.as_nanos() > max_timeout {
+            return Err(
                 "`backoff` max must be at most 365 days (`Options::MAX_TIMEOUT`), e.g. 1 s; a \
                  waiter never sleeps past its call's timeout anyway",
             );
         }
-        if self.unlock_threshold >= self.lock_ttl {
-            return fail(
+        if self.unlock_threshold.as_nanos() >= self.lock_ttl.as_nanos() {
+            return Err(
                 "`unlock_threshold` must be shorter than `lock_ttl`, e.g. 10 ms for a 5 s lock, \
                  or failed fills never release their locks",
             );
         }
         Ok(())
+    }
+
+    // The setters, shared by `CacheBuilder` and `#[cached_batch]` (whose generated code calls
+    // them in a `const`); neither checks: `check` does, once all are set.
+
+    #[doc(hidden)]
+    pub const fn set_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_absent_ttl(mut self, ttl: Duration) -> Self {
+        self.absent_ttl = Some(ttl);
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_jitter(mut self, fraction: f64) -> Self {
+        self.jitter = fraction;
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff_min = min;
+        self.backoff_max = max;
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_unlock_threshold(mut self, threshold: Duration) -> Self {
+        self.unlock_threshold = threshold;
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_fallback_to_source(mut self, on: bool) -> Self {
+        self.fallback_to_source = on;
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
     }
 
     /// The data TTL for one key in milliseconds, with its deterministic jitter; 0 for no expiry.

@@ -4,43 +4,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Display};
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
-use std::time::Duration;
 
 pub use crate::{
     Cache, Codec, Connection, Error, HasConnection, KeyTemplate, MsgPack, Options, Raw, Spec,
 };
 pub use core::future::Future;
 
-/// Options from the macro's validated arguments; `None` keeps the default.
-/// `ttl_ms == Some(0)` means no expiry.
-pub const fn options(
-    ttl_ms: Option<u64>,
-    jitter: Option<f64>,
-    lock_ttl_ms: Option<u64>,
-    timeout_ms: Option<u64>,
-) -> Options {
-    let mut options = Options::DEFAULT;
-    if let Some(ms) = ttl_ms {
-        options.ttl = if ms == 0 {
-            None
-        } else {
-            Some(Duration::from_millis(ms))
-        };
+/// The options the attribute's arguments set (through the same setters as `CacheBuilder`),
+/// checked by the same rules as `CacheBuilder::build`. Called in the initializer of the
+/// method's `static` spec, so a broken rule stops the build with its message.
+pub const fn checked(options: Options) -> Options {
+    match options.check() {
+        Ok(()) => options,
+        Err(message) => panic!("{}", message),
     }
-    if let Some(jitter) = jitter {
-        options.jitter = jitter;
-    }
-    if let Some(ms) = lock_ttl_ms {
-        options.lock_ttl = Duration::from_millis(ms);
-        // Locks this short are released early whatever time they have left.
-        if options.unlock_threshold.as_millis() >= ms as u128 {
-            options.unlock_threshold = Duration::from_millis(ms / 2);
-        }
-    }
-    if let Some(ms) = timeout_ms {
-        options.timeout = Duration::from_millis(ms);
-    }
-    options
 }
 
 /// The marker of a check that holds.

@@ -174,9 +174,24 @@ impl Service {
         ttl = "1ms",
         jitter = 0.0,
         lock_ttl = "1ms",
+        unlock_threshold = "0ms",
         timeout = "1ms"
     )]
     async fn get_shortest(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
+        self.load(ids).await
+    }
+
+    #[allow(dead_code)]
+    #[ruecache::cached_batch(
+        key = "attr:every:{{{id}}}",
+        absent_ttl = "30s",
+        backoff_min = "10ms",
+        backoff_max = "2s",
+        unlock_threshold = "50ms",
+        fallback_to_source = true,
+        name = "every option"
+    )]
+    async fn get_every(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
         self.load(ids).await
     }
 
@@ -249,6 +264,7 @@ async fn every_argument_reaches_the_cache_options(t: Target) {
         .jitter(0.0)
         .lock_ttl(Duration::from_secs(45))
         .timeout(Duration::from_secs(12))
+        .name("get_tuned")
         .build()
         .unwrap();
     assert_eq!(options, built.options());
@@ -259,8 +275,12 @@ async fn every_argument_reaches_the_cache_options(t: Target) {
     assert_eq!(failing.options().ttl(), Options::DEFAULT.ttl());
     assert_eq!(failing.options().jitter(), Options::DEFAULT.jitter());
 
-    // `ttl = "5m"` is the default, and no other argument is given.
-    assert_eq!(*s.get_fill_cache().options(), Options::DEFAULT);
+    // `ttl = "5m"` is the default, and no other argument is given: the defaults, and the
+    // method's name.
+    assert_eq!(
+        *s.get_fill_cache().options(),
+        Options::DEFAULT.set_name("get_fill")
+    );
     assert_eq!(
         s.get_long_cache().options().ttl(),
         Some(Duration::from_secs(90 * 60))
@@ -293,6 +313,7 @@ async fn options_at_the_limits_are_valid(t: Target) {
         .jitter(1.0)
         .lock_ttl(Options::MAX_TTL)
         .timeout(Options::MAX_TIMEOUT)
+        .name("get_longest")
         .build()
         .expect("the longest options are valid");
     assert_eq!(&longest, built.options());
@@ -309,9 +330,24 @@ async fn options_at_the_limits_are_valid(t: Target) {
         .lock_ttl(ms)
         .unlock_threshold(Duration::ZERO)
         .timeout(ms)
+        .name("get_shortest")
         .build()
         .expect("the shortest options are valid");
     assert_eq!(&shortest, built.options());
+
+    // Every other argument, through the same setters as the builder's; a cache is named after
+    // its method unless `name` says otherwise.
+    let every = *s.get_every_cache().options();
+    let built = Cache::<u64, String>::builder(s.redis.clone(), "attr:every:{{{id}}}")
+        .absent_ttl(Duration::from_secs(30))
+        .backoff(Duration::from_millis(10), Duration::from_secs(2))
+        .unlock_threshold(Duration::from_millis(50))
+        .fallback_to_source(true)
+        .name("every option")
+        .build()
+        .expect("valid options");
+    assert_eq!(&every, built.options());
+    assert_eq!(s.get_tuned_cache().options().name(), Some("get_tuned"));
 }
 
 /// `lock_ttl` and `jitter` as Redis sees them: the lease of a fill held open at its fetch has the

@@ -69,6 +69,12 @@ impl Service {
         lock_ttl = "10s",
         jitter = 0.1,
         timeout = "2s",
+        absent_ttl = "1m",
+        backoff_min = "10ms",
+        backoff_max = "500ms",
+        unlock_threshold = "20ms",
+        fallback_to_source = true,
+        name = "one widget",
         codec = ::ruecache::MsgPack,
         crate = "::ruecache"
     )]
