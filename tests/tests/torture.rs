@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt as _, SeedableRng};
 use ruecache::{Cache, Connection};
 use ruecache_tests::{both, start_standalone_with, RedisServer, Target};
 use serde::{Deserialize, Serialize};
