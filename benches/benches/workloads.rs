@@ -14,6 +14,7 @@
 //! ```text
 //! cargo bench -p ruecache-bench --bench workloads            # the full run (about a minute)
 //! cargo bench -p ruecache-bench --bench workloads -- --quick # every row briefly
+//! cargo bench -p ruecache-bench --bench workloads -- mixed   # only these tables: hits, mixed, memory
 //! ```
 //!
 //! `RUECACHE_BENCH_QUICK=1` is the same as `--quick`. Each row runs p tasks on a multi-thread
@@ -38,6 +39,8 @@ const UPDATE_RATIO: f64 = 0.005;
 
 struct Config {
     quick: bool,
+    /// The tables asked for (`hits`, `mixed`, `memory`); empty for all.
+    only: Vec<String>,
     rounds: usize,
     /// Ids cached for the hit rows, and the mixed workload's id space.
     hit_ids: usize,
@@ -48,12 +51,21 @@ struct Config {
 }
 
 impl Config {
+    fn wants(&self, table: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|t| t == table)
+    }
+
     fn from_args() -> Self {
         let quick = std::env::args().any(|a| a == "--quick")
             || std::env::var_os("RUECACHE_BENCH_QUICK").is_some_and(|v| v == "1");
+        let only = std::env::args()
+            .skip(1)
+            .filter(|a| ["hits", "mixed", "memory"].contains(&a.as_str()))
+            .collect();
         if quick {
             Self {
                 quick,
+                only,
                 rounds: 1,
                 hit_ids: 10_000,
                 mixed_ids: 100_000,
@@ -64,6 +76,7 @@ impl Config {
         } else {
             Self {
                 quick,
+                only,
                 rounds: 3,
                 hit_ids: 100_000,
                 mixed_ids: 1_000_000,
@@ -524,12 +537,19 @@ fn main() {
             cfg.rounds,
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
-        eprint!("hits ");
-        hits(&cfg, &conn, &mut out).await;
-        eprint!("mixed ");
-        mixed(&cfg, &conn, &mut out).await;
-        eprintln!("memory");
-        memory(&cfg, &conn, &mut out).await;
+        if cfg.wants("hits") {
+            eprint!("hits ");
+            hits(&cfg, &conn, &mut out).await;
+        }
+        if cfg.wants("mixed") {
+            eprint!("mixed ");
+            mixed(&cfg, &conn, &mut out).await;
+        }
+        if cfg.wants("memory") {
+            eprint!("memory");
+            memory(&cfg, &conn, &mut out).await;
+        }
+        eprintln!();
         let _ = writeln!(out, "\ntook {:.0?}", started.elapsed());
         out
     });
