@@ -119,8 +119,9 @@ impl ExampleRedis {
     }
 }
 
-/// Deletes every key under `prefix` (the data keys, which start with it, and their version and
-/// lock keys, `{tag}` + byte `0xFF` + `v` or `l` + the data key), with `SCAN` and `DEL` on a
+/// Deletes every key under `prefix` (the data keys, which start with it, and any key derived from
+/// them, `{tag}` + byte `0xFF` + a kind byte + the data key, such as the version keys of the
+/// previous protocol), with `SCAN` and `DEL` on a
 /// standalone server, and returns how many there were. Nothing outside the prefix is touched.
 ///
 /// # Panics
