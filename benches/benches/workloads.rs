@@ -209,7 +209,9 @@ async fn redis_cmd<T: ruecache::redis::FromRedisValue>(conn: &Connection, args: 
     for a in &args[1..] {
         cmd.arg(*a);
     }
-    cmd.query_async(&mut conn.clone()).await.expect("a Redis command")
+    cmd.query_async(&mut conn.clone())
+        .await
+        .expect("a Redis command")
 }
 
 async fn used_memory(conn: &Connection) -> i64 {
@@ -457,7 +459,10 @@ async fn memory(cfg: &Config, conn: &Connection, out: &mut String) {
                 let value = value.clone();
                 async move {
                     Ok::<_, ruecache::Error>(
-                        missing.into_iter().map(|id| (id, value.clone())).collect::<Vec<_>>(),
+                        missing
+                            .into_iter()
+                            .map(|id| (id, value.clone()))
+                            .collect::<Vec<_>>(),
                     )
                 }
             })
@@ -478,8 +483,14 @@ async fn memory(cfg: &Config, conn: &Connection, out: &mut String) {
                     // The previous protocol's value (the same envelope) and version key.
                     let mut sealed = vec![0xC1, b'P'];
                     sealed.extend_from_slice(&value);
-                    pipe.cmd("SET").arg(&key).arg(sealed).arg("PX").arg(600_000).ignore();
-                    let version = [format!("{{{id}}}").as_bytes(), b"\xFFv", key.as_bytes()].concat();
+                    pipe.cmd("SET")
+                        .arg(&key)
+                        .arg(sealed)
+                        .arg("PX")
+                        .arg(600_000)
+                        .ignore();
+                    let version =
+                        [format!("{{{id}}}").as_bytes(), b"\xFFv", key.as_bytes()].concat();
                     let random: [u8; 16] = rand::random();
                     pipe.cmd("SET")
                         .arg(version)
@@ -488,7 +499,12 @@ async fn memory(cfg: &Config, conn: &Connection, out: &mut String) {
                         .arg(600_000)
                         .ignore();
                 } else {
-                    pipe.cmd("SET").arg(&key).arg(&value).arg("PX").arg(600_000).ignore();
+                    pipe.cmd("SET")
+                        .arg(&key)
+                        .arg(&value)
+                        .arg("PX")
+                        .arg(600_000)
+                        .ignore();
                 }
             }
             let () = pipe.query_async(&mut conn.clone()).await.expect("SETs");

@@ -258,8 +258,7 @@ impl Options {
                  above the longest a call may wait, e.g. 30 s",
             );
         }
-        if self.backoff_min.is_zero() || self.backoff_min.as_nanos() > self.backoff_max.as_nanos()
-        {
+        if self.backoff_min.is_zero() || self.backoff_min.as_nanos() > self.backoff_max.as_nanos() {
             return Err("`backoff` needs 0 < min <= max, e.g. 25 ms and 1 s");
         }
         if self.backoff_max.as_nanos() > max_timeout {

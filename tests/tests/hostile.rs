@@ -621,7 +621,7 @@ fn previous_version_key(data_key: &str) -> Vec<u8> {
     let open = data_key.find('{').unwrap();
     let close = data_key[open..].find('}').unwrap() + open;
     [
-        data_key[open..=close].as_bytes(),
+        &data_key.as_bytes()[open..=close],
         b"\xFFv",
         data_key.as_bytes(),
     ]
