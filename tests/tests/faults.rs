@@ -10,19 +10,7 @@ use std::time::Duration;
 
 use ruecache::{Cache, Connection};
 use ruecache_tests::{both, start_standalone_with, Target};
-use support::{value, Gate, Source, TestError};
-
-/// The test's error type, keeping the cache's error typed so tests can match its variant.
-#[derive(Debug)]
-enum Failure {
-    Cache(ruecache::Error),
-}
-
-impl From<ruecache::Error> for Failure {
-    fn from(e: ruecache::Error) -> Self {
-        Self::Cache(e)
-    }
-}
+use support::{value, Failure, Gate, Source, TestError};
 
 /// The timeout the caches under test are built with.
 const TIMEOUT: Duration = Duration::from_secs(2);

@@ -23,6 +23,19 @@ impl From<ruecache::Error> for TestError {
     }
 }
 
+/// The error type of tests that match on the cache's error: it keeps the `ruecache::Error`
+/// typed (where [`TestError`] keeps only its message).
+#[derive(Debug)]
+pub enum Failure {
+    Cache(ruecache::Error),
+}
+
+impl From<ruecache::Error> for Failure {
+    fn from(e: ruecache::Error) -> Self {
+        Self::Cache(e)
+    }
+}
+
 /// A cache of `u64 -> String` under a fresh namespace, with the key template `<ns>w:{{{id}}}`.
 pub fn template(ns: &str) -> String {
     format!("{ns}w:{}", "{{{id}}}")
@@ -379,4 +392,17 @@ pub async fn node_connections(urls: &[String]) -> Vec<Connection> {
         nodes.push(Connection::open(url).await.unwrap());
     }
     nodes
+}
+
+/// Deterministic bytes that compress badly.
+pub fn big_value(id: u64, len: usize) -> Vec<u8> {
+    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
