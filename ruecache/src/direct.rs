@@ -1,10 +1,7 @@
 //! Reading the cache without filling it, and writing values through after a write to the
 //! source.
 
-use std::sync::Arc;
-
 use tokio::time::Instant;
-use tracing::Instrument as _;
 
 use crate::batch::get_many;
 use crate::cache::Cache;
@@ -12,7 +9,7 @@ use crate::codec::{seal, Codec};
 use crate::fill::deadline::within;
 use crate::fill::{dedup, read, Read};
 use crate::keys::{channel, legacy_version_key};
-use crate::scripts::{send, sharded_flag, Arg, Calls, SET};
+use crate::scripts::{send_to_end, sharded_flag, Arg, Calls, SET};
 use crate::stats::Stat;
 use crate::Error;
 
@@ -135,17 +132,8 @@ where
             ],
         );
     }
-    let deadline = Instant::now() + options.timeout;
     let span = crate::stats::cache_span!(options.name, "set", ids = unique.len());
-    let (conn, timeout) = (cache.conn.clone(), options.timeout);
-    let background = Arc::clone(conn.background());
-    let task = tokio::spawn(
-        background
-            .track(async move { within(deadline, timeout, send(&conn, calls)).await })
-            .instrument(span),
-    );
-    task.await
-        .map_err(|e| Error::UnexpectedReply(format!("the write task failed: {e}")))??;
+    send_to_end(&cache.conn, calls, options.timeout, span, "write").await?;
     cache.spec.stats.add(Stat::Sets, unique.len());
     Ok(())
 }

@@ -1,15 +1,9 @@
 //! Invalidation: after a write to the source, the ids' cached values go, and so do the leases of
 //! fills in progress, so that none of them can write what it read before the write.
 
-use std::sync::Arc;
-
-use tokio::time::Instant;
-use tracing::Instrument as _;
-
 use crate::cache::Cache;
-use crate::fill::deadline::within;
 use crate::keys::{channel, legacy_version_key};
-use crate::scripts::{send, sharded_flag, Arg, Calls, INVALIDATE};
+use crate::scripts::{send_to_end, sharded_flag, Arg, Calls, INVALIDATE};
 use crate::stats::Stat;
 use crate::Error;
 
@@ -38,20 +32,8 @@ where
             &[Arg::Bytes(&channel(key)), Arg::Bytes(sharded)],
         );
     }
-    let deadline = Instant::now() + options.timeout;
     let span = crate::stats::cache_span!(options.name, "invalidate", ids = keys.len());
-    // In a task of its own, so that it happens even if the caller stops waiting: typically a
-    // request cancelled after its database write, whose old value would otherwise stay cached
-    // for the data TTL.
-    let (conn, timeout) = (cache.conn.clone(), options.timeout);
-    let background = Arc::clone(conn.background());
-    let task = tokio::spawn(
-        background
-            .track(async move { within(deadline, timeout, send(&conn, calls)).await })
-            .instrument(span),
-    );
-    task.await
-        .map_err(|e| Error::UnexpectedReply(format!("the invalidation task failed: {e}")))??;
+    send_to_end(&cache.conn, calls, options.timeout, span, "invalidation").await?;
     cache.spec.stats.add(Stat::Invalidations, keys.len());
     Ok(())
 }

@@ -253,6 +253,32 @@ pub(crate) async fn send(conn: &Connection, calls: Calls) -> Result<Vec<Value>, 
     }
 }
 
+/// Runs script calls to their end in a task of their own, counted among `conn`'s background
+/// writes, so that they happen even if the caller stops waiting (typically a request cancelled
+/// right after its database write, whose old value would otherwise stay cached for the data TTL).
+/// `what` names the work in the error of a task that failed.
+pub(crate) async fn send_to_end(
+    conn: &Connection,
+    calls: Calls,
+    timeout: std::time::Duration,
+    span: tracing::Span,
+    what: &str,
+) -> Result<Vec<Value>, Error> {
+    use tracing::Instrument as _;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let conn = conn.clone();
+    let background = std::sync::Arc::clone(conn.background());
+    let task = tokio::spawn(
+        background
+            .track(async move {
+                crate::fill::deadline::within(deadline, timeout, send(&conn, calls)).await
+            })
+            .instrument(span),
+    );
+    task.await
+        .map_err(|e| Error::UnexpectedReply(format!("the {what} task failed: {e}")))?
+}
+
 /// How the scripts that release a lease publish a wake-up: `SPUBLISH` on a cluster (a shard
 /// channel, served by the data key's own node), `PUBLISH` on a standalone server.
 pub(crate) fn sharded_flag(conn: &Connection) -> &'static [u8] {

@@ -359,7 +359,7 @@ async fn killed_cluster_master_fails_its_ids_cleanly_and_the_others_work() {
     cluster.nodes_mut()[0].kill();
     let mut outcomes = Vec::new();
 
-    // The other masters' ids: hits, and fills (locks, versions, commits) on live nodes.
+    // The other masters' ids: hits, and fills (leases, commits) on live nodes.
     let hits: HashMap<u64, String> = guarded(
         "a batch of cached surviving ids",
         cache.get_and_fill(cached.clone(), fetch),

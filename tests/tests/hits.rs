@@ -175,8 +175,12 @@ async fn a_hit_batch_is_one_mget_and_a_miss_one_lock_step_and_one_commit() {
     assert_eq!(
         miss,
         HashMap::from([
+            // The first read of the batch, then the commit script's read of the data keys.
             ("mget".to_owned(), 1 + 1),
+            // Per id: its lease (`SET ... NX PX ... GET`), then the commit script's `SET` of
+            // its value over that lease.
             ("set".to_owned(), 100 + 100),
+            // The commit script, one call for the whole batch.
             ("evalsha".to_owned(), 1),
         ]),
         "a batch of 100 misses"
@@ -227,9 +231,13 @@ async fn a_cluster_batch_costs_one_read_and_one_commit_per_slot() {
     assert_eq!(
         miss,
         [
+            // The first read of each slot with several keys, and each commit call's read.
             ("mget".to_owned(), read_mgets + slots),
+            // Per id: its lease, then the commit's `SET` of its value.
             ("set".to_owned(), 100 + 100),
+            // The first read of each slot with one key.
             ("get".to_owned(), read_gets),
+            // One commit script call per slot.
             ("evalsha".to_owned(), slots),
         ]
         .into_iter()

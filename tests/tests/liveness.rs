@@ -142,7 +142,8 @@ async fn locks_of_a_live_holder_are_never_taken_over(t: Target) {
     assert_eq!(source.calls(), vec![vec![1]]);
 }
 
-/// With liveness off, a holder's locks block others until their TTL, as in the Go original.
+/// With liveness off, a holder's locks block others until their deadline (the holder's lock
+/// TTL), as in the Go original.
 async fn without_liveness_locks_are_waited_out(t: Target) {
     let ns = t.ns();
     let holder: Cache<u64, String> = Cache::builder(

@@ -51,7 +51,7 @@ fn widgets(conn: Connection) -> Cache<u64, String> {
 
 /// Everything the cache does to Redis, each step checked: a batch miss with an absent id, a
 /// batch hit, a single-id miss and hit (through the coalesced `GET`), an invalidation, and
-/// the refill after it (which extends an existing version key).
+/// the refill after it.
 async fn exercise(cache: &Cache<u64, String>) -> Result<(), String> {
     let source = Source::without(&[3]);
     let fill = |ids: Vec<u64>| {
@@ -180,6 +180,12 @@ async fn restricted_user_is_refused_other_commands_and_keys() {
     assert!(format!("{e:?}").contains("no permissions"), "{e:?}");
 }
 
+/// Leaving out any one rule of [`MINIMAL_ACL`] breaks [`exercise`] with a permission error. Where
+/// each rule is needed: `~widgets:*` by every command on the data keys; the previous protocol's
+/// version key pattern by the invalidation (its script deletes that key, for processes still on
+/// the previous protocol); `~ruecache:live:*` by the first lease (the connection's liveness
+/// key); `+get` by the single-id read; `+mget` by the batch read; `+evalsha` and
+/// `+script|load` by the commit; `+set` by the lease; `+del` by the invalidation's script.
 #[tokio::test]
 async fn every_rule_of_the_minimal_acl_is_needed() {
     let (server, admin) = acl_server(false).await;
@@ -192,7 +198,7 @@ async fn every_rule_of_the_minimal_acl_is_needed() {
             .map(|(_, rule)| *rule)
             .collect();
         set_user(&admin, &rules).await;
-        // Start each round from nothing: no data, no versions, no scripts loaded.
+        // Start each round from nothing: no data, no leases, no scripts loaded.
         let mut raw = admin.clone();
         let () = redis::cmd("FLUSHALL").query_async(&mut raw).await.unwrap();
         let () = redis::cmd("SCRIPT")

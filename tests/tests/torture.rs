@@ -694,17 +694,20 @@ async fn readers_never_see_invalidated_versions_and_redis_matches_db(t: Target) 
 
 both!(readers_never_see_invalidated_versions_and_redis_matches_db);
 
-/// Counts the data keys Redis evicts (values and leases alike: the notification names the key
-/// only), from keyspace notifications, and any other key.
+/// Counts the keys Redis evicts, from keyspace notifications: data keys (values and leases
+/// alike: the notification names the key only), connections' liveness keys (whose eviction makes
+/// their holders look dead: their leases are taken over), and any other key.
 #[derive(Default)]
 struct Evictions {
     data: AtomicU64,
+    liveness: AtomicU64,
     other: AtomicU64,
 }
 
 /// The same torture on a server so small that it keeps evicting keys, leases of fills in flight
 /// included: a fill whose lease was evicted must not commit (the eviction may hide an
-/// invalidation).
+/// invalidation). A refused commit here may also come from an invalidation, so the race itself
+/// is forced, and its refusal checked, in `a_lease_evicted_mid_fill_refuses_its_commit`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn torture_with_eviction_of_leases_mid_fill() {
     let server = start_standalone_with(&[
@@ -730,10 +733,13 @@ async fn torture_with_eviction_of_leases_mid_fill() {
         let mut messages = pubsub.on_message();
         while let Some(msg) = messages.next().await {
             let key: Vec<u8> = msg.get_payload().unwrap_or_default();
-            // Derived keys contain the byte 0xFF; data keys never do.
-            match key.contains(&0xFF) {
-                true => &counter.other,
-                false => &counter.data,
+            // The run's data keys are `row:{<id>}` (its namespace is empty).
+            if key.starts_with(b"row:{") {
+                &counter.data
+            } else if key.starts_with(b"ruecache:live:") {
+                &counter.liveness
+            } else {
+                &counter.other
             }
             .fetch_add(1, Ordering::Relaxed);
         }
@@ -762,15 +768,16 @@ async fn torture_with_eviction_of_leases_mid_fill() {
         .and_then(|v| v.trim().parse().ok())
         .expect("INFO stats has evicted_keys");
     listener.abort();
-    let (data, other) = (
+    let (data, liveness, other) = (
         evictions.data.load(Ordering::Relaxed),
+        evictions.liveness.load(Ordering::Relaxed),
         evictions.other.load(Ordering::Relaxed),
     );
     eprintln!(
         "torture[evicting standalone]: evicted_keys {evicted} (notified: {data} data keys, \
-         {other} others); {} stale commits refused (an invalidation or an evicted lease), \
-         {} lost leases",
-        stats.stale_commits, stats.lost_locks
+         {liveness} liveness keys, {other} others); {} stale commits refused (an invalidation \
+         or an evicted lease), {} lost leases, {} takeovers",
+        stats.stale_commits, stats.lost_locks, stats.takeovers
     );
     assert!(evicted > 0, "the server evicted keys");
     assert!(
@@ -778,6 +785,52 @@ async fn torture_with_eviction_of_leases_mid_fill() {
         "data keys (values and leases) were evicted during the run"
     );
     assert!(stats.stale_commits > 0, "no commit was refused");
+}
+
+/// The race the eviction variant is there for, forced: a fill's lease is evicted while its fetch
+/// runs (`maxmemory` lowered under what the server uses, `volatile-ttl`: the lease is the only
+/// key with a TTL, a connection without liveness keeping its own key out), and its commit is
+/// refused (counted as a stale commit): an eviction may hide an invalidation, so a fill that lost
+/// its lease never writes. The caller still gets the value it fetched.
+#[tokio::test]
+async fn a_lease_evicted_mid_fill_refuses_its_commit() {
+    let server = start_standalone_with(&["--maxmemory-policy", "volatile-ttl"]);
+    let conn = server.connect().await.liveness_window(None).unwrap();
+    let admin = server.connect().await;
+    let cache = support::cache(conn, "evicted:");
+    let key = cache.data_key(&1).unwrap();
+    let mut gate = support::Gate::default();
+    let (fill, release) = support::paused_fill(&cache, vec![1], &mut gate).await;
+    assert!(
+        support::leased(&admin, &key).await,
+        "the fetch holds the lease"
+    );
+
+    // Lowering `maxmemory` under the memory in use evicts at once what the policy allows.
+    cmd::<()>(&admin, "CONFIG", ("SET", "maxmemory", "1")).await;
+    let info: String = cmd(&admin, "INFO", "stats").await;
+    cmd::<()>(&admin, "CONFIG", ("SET", "maxmemory", "0")).await;
+    let evicted: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("evicted_keys:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("INFO stats has evicted_keys");
+    assert_eq!(evicted, 1, "the lease, and nothing else, was evicted");
+    assert!(!support::exists(&admin, &key).await, "the lease is gone");
+
+    release.send(()).unwrap();
+    let got = fill.await.unwrap();
+    assert_eq!(got, HashMap::from([(1, support::value(1))]));
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.commits, stats.stale_commits, stats.lost_locks),
+        (0, 1, 0),
+        "the commit found no lease: refused as stale"
+    );
+    assert!(
+        !support::exists(&admin, &key).await,
+        "nothing was written over the evicted lease"
+    );
 }
 
 /// The same torture while the server is killed a third of the way into the run and restarted
