@@ -11,8 +11,8 @@
 //! 4. Ids leased by others are waited for and go through step 2 again ([`wait`]). A waiter
 //!    subscribes to the id's channel and flags the lease, and the release of a flagged lease
 //!    publishes a wake-up; it still polls with backoff, as the safety net and where wake-ups are
-//!    unavailable. A lease whose holder's liveness key is gone is taken over (see
-//!    [`liveness`](crate::liveness)).
+//!    unavailable. A lease past its deadline, or whose holder's liveness key is gone (see
+//!    [`liveness`](crate::liveness)), is taken over.
 //!
 //! Before step 2, ids are claimed in the connection's in-process registry (see
 //! [`flight`](crate::flight)): an id another caller on the connection is already filling is
