@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::codec::{Codec, MsgPack};
 use crate::direct::Lookup;
+use crate::fill::refresh::{starter, Starter};
 use crate::keys::{check_len, KeyTemplate};
 use crate::options::Options;
 use crate::stats::{Counters, Stats};
@@ -120,17 +121,21 @@ pub struct Cache<Id, T, C = MsgPack> {
     pub(crate) conn: Connection,
     pub(crate) spec: Shared<Spec>,
     pub(crate) key_fn: KeyFn<Id>,
-    pub(crate) codec: C,
+    /// Shared with background refreshes.
+    pub(crate) codec: Arc<C>,
+    /// Starts background refreshes (see [`CacheBuilder::refresh_ahead`]).
+    pub(crate) refresh: Option<Starter<Id, T>>,
     pub(crate) _value: PhantomData<fn() -> T>,
 }
 
-impl<Id, T, C: Clone> Clone for Cache<Id, T, C> {
+impl<Id, T, C> Clone for Cache<Id, T, C> {
     fn clone(&self) -> Self {
         Self {
             conn: self.conn.clone(),
             spec: self.spec.clone(),
             key_fn: self.key_fn.clone(),
-            codec: self.codec.clone(),
+            codec: Arc::clone(&self.codec),
+            refresh: self.refresh.clone(),
             _value: PhantomData,
         }
     }
@@ -174,6 +179,7 @@ where
             key_fn: KeyFn::Template(render::<Id>),
             options: Options::DEFAULT,
             codec: MsgPack,
+            refresh: None,
             _value: PhantomData,
         }
     }
@@ -204,6 +210,7 @@ impl<Id, T> Cache<Id, T, MsgPack> {
             key_fn: KeyFn::Custom(Arc::new(key_fn)),
             options: Options::DEFAULT,
             codec: MsgPack,
+            refresh: None,
             _value: PhantomData,
         }
     }
@@ -226,6 +233,11 @@ impl<Id, T, C> Cache<Id, T, C> {
     /// ```
     pub fn stats(&self) -> Stats {
         self.spec.stats.snapshot()
+    }
+
+    /// The β of the refresh-ahead draw, if this cache can refresh ahead of expiry.
+    pub(crate) fn refresh_beta(&self) -> Option<f64> {
+        self.refresh.as_ref().and(self.spec.options.refresh_beta)
     }
 
     /// This cache's settings.
@@ -537,6 +549,7 @@ where
     ///
     /// match cache.get(7).await? {
     ///     Lookup::Found(name) => println!("cached: {name}"),
+    ///     Lookup::Stale(name) => println!("cached past its TTL: {name}"),
     ///     Lookup::Absent => println!("cached as absent from the source"),
     ///     Lookup::NotCached => println!("not cached"),
     /// }
@@ -785,6 +798,7 @@ pub struct CacheBuilder<Id, T, C = MsgPack> {
     key_fn: KeyFn<Id>,
     options: Options,
     codec: C,
+    refresh: Option<Starter<Id, T>>,
     _value: PhantomData<fn() -> T>,
 }
 
@@ -1040,6 +1054,179 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
         self
     }
 
+    /// Refreshes values ahead of their expiry, in the background, with `fetch`: a read of a
+    /// value close to its expiry returns it at once and refreshes it, so that callers do not
+    /// wait for a fetch when a hot id expires.
+    ///
+    /// Which read refreshes is drawn by XFetch (Vattani, Chierichetti and Lowenstein, VLDB 2015):
+    /// refresh when `now - δ·β·ln(u) ≥ expiry`, with `u` uniform in (0, 1], δ how long the fetch
+    /// of the value took (recorded with it), and β 1.0 by default (see
+    /// [`refresh_beta`](Self::refresh_beta)). The earlier the slower the fetch, and almost
+    /// surely before the expiry for an id read often. One caller in the whole fleet refreshes an
+    /// id at a time: it takes the id's refresh lease, and its commit is refused if the id is
+    /// invalidated meanwhile, as a fill's is. A refresh that fails is retried after
+    /// [`stale_retry`](Self::stale_retry).
+    ///
+    /// `fetch` is called from a task of its own, so it owns what it uses (clone a pool or an
+    /// `Arc` into it); it is the same kind of fetch as the one given to
+    /// [`Cache::get_and_fill`], and its errors are logged. Values then record their expiry and
+    /// fetch time: 12 bytes more per value. Needs a [`ttl`](Self::ttl).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::sync::Arc;
+    ///
+    /// # struct Db;
+    /// # impl Db { async fn names(&self, ids: &[u64]) -> Result<Vec<(u64, String)>, std::io::Error> { Ok(Vec::new()) } }
+    /// let db = Arc::new(Db);
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .refresh_ahead(move |ids: Vec<u64>| {
+    ///         let db = Arc::clone(&db);
+    ///         async move { db.names(&ids).await }
+    ///     })
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn refresh_ahead<F, Fut, R, E>(mut self, fetch: F) -> Self
+    where
+        Id: Eq + Hash + Clone + Send + Sync + 'static,
+        T: Send + 'static,
+        F: Fn(Vec<Id>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: IntoIterator<Item = (Id, T)>,
+        E: Display,
+    {
+        if self.options.refresh_beta.is_none() {
+            self.options = self.options.set_refresh_beta(1.0);
+        }
+        self.refresh = Some(starter(fetch));
+        self
+    }
+
+    /// The β of the [refresh-ahead](Self::refresh_ahead) draw (default 1.0, the optimum of
+    /// XFetch): above 1.0 refreshes earlier (more refreshes, fewer expiries), below later.
+    /// [`build`](Self::build) accepts above 0.0 up to 100.0.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .refresh_ahead(|ids: Vec<u64>| async move {
+    ///         Ok::<_, ruecache::Error>(ids.into_iter().map(|id| (id, id.to_string())).collect::<Vec<_>>())
+    ///     })
+    ///     .refresh_beta(2.0)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn refresh_beta(mut self, beta: f64) -> Self {
+        self.options = self.options.set_refresh_beta(beta);
+        self
+    }
+
+    /// Keeps values in Redis for `stale_for` past their TTL, to be served when their refill
+    /// fails (default: not kept).
+    ///
+    /// A value past its TTL is refilled by the next call that reads it, like a miss. If the
+    /// fetch fails or passes a [timeout](Self::fetch_soft_timeout), or Redis refuses the refill,
+    /// the call gets the stale value instead of the error (counted in
+    /// [`Stats::stale_served`](crate::Stats::stale_served), logged as a warning, and told apart by
+    /// [`Cache::get`]'s [`Lookup::Stale`]). Other callers meanwhile get the stale value at once,
+    /// and nobody calls the source for the id again for [`stale_retry`](Self::stale_retry).
+    /// An [`invalidate`](Cache::invalidate) deletes the value for good: a stale value never
+    /// comes back after it.
+    ///
+    /// The keys' TTL in Redis is the data TTL *plus* `stale_for`: a 5 min TTL with
+    /// `stale_for` of 1 h shows a TTL of 65 min. Values record their expiry: 12 bytes more per
+    /// value. Needs a [`ttl`](Self::ttl); [`build`](Self::build) accepts 1 ms up to
+    /// [`Options::MAX_TTL`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .ttl(Duration::from_secs(60))
+    ///     .stale_for(Duration::from_secs(3600))
+    ///     .fetch_soft_timeout(Duration::from_millis(200))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn stale_for(mut self, stale_for: Duration) -> Self {
+        self.options = self.options.set_stale_for(stale_for);
+        self
+    }
+
+    /// How long a failed refill of a stale value, or a failed refresh ahead of expiry, holds
+    /// off the next attempt for its ids (default 5 s): the stale value is served meanwhile,
+    /// without calling the source. [`build`](Self::build) accepts 1 ms up to
+    /// [`Options::MAX_TIMEOUT`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .stale_for(Duration::from_secs(3600))
+    ///     .stale_retry(Duration::from_secs(1))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn stale_retry(mut self, retry: Duration) -> Self {
+        self.options = self.options.set_stale_retry(retry);
+        self
+    }
+
+    /// The fetch's hard timeout (default none): a fetch that has not answered after it is
+    /// dropped, its leases released, and the call fails with [`Error::FetchTimeout`], unless it
+    /// refills a [stale value](Self::stale_for), which is then served. [`build`](Self::build)
+    /// accepts 1 ms up to [`Options::MAX_TIMEOUT`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .fetch_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.options = self.options.set_fetch_timeout(timeout);
+        self
+    }
+
+    /// The fetch's soft timeout (default none), for the refill of a [stale value](Self::stale_for):
+    /// past it the stale value is served, the fetch dropped, and the next refill held off for
+    /// [`stale_retry`](Self::stale_retry). A fill without a stale value waits for its fetch up to
+    /// the [hard timeout](Self::fetch_timeout). Must be shorter than the hard timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .stale_for(Duration::from_secs(3600))
+    ///     .fetch_soft_timeout(Duration::from_millis(200))
+    ///     .fetch_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fetch_soft_timeout(mut self, timeout: Duration) -> Self {
+        self.options = self.options.set_fetch_soft_timeout(timeout);
+        self
+    }
+
     /// Uses another codec for values (default [`MsgPack`]).
     ///
     /// # Examples
@@ -1058,6 +1245,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
             key_fn: self.key_fn,
             options: self.options,
             codec,
+            refresh: self.refresh,
             _value: PhantomData,
         }
     }
@@ -1099,7 +1287,8 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
                 stats: Counters::new(self.options.name),
             })),
             key_fn: self.key_fn,
-            codec: self.codec,
+            codec: Arc::new(self.codec),
+            refresh: self.refresh,
             _value: PhantomData,
         })
     }
@@ -1115,7 +1304,8 @@ pub(crate) fn from_static<Id: Display, T, C>(
         conn,
         spec: Shared::Static(spec),
         key_fn: KeyFn::Template(render::<Id>),
-        codec,
+        codec: Arc::new(codec),
+        refresh: None,
         _value: PhantomData,
     }
 }

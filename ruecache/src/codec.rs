@@ -178,46 +178,140 @@ impl<T: prost::Message + Default> Codec<T> for Prost {
 /// UTF-8, so values others write with those rarely start with it; a value that does is still
 /// checked by the kind byte and the codec, and refilled if they reject it. The first two bytes
 /// are checked where cached data is read ([`open`]); the Lua scripts only compare whole values,
-/// or the two bytes of a lease.
+/// or the first bytes of a lease.
+///
+/// The kinds:
+///
+/// | kind | what follows | written by |
+/// |---|---|---|
+/// | `P` | the codec's bytes | a fill or a write-through, when the cache keeps no timing |
+/// | `T` | the value's logical expiry (ms since the epoch, 8 bytes big-endian), how long its fetch took (ms, 4 bytes), the codec's bytes | the same, when the cache refreshes ahead or serves stale values (see [`Timing`]) |
+/// | `A` | nothing: the source does not have the id | a fill |
+/// | `L`, `W` | a lease: token and deadline (see `fill::lease`) | the lease step, a waiter's flag |
+/// | `R` | a refresh lease (token and deadline, as a lease), then a whole `T` value: the value being refreshed, still served | a refresh (see `fill::refresh`) |
 pub(crate) const MAGIC: u8 = 0xC1;
 const PRESENT: u8 = b'P';
+const TIMED: u8 = b'T';
 const ABSENT: u8 = b'A';
 /// A lease: a filler's lock, held in the data key itself (see `fill::lease`).
 pub(crate) const LEASE: u8 = b'L';
 /// A lease that a waiter flagged: its release publishes a wake-up.
 pub(crate) const FLAGGED: u8 = b'W';
+/// A refresh lease: a lease followed by the value it refreshes, which readers keep using.
+pub(crate) const REFRESH: u8 = b'R';
 
-/// Where the codec's bytes start in a present value, and the token in a lease.
+/// Where the codec's bytes start in a `P` value, and the token in a lease.
 pub(crate) const PAYLOAD_START: usize = 2;
+/// The length of a `T` value's header: marker, kind, expiry, fill time.
+pub(crate) const TIMED_HEADER: usize = 14;
+/// The length of a lease, and of the header a refresh lease puts before its value: marker,
+/// kind, token (32 bytes), deadline (8 bytes).
+pub(crate) const LEASE_LEN: usize = 42;
+
+/// What a timed value (`T`) records besides the value: what refresh-ahead and stale values
+/// need, read with the value in the same round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timing {
+    /// When the value expires logically (ms since the epoch, by the committer's clock): it is
+    /// fresh before, stale after. Its key lives on for the cache's `stale_for`.
+    pub(crate) expiry: u64,
+    /// How long the fetch that produced it took, in ms: the δ of the refresh-ahead draw.
+    pub(crate) fill_ms: u32,
+}
+
+/// A value found in a data key, as [`open`] reads its envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Found {
+    /// Where the codec's bytes start.
+    pub(crate) start: usize,
+    /// The value's timing, if it is a timed value.
+    pub(crate) timing: Option<Timing>,
+    /// The deadline of the refresh lease over it (ms since the epoch), if it is being
+    /// refreshed.
+    pub(crate) refresh_deadline: Option<u64>,
+}
+
+impl Found {
+    /// The bytes a refresh compares before it takes the key over (see `fill::refresh`): the
+    /// refresh lease's header, or the timed value's.
+    pub(crate) fn header(&self) -> usize {
+        if self.refresh_deadline.is_some() {
+            LEASE_LEN
+        } else {
+            self.start
+        }
+    }
+}
 
 /// What a data key's bytes say about an id.
 #[derive(Debug)]
 pub(crate) enum Cached {
-    /// The source has the id; the codec's bytes start at [`PAYLOAD_START`].
-    Present,
+    /// The source has the id.
+    Present(Found),
     /// The source does not have the id.
     Absent,
     /// A filler holds the id's lease (flagged by a waiter or not): no value yet.
     Leased,
 }
 
+fn be_u64(bytes: &[u8]) -> u64 {
+    u64::from_be_bytes(bytes.try_into().expect("8 bytes"))
+}
+
+fn timed(bytes: &[u8]) -> Option<Timing> {
+    match bytes {
+        [MAGIC, TIMED, header @ ..] if header.len() >= TIMED_HEADER - 2 => Some(Timing {
+            expiry: be_u64(&header[..8]),
+            fill_ms: u32::from_be_bytes(header[8..12].try_into().expect("4 bytes")),
+        }),
+        _ => None,
+    }
+}
+
 /// Reads the envelope; `None` for anything not in our format (a miss).
 pub(crate) fn open(bytes: &[u8]) -> Option<Cached> {
     match bytes {
-        [MAGIC, PRESENT, ..] => Some(Cached::Present),
+        [MAGIC, PRESENT, ..] => Some(Cached::Present(Found {
+            start: PAYLOAD_START,
+            timing: None,
+            refresh_deadline: None,
+        })),
+        [MAGIC, TIMED, ..] => Some(Cached::Present(Found {
+            start: TIMED_HEADER,
+            timing: Some(timed(bytes)?),
+            refresh_deadline: None,
+        })),
+        [MAGIC, REFRESH, ..] if bytes.len() >= LEASE_LEN => Some(Cached::Present(Found {
+            start: LEASE_LEN + TIMED_HEADER,
+            timing: Some(timed(&bytes[LEASE_LEN..])?),
+            refresh_deadline: Some(be_u64(&bytes[LEASE_LEN - 8..LEASE_LEN])),
+        })),
         [MAGIC, ABSENT] => Some(Cached::Absent),
         [MAGIC, LEASE | FLAGGED, ..] => Some(Cached::Leased),
         _ => None,
     }
 }
 
-/// Encodes a fetched value (or its absence) with the envelope.
-pub(crate) fn seal<T>(codec: &impl Codec<T>, value: Option<&T>) -> Result<Vec<u8>, Error> {
-    match value {
-        None => Ok(vec![MAGIC, ABSENT]),
-        Some(value) => {
+/// Encodes a fetched value (or its absence) with the envelope: a timed value if `timing` is
+/// given.
+pub(crate) fn seal<T>(
+    codec: &(impl Codec<T> + ?Sized),
+    value: Option<&T>,
+    timing: Option<Timing>,
+) -> Result<Vec<u8>, Error> {
+    match (value, timing) {
+        (None, _) => Ok(vec![MAGIC, ABSENT]),
+        (Some(value), None) => {
             let mut out = Vec::with_capacity(64);
             out.extend_from_slice(&[MAGIC, PRESENT]);
+            codec.encode(value, &mut out)?;
+            Ok(out)
+        }
+        (Some(value), Some(timing)) => {
+            let mut out = Vec::with_capacity(64);
+            out.extend_from_slice(&[MAGIC, TIMED]);
+            out.extend_from_slice(&timing.expiry.to_be_bytes());
+            out.extend_from_slice(&timing.fill_ms.to_be_bytes());
             codec.encode(value, &mut out)?;
             Ok(out)
         }
@@ -230,24 +324,66 @@ mod tests {
 
     #[test]
     fn envelope_round_trips_presence() {
-        let some = seal(&MsgPack, Some(&Some(5u32))).unwrap();
-        let none = seal(&MsgPack, Some(&None::<u32>)).unwrap();
-        let absent = seal::<u32>(&MsgPack, None).unwrap();
-        let empty = seal(&Raw, Some(&Vec::new())).unwrap();
+        let some = seal(&MsgPack, Some(&Some(5u32)), None).unwrap();
+        let none = seal(&MsgPack, Some(&None::<u32>), None).unwrap();
+        let absent = seal::<u32>(&MsgPack, None, None).unwrap();
+        let empty = seal(&Raw, Some(&Vec::new()), None).unwrap();
         let decode = |b: &[u8]| match open(b) {
-            Some(Cached::Present) => {
-                Some(Codec::<Option<u32>>::decode(&MsgPack, &b[PAYLOAD_START..]).unwrap())
+            Some(Cached::Present(found)) => {
+                Some(Codec::<Option<u32>>::decode(&MsgPack, &b[found.start..]).unwrap())
             }
             _ => None,
         };
         assert_eq!(decode(&some), Some(Some(5)));
         assert_eq!(decode(&none), Some(None));
         assert!(matches!(open(&absent), Some(Cached::Absent)));
-        assert!(matches!(open(&empty), Some(Cached::Present)));
+        assert!(matches!(open(&empty), Some(Cached::Present(_))));
         assert_eq!(empty.len(), PAYLOAD_START);
-        let raw = seal(&Raw, Some(&b"bytes".to_vec())).unwrap();
+        let raw = seal(&Raw, Some(&b"bytes".to_vec()), None).unwrap();
         assert_eq!(Raw.decode_owned(raw, PAYLOAD_START).unwrap(), b"bytes");
         assert!(open(b"hand written").is_none());
+        assert!(
+            open(&[MAGIC, TIMED, 0]).is_none(),
+            "a timed value without its header"
+        );
         assert!(open(b"").is_none());
+    }
+
+    #[test]
+    fn timed_values_and_refresh_leases_open_with_their_timing() {
+        let timing = Timing {
+            expiry: 1_700_000_000_123,
+            fill_ms: 42,
+        };
+        let timed = seal(&MsgPack, Some(&7u32), Some(timing)).unwrap();
+        let Some(Cached::Present(found)) = open(&timed) else {
+            panic!("a timed value opens as present");
+        };
+        assert_eq!(found.timing, Some(timing));
+        assert_eq!(found.refresh_deadline, None);
+        assert_eq!(found.header(), TIMED_HEADER);
+        assert_eq!(
+            Codec::<u32>::decode(&MsgPack, &timed[found.start..]).unwrap(),
+            7
+        );
+
+        let mut leased = vec![MAGIC, REFRESH];
+        leased.extend_from_slice(&[b'a'; 32]);
+        leased.extend_from_slice(&99u64.to_be_bytes());
+        leased.extend_from_slice(&timed);
+        let Some(Cached::Present(found)) = open(&leased) else {
+            panic!("a refresh lease opens as its value");
+        };
+        assert_eq!(found.timing, Some(timing));
+        assert_eq!(found.refresh_deadline, Some(99));
+        assert_eq!(found.header(), LEASE_LEN);
+        assert_eq!(
+            Codec::<u32>::decode(&MsgPack, &leased[found.start..]).unwrap(),
+            7
+        );
+        assert!(
+            open(&leased[..LEASE_LEN + 3]).is_none(),
+            "a refresh lease without its value"
+        );
     }
 }

@@ -5,8 +5,10 @@ use tokio::time::Instant;
 
 use crate::batch::get_many;
 use crate::cache::Cache;
-use crate::codec::{seal, Codec};
+use crate::codec::{seal, Codec, Timing};
 use crate::fill::deadline::within;
+use crate::fill::lease::now_ms;
+use crate::fill::refresh::Age;
 use crate::fill::{dedup, read, Read};
 use crate::keys::{channel, legacy_version_key};
 use crate::scripts::{send_to_end, sharded_flag, Arg, Calls, SET};
@@ -30,6 +32,10 @@ use crate::Error;
 pub enum Lookup<T> {
     /// The cached value.
     Found(T),
+    /// A value past its TTL, kept because the cache keeps stale values (see
+    /// [`CacheBuilder::stale_for`](crate::CacheBuilder::stale_for)): the next call that fills
+    /// the id refills it.
+    Stale(T),
     /// Cached as absent: the source did not have the id when it was last filled.
     Absent,
     /// Not cached (never filled, expired, invalidated, being filled right now, or not readable
@@ -38,10 +44,10 @@ pub enum Lookup<T> {
 }
 
 impl<T> Lookup<T> {
-    /// The value, if one is cached.
+    /// The value, if one is cached, fresh or [stale](Self::Stale).
     pub fn found(self) -> Option<T> {
         match self {
-            Self::Found(value) => Some(value),
+            Self::Found(value) | Self::Stale(value) => Some(value),
             Self::Absent | Self::NotCached => None,
         }
     }
@@ -78,8 +84,9 @@ where
         .into_iter()
         .zip(values)
         .map(|(id, value)| {
-            let lookup = match read(&cache.codec, value) {
-                Read::Value(v) => Lookup::Found(v),
+            let lookup = match read(&*cache.codec, value, None) {
+                Read::Value(v, Age::Stale(_) | Age::Held) => Lookup::Stale(v),
+                Read::Value(v, Age::Fresh | Age::Due(_)) => Lookup::Found(v),
                 Read::Absent => Lookup::Absent,
                 Read::Miss => Lookup::NotCached,
             };
@@ -106,8 +113,17 @@ where
     }
     let options = &cache.spec.options;
     let mut sealed = Vec::with_capacity(entries.len());
+    let now = now_ms();
     for (id, value) in &entries {
-        sealed.push((cache.data_key(id)?, seal(&cache.codec, Some(value))?));
+        let key = cache.data_key(id)?;
+        // A value written through has no fetch time: refresh-ahead draws for it only at its
+        // expiry.
+        let timing = options.timed().then(|| Timing {
+            expiry: now + options.data_ttl_ms(&key),
+            fill_ms: 0,
+        });
+        let value = seal(&*cache.codec, Some(value), timing)?;
+        sealed.push((key, value));
     }
     // One write per key, the last one given: a script call must not name a key twice with
     // different values (the order inside one call is the order given, but keep it plain).
@@ -126,7 +142,10 @@ where
             &[key.as_bytes(), &legacy_version_key(key)],
             &[
                 Arg::Bytes(value),
-                Arg::Int(options.data_ttl_ms(key)),
+                Arg::Int(match options.data_ttl_ms(key) {
+                    0 => 0,
+                    ttl => ttl + options.stale_ms(),
+                }),
                 Arg::Bytes(&channel(key)),
                 Arg::Bytes(sharded),
             ],

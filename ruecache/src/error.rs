@@ -41,6 +41,15 @@ pub enum Error {
     )]
     Timeout(Duration),
 
+    /// The fetch did not answer within the cache's
+    /// [fetch timeout](crate::CacheBuilder::fetch_timeout), and there was no stale value to
+    /// serve instead. The fetch was dropped and its leases released.
+    #[error(
+        "the fetch did not answer within {0:?}; raise `CacheBuilder::fetch_timeout`, or keep \
+         stale values to serve meanwhile with `CacheBuilder::stale_for`"
+    )]
+    FetchTimeout(Duration),
+
     /// The cache configuration is invalid; the message names the setting and what it accepts.
     #[error("invalid cache configuration: {0}")]
     Config(String),

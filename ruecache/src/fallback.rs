@@ -264,7 +264,7 @@ where
         for (id, key) in lead {
             let value = fetched.remove(&id);
             // A value that cannot be sealed is not handed over: its followers fetch it.
-            if let Ok(sealed) = seal(&cache.codec, value.as_ref()) {
+            if let Ok(sealed) = seal(&*cache.codec, value.as_ref(), None) {
                 flight.land_with(&key, sealed.into());
             }
             if let Some(value) = value {
@@ -278,8 +278,9 @@ where
         let handed = tokio::time::timeout_at(deadline, landing.wait())
             .await
             .unwrap_or_default();
-        match handed.map(|sealed| read(&cache.codec, Value::BulkString(sealed.to_vec()))) {
-            Some(Read::Value(value)) => out.push((id, value)),
+        let sealed = handed.map(|sealed| Value::BulkString(sealed.to_vec()));
+        match sealed.map(|sealed| read(&*cache.codec, sealed, None)) {
+            Some(Read::Value(value, _)) => out.push((id, value)),
             Some(Read::Absent) => {}
             // The leader failed, was dropped, filled through Redis after all, or took too long.
             Some(Read::Miss) | None => again.push(id),

@@ -14,6 +14,9 @@
 //!    unavailable. A lease past its deadline, or whose holder's liveness key is gone (see
 //!    [`liveness`](crate::liveness)), is taken over.
 //!
+//! Values past their TTL, and values a read drew for a refresh ahead of their expiry, take
+//! another way: see [`refresh`].
+//!
 //! Before step 2, ids are claimed in the connection's in-process registry (see
 //! [`flight`](crate::flight)): an id another caller on the connection is already filling is
 //! waited for and read again, not leased or fetched a second time. Every wait ends at the call's
@@ -23,6 +26,7 @@ mod commit;
 pub(crate) mod deadline;
 pub(crate) mod lease;
 mod prepare;
+pub(crate) mod refresh;
 mod release;
 mod wait;
 
@@ -39,11 +43,12 @@ use tracing::{debug, Instrument as _};
 use self::deadline::{fails_in_time, last_read, read_within, within};
 use self::lease::{now_ms, Held, Token};
 use self::prepare::{prepare, Prepared, Stuck};
+use self::refresh::{Age, Aged};
 use self::release::Taking;
 use crate::batch::{get_cmd, get_many, missing_if_wrong_type};
 use crate::cache::Cache;
 use crate::coalesce;
-use crate::codec::{open, Cached, Codec, PAYLOAD_START};
+use crate::codec::{open, Cached, Codec};
 use crate::flight::{Claimed, Flight};
 use crate::keys::{channel, KeyBuf};
 use crate::notify::Interest;
@@ -119,7 +124,6 @@ where
     }
     dedup(&mut ids);
     let options = &cache.spec.options;
-    let stats = &cache.spec.stats;
     let deadline = Instant::now() + options.timeout;
     // All keys in one buffer: one allocation instead of one per id.
     let mut text = String::with_capacity(ids.len() * 48);
@@ -138,27 +142,20 @@ where
         .collect();
 
     let values = read_within(cache, deadline, get_many(&cache.conn, &keys)).await?;
-    let mut pending = Vec::new();
-    let mut hits = 0;
+    let beta = cache.refresh_beta();
+    let mut sorted = Sorted::new();
     out.reserve(ids.len());
     for ((id, key), value) in ids.into_iter().zip(keys).zip(values) {
-        match read(&cache.codec, value) {
-            Read::Value(v) => {
-                hits += 1;
-                out.push((id, v));
-            }
-            Read::Absent => hits += 1,
-            Read::Miss => pending.push(Pending::new(id, key.to_owned())),
-        }
+        sorted.push(id, key, read(&*cache.codec, value, beta), out);
     }
-    stats.add(Stat::Hits, hits);
-    if pending.is_empty() {
+    if sorted.settle(cache) {
         return Ok(());
     }
     // Boxed: the fill's future is ten times the read's, and every call (a hit too) would
     // otherwise carry it and copy it around.
-    let span = crate::stats::cache_span!(options.name, "fill", misses = pending.len());
-    Box::pin(fill(cache, pending, fetch, out, deadline).instrument(span)).await
+    let misses = sorted.pending.len() + sorted.stale.len();
+    let span = crate::stats::cache_span!(options.name, "fill", misses);
+    Box::pin(fill(cache, sorted, fetch, out, deadline).instrument(span)).await
 }
 
 /// [`get_and_fill`] of a single id: one `GET`, and on a hit nothing else (no dedup, no key
@@ -191,32 +188,38 @@ where
             .await?
         }
     };
-    match read(&cache.codec, value) {
-        Read::Value(v) => {
+    match read(&*cache.codec, value, cache.refresh_beta()) {
+        Read::Value(v, Age::Fresh) => {
             cache.spec.stats.add(Stat::Hits, 1);
-            return Ok(Some((id, v)));
+            Ok(Some((id, v)))
         }
         Read::Absent => {
             cache.spec.stats.add(Stat::Hits, 1);
-            return Ok(None);
+            Ok(None)
         }
-        Read::Miss => {}
+        // Rare: a refresh, a stale value, a miss. From here on the key is needed as a string.
+        read => {
+            let key = cache.data_key(&id)?;
+            let mut out = Vec::with_capacity(1);
+            let mut sorted = Sorted::new();
+            sorted.push(id, &key, read, &mut out);
+            if sorted.settle(cache) {
+                return Ok(out.pop());
+            }
+            // Boxed: the hit path's future stays small.
+            let span = crate::stats::cache_span!(options.name, "fill", misses = 1);
+            Box::pin(fill(cache, sorted, fetch, &mut out, deadline).instrument(span)).await?;
+            Ok(out.pop())
+        }
     }
-    // A miss: from here on the key is needed as a string.
-    let key = cache.data_key(&id)?;
-    let mut out = Vec::with_capacity(1);
-    let pending = vec![Pending::new(id, key)];
-    // Boxed: the hit path's future stays small.
-    let span = crate::stats::cache_span!(options.name, "fill", misses = 1);
-    Box::pin(fill(cache, pending, fetch, &mut out, deadline).instrument(span)).await?;
-    Ok(out.pop())
 }
 
-/// Steps 2 to 5 for the ids the first read missed. Ids another caller on this connection is
-/// already filling are waited for and read again instead (see [`flight`](crate::flight)).
+/// Steps 2 to 5 for the ids the first read missed, after the refill of its stale values (see
+/// [`refresh`]). Ids another caller on this connection is already filling are waited for and
+/// read again instead (see [`flight`](crate::flight)).
 async fn fill<Id, T, C, F, E>(
     cache: &Cache<Id, T, C>,
-    mut pending: Vec<Pending<Id>>,
+    sorted: Sorted<Id, T>,
     mut fetch: F,
     out: &mut Vec<(Id, T)>,
     deadline: Instant,
@@ -229,7 +232,13 @@ where
 {
     let options = &cache.spec.options;
     let stats = &cache.spec.stats;
-    stats.add(Stat::Misses, pending.len());
+    let Sorted {
+        mut pending, stale, ..
+    } = sorted;
+    stats.add(Stat::Misses, pending.len() + stale.len());
+    if !stale.is_empty() {
+        refresh::refill(cache, stale, &mut fetch, out, &mut pending, deadline).await?;
+    }
     if pending.is_empty() {
         return Ok(());
     }
@@ -267,8 +276,9 @@ where
         drop(keys);
         pending = Vec::new();
         for (p, value) in follow.into_iter().zip(values) {
-            match read(&cache.codec, value) {
-                Read::Value(v) => out.push((p.id, v)),
+            match read(&*cache.codec, value, None) {
+                // Whatever its age: it was committed, or refilled, since the first read.
+                Read::Value(v, _) => out.push((p.id, v)),
                 Read::Absent => {}
                 // Not committed (refused as stale, fetch failed, leader dropped): fill it.
                 Read::Miss => pending.push(p),
@@ -344,7 +354,7 @@ where
                 ..p
             };
             match reply {
-                Prepared::Data(bytes) => match decode(&cache.codec, &bytes) {
+                Prepared::Data(bytes) => match decode(&*cache.codec, &bytes) {
                     Some(Some(v)) => out.push((p.id, v)),
                     Some(None) => {}
                     None => {
@@ -496,37 +506,111 @@ where
 }
 
 /// A value found by the lease step: `Some(Some(value))`, `Some(None)` for "absent", `None` if
-/// the codec cannot read it.
+/// the codec cannot read it. Its age does not matter: it was committed or refilled since the
+/// caller's first read.
 fn decode<T>(codec: &impl Codec<T>, bytes: &[u8]) -> Option<Option<T>> {
     match open(bytes)? {
-        Cached::Present => codec.decode(&bytes[PAYLOAD_START..]).ok().map(Some),
+        Cached::Present(found) => codec.decode(&bytes[found.start..]).ok().map(Some),
         Cached::Absent => Some(None),
         Cached::Leased => None,
     }
 }
 
 pub(crate) enum Read<T> {
-    Value(T),
+    /// A value, and how it stands (see [`refresh`]).
+    Value(T, Age),
     Absent,
     /// Not cached (or not usable: the lease step finds out what the key holds).
     Miss,
 }
 
-/// Interprets a cached value: anything not in our format, or not decodable, is a miss.
-pub(crate) fn read<T>(codec: &impl Codec<T>, value: Value) -> Read<T> {
+/// Interprets a cached value: anything not in our format, or not decodable, is a miss. `beta`
+/// is the refresh-ahead draw's β, `None` if this read cannot refresh.
+pub(crate) fn read<T>(codec: &impl Codec<T>, value: Value, beta: Option<f64>) -> Read<T> {
     let Value::BulkString(bytes) = value else {
         return Read::Miss;
     };
     match open(&bytes) {
-        Some(Cached::Present) => match codec.decode_owned(bytes, PAYLOAD_START) {
-            Ok(v) => Read::Value(v),
-            Err(e) => {
-                debug!(error = %e, "cached value does not decode; refilling it");
-                Read::Miss
+        Some(Cached::Present(found)) => {
+            let age = match found.timing {
+                None => Age::Fresh,
+                Some(_) => refresh::age(&found, &bytes, now_ms(), beta),
+            };
+            match codec.decode_owned(bytes, found.start) {
+                Ok(v) => Read::Value(v, age),
+                Err(e) => {
+                    debug!(error = %e, "cached value does not decode; refilling it");
+                    Read::Miss
+                }
             }
-        },
+        }
         Some(Cached::Absent) => Read::Absent,
         Some(Cached::Leased) | None => Read::Miss,
+    }
+}
+
+/// The first read of a call, sorted: answered ids go to the output, the rest to the fill.
+struct Sorted<Id, T> {
+    hits: usize,
+    /// Stale values served as they are: another caller refills them.
+    held: usize,
+    pending: Vec<Pending<Id>>,
+    stale: Vec<Aged<Id, T>>,
+    due: Vec<Aged<Id, ()>>,
+}
+
+impl<Id: Clone, T> Sorted<Id, T> {
+    fn new() -> Self {
+        Self {
+            hits: 0,
+            held: 0,
+            pending: Vec::new(),
+            stale: Vec::new(),
+            due: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, id: Id, key: &str, read: Read<T>, out: &mut Vec<(Id, T)>) {
+        match read {
+            Read::Value(v, age) => {
+                match age {
+                    Age::Fresh => {}
+                    Age::Due(seen) => self.due.push(Aged {
+                        id: id.clone(),
+                        key: key.to_owned(),
+                        seen,
+                        value: (),
+                    }),
+                    Age::Held => self.held += 1,
+                    Age::Stale(seen) => {
+                        self.stale.push(Aged {
+                            id,
+                            key: key.to_owned(),
+                            seen,
+                            value: v,
+                        });
+                        return;
+                    }
+                }
+                self.hits += 1;
+                out.push((id, v));
+            }
+            Read::Absent => self.hits += 1,
+            Read::Miss => self.pending.push(Pending::new(id, key.to_owned())),
+        }
+    }
+
+    /// Counts the hits, starts the refreshes drawn; `true` if nothing is left to fill.
+    fn settle<C: Codec<T>>(&mut self, cache: &Cache<Id, T, C>) -> bool {
+        let stats = &cache.spec.stats;
+        stats.add(Stat::Hits, self.hits);
+        if self.held > 0 {
+            stats.add(Stat::StaleServed, self.held);
+        }
+        if !self.due.is_empty() {
+            refresh::spawn_refresh(cache, std::mem::take(&mut self.due));
+        }
+        self.pending.is_empty() && self.stale.is_empty()
     }
 }
 

@@ -40,6 +40,16 @@ pub struct Options {
     pub(crate) unlock_threshold: Duration,
     pub(crate) fallback_to_source: bool,
     pub(crate) name: Option<&'static str>,
+    /// The β of the refresh-ahead draw; `None`: no refresh ahead of expiry.
+    pub(crate) refresh_beta: Option<f64>,
+    /// How long a value is kept past its TTL, to be served if its refill fails.
+    pub(crate) stale_for: Option<Duration>,
+    /// How long a failed refresh or refill holds off the next attempt for its ids.
+    pub(crate) stale_retry: Duration,
+    /// The fetch's hard timeout.
+    pub(crate) fetch_timeout: Option<Duration>,
+    /// The fetch's soft timeout: past it, a stale value is served.
+    pub(crate) fetch_soft_timeout: Option<Duration>,
 }
 
 impl Default for Options {
@@ -89,7 +99,8 @@ impl Options {
 
     /// Data TTL 5 min with ±20 % per-id jitter, lock TTL 5 s, timeout 30 s,
     /// wait backoff 25 ms to 1 s, unlock threshold 10 ms, no fallback to the source when Redis
-    /// is unreachable.
+    /// is unreachable; no refresh ahead of expiry, no stale values (a failed refill is retried
+    /// after 5 s once they are on), no fetch timeout.
     ///
     /// # Examples
     ///
@@ -112,6 +123,11 @@ impl Options {
         unlock_threshold: Duration::from_millis(10),
         fallback_to_source: false,
         name: None,
+        refresh_beta: None,
+        stale_for: None,
+        stale_retry: Duration::from_secs(5),
+        fetch_timeout: None,
+        fetch_soft_timeout: None,
     };
 
     /// The data TTL before jitter, `None` for no expiry.
@@ -200,6 +216,79 @@ impl Options {
         self.fallback_to_source
     }
 
+    /// The β of the refresh-ahead draw, `None` when values are not refreshed ahead of their
+    /// expiry (see [`CacheBuilder::refresh_ahead`](crate::CacheBuilder::refresh_ahead)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ruecache::Options::DEFAULT.refresh_beta(), None);
+    /// ```
+    pub fn refresh_beta(&self) -> Option<f64> {
+        self.refresh_beta
+    }
+
+    /// How long values are kept past their TTL to be served when their refill fails, `None`
+    /// when they are not (see [`CacheBuilder::stale_for`](crate::CacheBuilder::stale_for)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ruecache::Options::DEFAULT.stale_for(), None);
+    /// ```
+    pub fn stale_for(&self) -> Option<Duration> {
+        self.stale_for
+    }
+
+    /// How long a failed refresh or refill holds off the next attempt for its ids (see
+    /// [`CacheBuilder::stale_retry`](crate::CacheBuilder::stale_retry)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(ruecache::Options::DEFAULT.stale_retry(), Duration::from_secs(5));
+    /// ```
+    pub fn stale_retry(&self) -> Duration {
+        self.stale_retry
+    }
+
+    /// The fetch's hard timeout, `None` for none (see
+    /// [`CacheBuilder::fetch_timeout`](crate::CacheBuilder::fetch_timeout)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ruecache::Options::DEFAULT.fetch_timeout(), None);
+    /// ```
+    pub fn fetch_timeout(&self) -> Option<Duration> {
+        self.fetch_timeout
+    }
+
+    /// The fetch's soft timeout, `None` for none (see
+    /// [`CacheBuilder::fetch_soft_timeout`](crate::CacheBuilder::fetch_soft_timeout)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ruecache::Options::DEFAULT.fetch_soft_timeout(), None);
+    /// ```
+    pub fn fetch_soft_timeout(&self) -> Option<Duration> {
+        self.fetch_soft_timeout
+    }
+
+    /// Whether committed values record their [timing](crate::codec::Timing): needed by
+    /// refresh-ahead and stale values.
+    pub(crate) fn timed(&self) -> bool {
+        self.ttl.is_some() && (self.refresh_beta.is_some() || self.stale_for.is_some())
+    }
+
+    /// How long a timed value's key lives past its logical expiry, in ms.
+    pub(crate) fn stale_ms(&self) -> u64 {
+        self.stale_for.map_or(0, |d| d.as_millis() as u64)
+    }
+
     /// Checks the settings; the error message names the setting, what it accepts and how to
     /// fix it.
     pub(crate) fn validate(&self) -> Result<(), Error> {
@@ -267,6 +356,60 @@ impl Options {
                  waiter never sleeps past its call's timeout anyway",
             );
         }
+        if let Some(beta) = self.refresh_beta {
+            // Written so that NaN fails too.
+            if !(beta > 0.0 && beta <= 100.0) {
+                return Err(
+                    "`refresh_beta` must be above 0.0 and at most 100.0: 1.0 is the optimum of the \
+                     XFetch draw, above 1.0 refreshes earlier, below later",
+                );
+            }
+            if self.ttl.is_none() {
+                return Err(
+                    "`refresh_ahead` needs a `ttl`: values that never expire are never refreshed \
+                     ahead of their expiry",
+                );
+            }
+        }
+        if let Some(stale) = self.stale_for {
+            if stale.as_nanos() < MS || stale.as_nanos() > max_ttl {
+                return Err("`stale_for` must be between 1 ms and 100 years (`Options::MAX_TTL`)");
+            }
+            if self.ttl.is_none() {
+                return Err("`stale_for` needs a `ttl`: values that never expire are never stale");
+            }
+        }
+        if self.stale_retry.as_nanos() < MS || self.stale_retry.as_nanos() > max_timeout {
+            return Err(
+                "`stale_retry` must be between 1 ms and 365 days (`Options::MAX_TIMEOUT`), e.g. 5 s",
+            );
+        }
+        if let Some(hard) = self.fetch_timeout {
+            if hard.as_nanos() < MS || hard.as_nanos() > max_timeout {
+                return Err(
+                    "`fetch_timeout` must be between 1 ms and 365 days (`Options::MAX_TIMEOUT`)",
+                );
+            }
+        }
+        if let Some(soft) = self.fetch_soft_timeout {
+            if soft.as_nanos() < MS {
+                return Err("`fetch_soft_timeout` must be at least 1 ms");
+            }
+            match self.fetch_timeout {
+                Some(hard) if soft.as_nanos() >= hard.as_nanos() => {
+                    return Err(
+                        "`fetch_soft_timeout` must be shorter than `fetch_timeout`: past the soft \
+                         timeout a stale value is served, past the hard one the call fails",
+                    );
+                }
+                _ if soft.as_nanos() > max_timeout => {
+                    return Err(
+                        "`fetch_soft_timeout` must be at most 365 days (`Options::MAX_TIMEOUT`)",
+                    );
+                }
+                _ => {}
+            }
+        }
         if self.unlock_threshold.as_nanos() >= self.lock_ttl.as_nanos() {
             return Err(
                 "`unlock_threshold` must be shorter than `lock_ttl`, e.g. 10 ms for a 5 s lock, \
@@ -331,6 +474,36 @@ impl Options {
     #[doc(hidden)]
     pub const fn set_name(mut self, name: &'static str) -> Self {
         self.name = Some(name);
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_refresh_beta(mut self, beta: f64) -> Self {
+        self.refresh_beta = Some(beta);
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_stale_for(mut self, stale_for: Duration) -> Self {
+        self.stale_for = Some(stale_for);
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_stale_retry(mut self, retry: Duration) -> Self {
+        self.stale_retry = retry;
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = Some(timeout);
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_fetch_soft_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_soft_timeout = Some(timeout);
         self
     }
 

@@ -238,10 +238,12 @@ pub(crate) static FLAG: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/flag.lua"), 1, 1));
 pub(crate) static SET: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/set.lua"), 2, 4));
+pub(crate) static REFRESH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/refresh.lua"), 1, 2));
 
 /// Every script, for preloading.
-pub(crate) fn all() -> [&'static Script; 6] {
-    [&COMMIT, &UNLOCK, &INVALIDATE, &SEIZE, &FLAG, &SET]
+pub(crate) fn all() -> [&'static Script; 7] {
+    [&COMMIT, &UNLOCK, &INVALIDATE, &SEIZE, &FLAG, &SET, &REFRESH]
 }
 
 /// Runs script calls, coalesced with concurrent callers' where the connection allows (see

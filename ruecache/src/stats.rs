@@ -67,6 +67,17 @@ pub struct Stats {
     /// Ids written through by [`Cache::set`](crate::Cache::set) and
     /// [`Cache::set_many`](crate::Cache::set_many) (distinct ids per call).
     pub sets: u64,
+    /// Ids refreshed ahead of their expiry: fetched in the background after a read drew them
+    /// (see [`CacheBuilder::refresh_ahead`](crate::CacheBuilder::refresh_ahead)). Only the
+    /// refreshes this process took the id's refresh lease for: one per id fleet-wide at a time.
+    pub refreshes: u64,
+    /// Ids answered with a value past its TTL (see
+    /// [`CacheBuilder::stale_for`](crate::CacheBuilder::stale_for)): its refill failed or timed
+    /// out, or another caller was refilling it, or had failed to lately.
+    pub stale_served: u64,
+    /// The cache's name (see [`CacheBuilder::name`](crate::CacheBuilder::name)), if it has one:
+    /// tells apart the snapshots of several caches in logs.
+    pub cache: Option<&'static str>,
 }
 
 /// A `debug` span of a cache's work, with the field `cache`, the cache's name, when it has one
@@ -99,10 +110,12 @@ pub(crate) enum Stat {
     ServedFromSource,
     Invalidations,
     Sets,
+    Refreshes,
+    StaleServed,
 }
 
 impl Stat {
-    const COUNT: usize = 15;
+    const COUNT: usize = 17;
 
     /// The counter's name: its [`Stats`] field, and the middle of its metric's name
     /// (`ruecache_<name>_total`).
@@ -124,6 +137,8 @@ impl Stat {
             Self::ServedFromSource => "served_from_source",
             Self::Invalidations => "invalidations",
             Self::Sets => "sets",
+            Self::Refreshes => "refreshes",
+            Self::StaleServed => "stale_served",
         }
     }
 }
@@ -135,7 +150,6 @@ pub(crate) struct Counters {
     values: [AtomicU64; Stat::COUNT],
     /// The cache's name (see [`CacheBuilder::name`](crate::CacheBuilder::name)): the `cache`
     /// label of its metrics.
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     name: Option<&'static str>,
     #[cfg(feature = "metrics")]
     handles: [std::sync::OnceLock<metrics::Counter>; Stat::COUNT],
@@ -183,6 +197,9 @@ impl Counters {
             served_from_source: get(Stat::ServedFromSource),
             invalidations: get(Stat::Invalidations),
             sets: get(Stat::Sets),
+            refreshes: get(Stat::Refreshes),
+            stale_served: get(Stat::StaleServed),
+            cache: self.name,
         }
     }
 }

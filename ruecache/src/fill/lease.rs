@@ -16,15 +16,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::codec::{FLAGGED, LEASE, MAGIC, PAYLOAD_START};
+use crate::codec::{FLAGGED, LEASE, LEASE_LEN, MAGIC, PAYLOAD_START, REFRESH};
 use crate::liveness::{self, ID_LEN};
 use crate::Connection;
 
 /// The length of a lock token.
 pub(crate) const TOKEN_LEN: usize = 32;
-
-/// The length of a lease: marker, kind, token, deadline.
-const LEASE_LEN: usize = PAYLOAD_START + TOKEN_LEN + 8;
 
 /// How much longer than the lock TTL a lease's key lives: the longest a fill may take past its
 /// deadline and still commit when no one took its lease over.
@@ -63,10 +60,21 @@ impl Token {
     /// The lease this token puts in data keys now, with a deadline `lock_ttl` from now
     /// (unflagged: the scripts accept it flagged too).
     pub(crate) fn lease(&self, lock_ttl: Duration) -> Lease {
-        let deadline = now_ms().saturating_add(lock_ttl.as_millis() as u64);
+        self.lease_of(LEASE, lock_ttl)
+    }
+
+    /// The refresh lease this token puts before a value it refreshes, with a deadline `ttl`
+    /// from now (see [`refresh`](super::refresh)). The commit script compares it with the
+    /// start of the data key.
+    pub(crate) fn refresh_lease(&self, ttl: Duration) -> Lease {
+        self.lease_of(REFRESH, ttl)
+    }
+
+    fn lease_of(&self, kind: u8, ttl: Duration) -> Lease {
+        let deadline = now_ms().saturating_add(ttl.as_millis() as u64);
         let mut lease = [0; LEASE_LEN];
         lease[0] = MAGIC;
-        lease[1] = LEASE;
+        lease[1] = kind;
         lease[PAYLOAD_START..PAYLOAD_START + TOKEN_LEN].copy_from_slice(&self.0);
         lease[PAYLOAD_START + TOKEN_LEN..].copy_from_slice(&deadline.to_be_bytes());
         Lease(lease)

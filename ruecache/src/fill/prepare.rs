@@ -157,7 +157,7 @@ pub(super) async fn prepare<Id, T, C>(
 /// Reads what a data key holds when the caller could not lease it.
 fn found(bytes: Vec<u8>) -> Prepared {
     match open(&bytes) {
-        Some(Cached::Present | Cached::Absent) => Prepared::Data(bytes),
+        Some(Cached::Present(_) | Cached::Absent) => Prepared::Data(bytes),
         Some(Cached::Leased) => match Held::parse(bytes) {
             Ok(held) => Prepared::Busy(held),
             Err(bytes) => Prepared::Stuck(Stuck::bytes(&bytes)),

@@ -1,0 +1,552 @@
+//! Freshness and resilience: values refreshed ahead of their expiry in the background, stale
+//! values served while their refill fails, and the fetch's timeouts.
+//!
+//! A value's age is what its timing header says (its logical expiry, and how long its fetch
+//! took). The tests that need a value at a given age rewrite that header in Redis, as the
+//! passing of time would, instead of sleeping until it happens.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ruecache::{Cache, Connection, Error, Lookup};
+use ruecache_tests::{both, Target};
+use support::{cmd, eventually, now_ms, template, value, Failure, Gate, GateHandle, TestError};
+use tokio::time::Instant;
+
+const MARKER: u8 = 0xC1;
+
+/// Sets the timing header of the timed value in `key`: logical expiry `expires_in_ms` from now
+/// (negative: past), and a fetch time of `fill_ms`. Keeps the key's TTL.
+async fn set_timing(conn: &Connection, key: &str, expires_in_ms: i64, fill_ms: u32) {
+    let mut bytes: Vec<u8> = cmd(conn, "GET", key).await;
+    assert_eq!(&bytes[..2], &[MARKER, b'T'], "a timed value in {key}");
+    let expiry = (now_ms() as i64 + expires_in_ms) as u64;
+    bytes[2..10].copy_from_slice(&expiry.to_be_bytes());
+    bytes[10..14].copy_from_slice(&fill_ms.to_be_bytes());
+    cmd::<()>(conn, "SET", (key, bytes, "KEEPTTL")).await;
+}
+
+/// The kind byte of what `key` holds (`b'T'` a timed value, `b'R'` a refresh lease...), 0 for
+/// nothing.
+async fn kind(conn: &Connection, key: &str) -> u8 {
+    let bytes: Option<Vec<u8>> = cmd(conn, "GET", key).await;
+    bytes.map_or(0, |b| b[1])
+}
+
+/// A source whose values carry a version, that can be made to fail.
+#[derive(Clone, Default)]
+struct Flaky {
+    down: Arc<AtomicBool>,
+    version: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Flaky {
+    fn value(&self, id: u64) -> String {
+        format!("{} v{}", value(id), self.version.load(SeqCst))
+    }
+
+    async fn fetch(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
+        self.calls.fetch_add(1, SeqCst);
+        if self.down.load(SeqCst) {
+            return Err(TestError::Source("down"));
+        }
+        Ok(ids.into_iter().map(|id| (id, self.value(id))).collect())
+    }
+}
+
+fn stale_cache(conn: Connection, ns: &str) -> Cache<u64, String> {
+    Cache::builder(conn, &template(ns))
+        .jitter(0.0)
+        .stale_for(Duration::from_secs(3600))
+        .stale_retry(Duration::from_millis(300))
+        .build()
+        .expect("valid config")
+}
+
+/// A value past its TTL is served while its source fails, and the failing source is called
+/// once per retry period, not by every caller; once the source is back, the next refill after
+/// the period brings the fresh value.
+async fn stale_values_are_served_while_the_source_fails(t: Target) {
+    let cache = stale_cache(t.connect().await, &t.ns());
+    let conn = cache.connection();
+    let source = Flaky::default();
+    let got: HashMap<u64, String> = cache
+        .get_and_fill([1, 2], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(got[&1], source.value(1));
+    let pttl: i64 = cmd(conn, "PTTL", cache.data_key(&1).unwrap()).await;
+    assert!(
+        pttl > 3_600_000,
+        "the key lives for the TTL plus stale_for (PTTL {pttl})"
+    );
+    let old = source.value(1);
+    for id in [1, 2] {
+        set_timing(conn, &cache.data_key(&id).unwrap(), -1, 5).await;
+    }
+    assert_eq!(cache.get(1).await.unwrap(), Lookup::Stale(old.clone()));
+
+    source.down.store(true, SeqCst);
+    source.version.store(1, SeqCst);
+    let calls_before = source.calls.load(SeqCst);
+    let started = Instant::now();
+    let mut reads = 0;
+    let mut slowest = Duration::ZERO;
+    // Three retry periods of steady reads while the source is down.
+    while started.elapsed() < Duration::from_millis(900) {
+        let t0 = Instant::now();
+        let got: HashMap<u64, String> = cache
+            .get_and_fill([1, 2], |ids| source.fetch(ids))
+            .await
+            .expect("a stale value instead of the source's error");
+        slowest = slowest.max(t0.elapsed());
+        assert_eq!(got[&1], old, "the stale value");
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let attempts = source.calls.load(SeqCst) - calls_before;
+    println!(
+        "[{t:?}] source down 900 ms, retry every 300 ms: {reads} reads, {attempts} fetch attempts, \
+         slowest read {slowest:?}"
+    );
+    assert!(
+        (1..=5).contains(&attempts),
+        "{attempts} fetch attempts for {reads} reads: throttled to one per retry period"
+    );
+    let stats = cache.stats();
+    assert!(stats.stale_served >= 2 * reads as u64, "{stats:?}");
+
+    source.down.store(false, SeqCst);
+    let back = Instant::now();
+    eventually("the fresh value after the source came back", async || {
+        let got: HashMap<u64, String> = cache
+            .get_and_fill([1, 2], |ids| source.fetch(ids))
+            .await
+            .unwrap();
+        got[&1] == source.value(1)
+    })
+    .await;
+    println!(
+        "[{t:?}] fresh again {:?} after the source came back",
+        back.elapsed()
+    );
+    assert_eq!(cache.get(2).await.unwrap(), Lookup::Found(source.value(2)));
+}
+
+/// An invalidation while a stale value is being refilled: the refill's commit is refused, and
+/// the stale value is gone for good.
+async fn invalidate_during_a_stale_refill_wins(t: Target) {
+    let cache = stale_cache(t.connect().await, &t.ns());
+    let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
+    let source = Flaky::default();
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    set_timing(conn, &key, -1, 5).await;
+
+    let mut gate = Gate::default();
+    let task = refill_paused(&cache, gate.handle(), source.value(1));
+    let (_, release) = gate.paused().await;
+    assert_eq!(
+        kind(conn, &key).await,
+        b'R',
+        "the refill holds the refresh lease"
+    );
+    cache.invalidate([1]).await.unwrap();
+    release.send(()).unwrap();
+    let got = task.await.unwrap();
+    assert_eq!(got[&1], source.value(1), "the caller gets what it fetched");
+    assert_eq!(
+        kind(conn, &key).await,
+        0,
+        "nothing written after the invalidation"
+    );
+    assert_eq!(cache.get(1).await.unwrap(), Lookup::NotCached);
+    let stats = cache.stats();
+    assert_eq!((stats.commits, stats.stale_commits), (1, 1), "{stats:?}");
+}
+
+/// A fill of id 1 whose fetch pauses at `gate`, then answers `answer`.
+fn refill_paused(
+    cache: &Cache<u64, String>,
+    gate: GateHandle,
+    answer: String,
+) -> tokio::task::JoinHandle<HashMap<u64, String>> {
+    let cache = cache.clone();
+    tokio::spawn(async move {
+        cache
+            .get_and_fill([1], |ids| {
+                let (gate, answer) = (gate.clone(), answer.clone());
+                async move {
+                    gate.pause(&ids).await;
+                    Ok::<_, TestError>(HashMap::from([(1, answer)]))
+                }
+            })
+            .await
+            .unwrap()
+    })
+}
+
+/// A cache refreshing ahead of expiry through `gate`: each refresh pauses there, then answers
+/// `source`'s values.
+fn refreshing_cache(
+    conn: Connection,
+    ns: &str,
+    source: &Flaky,
+    gate: GateHandle,
+) -> Cache<u64, String> {
+    let source = source.clone();
+    Cache::builder(conn, &template(ns))
+        .jitter(0.0)
+        .refresh_ahead(move |ids: Vec<u64>| {
+            let (source, gate) = (source.clone(), gate.clone());
+            async move {
+                gate.pause(&ids).await;
+                source.fetch(ids).await.map_err(|e| format!("{e:?}"))
+            }
+        })
+        .build()
+        .expect("valid config")
+}
+
+/// A read that draws a refresh returns the current value at once; the refresh runs in the
+/// background and commits the new value.
+async fn a_drawn_refresh_serves_the_old_value_and_commits_the_new(t: Target) {
+    let source = Flaky::default();
+    let mut gate = Gate::default();
+    let cache = refreshing_cache(t.connect().await, &t.ns(), &source, gate.handle());
+    let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    let old = source.value(1);
+    source.version.store(1, SeqCst);
+    // A minute from its expiry after a fetch of 50 days: the draw wins (P = 1 - 1e-5).
+    set_timing(conn, &key, 60_000, u32::MAX).await;
+    let got = cache
+        .get_and_fill_one(1, |_| async {
+            Err::<Option<String>, _>(TestError::Source("a hit: no fetch"))
+        })
+        .await;
+    assert_eq!(
+        got.unwrap(),
+        Some(old.clone()),
+        "the current value, at once"
+    );
+    let (ids, release) = gate.paused().await;
+    assert_eq!(ids, vec![1]);
+    assert_eq!(
+        kind(conn, &key).await,
+        b'R',
+        "the refresh lease is on the value"
+    );
+    assert_eq!(
+        cache.get(1).await.unwrap(),
+        Lookup::Found(old),
+        "readers are served the value behind the refresh lease"
+    );
+    release.send(()).unwrap();
+    cache.connection().settle().await;
+    assert_eq!(cache.get(1).await.unwrap(), Lookup::Found(source.value(1)));
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.refreshes, stats.commits, stats.misses),
+        (1, 2, 1),
+        "{stats:?}"
+    );
+}
+
+/// An invalidation while a refresh is under way wins: the refresh's commit is refused.
+async fn invalidate_during_a_refresh_wins(t: Target) {
+    let source = Flaky::default();
+    let mut gate = Gate::default();
+    let cache = refreshing_cache(t.connect().await, &t.ns(), &source, gate.handle());
+    let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    set_timing(conn, &key, 60_000, u32::MAX).await;
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    let (_, release) = gate.paused().await;
+    cache.invalidate([1]).await.unwrap();
+    release.send(()).unwrap();
+    cache.connection().settle().await;
+    assert_eq!(
+        kind(conn, &key).await,
+        0,
+        "nothing written after the invalidation"
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.refreshes, stats.stale_commits), (1, 1), "{stats:?}");
+}
+
+/// A refresh whose fetch fails leaves the value as it was, and holds off the next refresh.
+async fn a_failed_refresh_keeps_the_value_and_waits(t: Target) {
+    let source = Flaky::default();
+    let mut gate = Gate::default();
+    let cache = refreshing_cache(t.connect().await, &t.ns(), &source, gate.handle());
+    let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    let old = source.value(1);
+    source.down.store(true, SeqCst);
+    set_timing(conn, &key, 60_000, u32::MAX).await;
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    let (_, release) = gate.paused().await;
+    release.send(()).unwrap();
+    cache.connection().settle().await;
+    // Drawn again and again: the refresh lease, moved to the retry deadline, holds them off.
+    for _ in 0..20 {
+        let got: HashMap<u64, String> = cache
+            .get_and_fill([1], |ids| source.fetch(ids))
+            .await
+            .unwrap();
+        assert_eq!(got[&1], old);
+    }
+    cache.connection().settle().await;
+    assert_eq!(
+        cache.stats().refreshes,
+        1,
+        "one refresh until the retry deadline"
+    );
+    assert_eq!(cache.get(1).await.unwrap(), Lookup::Found(old));
+}
+
+/// Steady reads from three connections (each its own liveness id, as three processes) of ids
+/// with a 1 s TTL and a 100 ms fetch: after the first fill no read misses, and each id is
+/// refreshed about once per TTL, by one of them.
+async fn refresh_ahead_keeps_hot_ids_from_expiring(t: Target) {
+    let ns = t.ns();
+    let refreshed = Arc::new(AtomicUsize::new(0));
+    let mut caches = Vec::new();
+    for _ in 0..3 {
+        let refreshed = Arc::clone(&refreshed);
+        let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&ns))
+            .ttl(Duration::from_secs(1))
+            .jitter(0.0)
+            .refresh_ahead(move |ids: Vec<u64>| {
+                let refreshed = Arc::clone(&refreshed);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    refreshed.fetch_add(ids.len(), SeqCst);
+                    Ok::<_, Error>(
+                        ids.into_iter()
+                            .map(|id| (id, value(id)))
+                            .collect::<Vec<_>>(),
+                    )
+                }
+            })
+            .build()
+            .unwrap();
+        caches.push(cache);
+    }
+    let ids: Vec<u64> = (1..=5).collect();
+    let slow_fetch = |ids: Vec<u64>| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, Failure>(
+            ids.into_iter()
+                .map(|id| (id, value(id)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let _: HashMap<u64, String> = caches[0]
+        .get_and_fill(ids.clone(), slow_fetch)
+        .await
+        .unwrap();
+    let before: Vec<_> = caches.iter().map(Cache::stats).collect();
+    let run = Duration::from_millis(4_000);
+    let readers = caches.iter().map(|cache| {
+        let ids = ids.clone();
+        async move {
+            let started = Instant::now();
+            let mut latencies = Vec::new();
+            while started.elapsed() < run {
+                let t0 = Instant::now();
+                let got: HashMap<u64, String> =
+                    cache.get_and_fill(ids.clone(), slow_fetch).await.unwrap();
+                latencies.push(t0.elapsed());
+                assert_eq!(got.len(), ids.len());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            latencies
+        }
+    });
+    let mut latencies: Vec<Duration> = futures_util::future::join_all(readers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    latencies.sort_unstable();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    let max = latencies[latencies.len() - 1];
+    for cache in &caches {
+        cache.connection().settle().await;
+    }
+    let misses: u64 = caches
+        .iter()
+        .zip(&before)
+        .map(|(c, b)| c.stats().misses - b.misses)
+        .sum();
+    let refreshes: u64 = caches
+        .iter()
+        .zip(&before)
+        .map(|(c, b)| c.stats().refreshes - b.refreshes)
+        .sum();
+    let per_id_per_ttl = refreshes as f64 / ids.len() as f64 / run.as_secs_f64();
+    println!(
+        "[{t:?}] 3 connections, {} reads of {} ids over {run:?} (TTL 1 s, fetch 100 ms): \
+         misses {misses}, refreshes {refreshes} ({per_id_per_ttl:.2} per id per TTL), \
+         read p99 {p99:?}, max {max:?}",
+        latencies.len(),
+        ids.len()
+    );
+    assert_eq!(misses, 0, "no read waited for a fetch after the first fill");
+    assert_eq!(refreshes as usize, refreshed.load(SeqCst));
+    assert!(
+        (0.5..=2.0).contains(&per_id_per_ttl),
+        "about one refresh per id per TTL, fleet-wide: {per_id_per_ttl:.2}"
+    );
+}
+
+/// A fetch that does not answer within the hard timeout fails the call with `FetchTimeout`,
+/// and its leases are released: the next call fills at once.
+async fn a_fetch_past_its_timeout_fails_and_releases(t: Target) {
+    let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&t.ns()))
+        .fetch_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let err = cache
+        .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1], |_| {
+            std::future::pending::<Result<Vec<(u64, String)>, Failure>>()
+        })
+        .await
+        .unwrap_err();
+    let Failure::Cache(err) = err;
+    assert!(
+        matches!(err, Error::FetchTimeout(d) if d == Duration::from_millis(100)),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("fetch_timeout"),
+        "the message says what to raise"
+    );
+    let key = cache.data_key(&1).unwrap();
+    assert!(
+        !support::exists(cache.connection(), &key).await,
+        "the lease is released"
+    );
+    let source = Flaky::default();
+    let got: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(got[&1], source.value(1));
+}
+
+/// Past the soft timeout, the refill of a stale value serves the stale value, and holds off the
+/// next refill.
+async fn a_refill_past_its_soft_timeout_serves_the_stale_value(t: Target) {
+    let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&t.ns()))
+        .jitter(0.0)
+        .stale_for(Duration::from_secs(60))
+        .fetch_soft_timeout(Duration::from_millis(100))
+        .fetch_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let key = cache.data_key(&1).unwrap();
+    let source = Flaky::default();
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    set_timing(cache.connection(), &key, -1, 5).await;
+    let started = Instant::now();
+    let got: HashMap<u64, String> = cache
+        .get_and_fill([1], |_| {
+            std::future::pending::<Result<Vec<(u64, String)>, Failure>>()
+        })
+        .await
+        .unwrap();
+    println!(
+        "[{t:?}] stale value served after {:?} (soft timeout 100 ms)",
+        started.elapsed()
+    );
+    assert_eq!(got[&1], source.value(1), "the stale value");
+    assert_eq!(kind(cache.connection(), &key).await, b'R', "held off");
+    let calls = source.calls.load(SeqCst);
+    let got: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    assert_eq!(got[&1], source.value(1));
+    assert_eq!(
+        source.calls.load(SeqCst),
+        calls,
+        "no refill before the retry deadline"
+    );
+    assert_eq!(cache.stats().stale_served, 2);
+}
+
+/// Settings of refresh-ahead, stale values and fetch timeouts are checked when the cache is
+/// built.
+async fn freshness_settings_are_checked(t: Target) {
+    let conn = t.connect().await;
+    let refresh = |ids: Vec<u64>| async move {
+        Ok::<_, Error>(
+            ids.into_iter()
+                .map(|id| (id, value(id)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let refused = |builder: ruecache::CacheBuilder<u64, String>| match builder.build() {
+        Err(Error::Config(msg)) => msg,
+        other => panic!("expected a config error, got {other:?}"),
+    };
+    let builder = || Cache::<u64, String>::builder(conn.clone(), "w:{id}");
+    assert!(refused(builder().no_expiry().refresh_ahead(refresh))
+        .contains("`refresh_ahead` needs a `ttl`"));
+    assert!(refused(builder().refresh_ahead(refresh).refresh_beta(0.0)).contains("`refresh_beta`"));
+    assert!(
+        refused(builder().no_expiry().stale_for(Duration::from_secs(1)))
+            .contains("`stale_for` needs a `ttl`")
+    );
+    assert!(refused(
+        builder()
+            .fetch_soft_timeout(Duration::from_secs(2))
+            .fetch_timeout(Duration::from_secs(1))
+    )
+    .contains("shorter than `fetch_timeout`"));
+    assert!(refused(builder().stale_retry(Duration::ZERO)).contains("`stale_retry`"));
+}
+
+both!(
+    stale_values_are_served_while_the_source_fails,
+    invalidate_during_a_stale_refill_wins,
+    a_drawn_refresh_serves_the_old_value_and_commits_the_new,
+    invalidate_during_a_refresh_wins,
+    a_failed_refresh_keeps_the_value_and_waits,
+    refresh_ahead_keeps_hot_ids_from_expiring,
+    a_fetch_past_its_timeout_fails_and_releases,
+    a_refill_past_its_soft_timeout_serves_the_stale_value,
+    freshness_settings_are_checked,
+);
