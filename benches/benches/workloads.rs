@@ -8,13 +8,17 @@
 //!   1 ms database write, then `invalidate` / `DEL`), a miss's fetch takes 1 ms; ruecache beside a
 //!   hand-written cache-aside (`GET`; on a miss fetch and `SET ... PX`; on an update `DEL`).
 //!   Reported: ns/op, fetches per 1,000 calls, p50 and p99 latency per call.
+//! - **Expiring values, refresh-ahead or not**: Zipf(1.0) over 10,000 ids cached with a 1 s TTL
+//!   (so hot ids expire many times per round), from a warm start, 0.5 % updates, a 1 ms fetch;
+//!   ruecache with and without refresh-ahead. Reported: ns/op, fetches and calls that waited for
+//!   a fetch per 1,000 calls, p50, p99 and p99.9 latency per call.
 //! - **Redis memory per cached id** (`INFO memory`), for ruecache, for cache-aside, and for what
 //!   the previous protocol kept per id (a data key and a version key, written raw).
 //!
 //! ```text
 //! cargo bench -p ruecache-bench --bench workloads            # the full run (about a minute)
 //! cargo bench -p ruecache-bench --bench workloads -- --quick # every row briefly
-//! cargo bench -p ruecache-bench --bench workloads -- mixed   # only these tables: hits, mixed, memory
+//! cargo bench -p ruecache-bench --bench workloads -- mixed   # only these tables: hits, mixed, expiring, memory
 //! ```
 //!
 //! `RUECACHE_BENCH_QUICK=1` is the same as `--quick`. Each row runs p tasks on a multi-thread
@@ -39,7 +43,7 @@ const UPDATE_RATIO: f64 = 0.005;
 
 struct Config {
     quick: bool,
-    /// The tables asked for (`hits`, `mixed`, `memory`); empty for all.
+    /// The tables asked for (`hits`, `mixed`, `expiring`, `memory`); empty for all.
     only: Vec<String>,
     rounds: usize,
     /// Ids cached for the hit rows, and the mixed workload's id space.
@@ -47,6 +51,9 @@ struct Config {
     mixed_ids: usize,
     hit_ops: usize,
     mixed_ops: usize,
+    /// The expiring workload's id space and calls per round.
+    expiring_ids: usize,
+    expiring_ops: usize,
     memory_ids: usize,
 }
 
@@ -60,7 +67,7 @@ impl Config {
             || std::env::var_os("RUECACHE_BENCH_QUICK").is_some_and(|v| v == "1");
         let only = std::env::args()
             .skip(1)
-            .filter(|a| ["hits", "mixed", "memory"].contains(&a.as_str()))
+            .filter(|a| ["hits", "mixed", "expiring", "memory"].contains(&a.as_str()))
             .collect();
         if quick {
             Self {
@@ -71,6 +78,8 @@ impl Config {
                 mixed_ids: 100_000,
                 hit_ops: 5_000,
                 mixed_ops: 5_000,
+                expiring_ids: 1_000,
+                expiring_ops: 5_000,
                 memory_ids: 1_000,
             }
         } else {
@@ -82,6 +91,8 @@ impl Config {
                 mixed_ids: 1_000_000,
                 hit_ops: 200_000,
                 mixed_ops: 100_000,
+                expiring_ids: 10_000,
+                expiring_ops: 150_000,
                 memory_ids: 10_000,
             }
         }
@@ -442,6 +453,143 @@ async fn mixed(cfg: &Config, conn: &Connection, out: &mut String) {
     }
 }
 
+/// The TTL of the expiring workload: short enough that hot ids expire many times per round.
+const EXPIRING_TTL: Duration = Duration::from_secs(1);
+
+/// One round of the expiring workload from a warm start (every id cached, then the clock runs):
+/// what it measured, and the calls that waited for a fetch per 1,000 calls.
+async fn expiring_round(
+    conn: &Connection,
+    ids: usize,
+    lists: Vec<Vec<(u64, bool)>>,
+    refresh_ahead: bool,
+) -> (Measured, f64, Duration) {
+    flushall(conn).await;
+    let fetches = Arc::new(AtomicU64::new(0));
+    let value = Arc::new(vec![7u8; VALUE_LEN]);
+    let fetch = {
+        let (fetches, value) = (fetches.clone(), value.clone());
+        move |ids: Vec<u64>| {
+            let (fetches, value) = (fetches.clone(), value.clone());
+            async move {
+                fetches.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(DB_LATENCY).await;
+                Ok::<_, ruecache::Error>(
+                    ids.into_iter()
+                        .map(|id| (id, value.to_vec()))
+                        .collect::<Vec<_>>(),
+                )
+            }
+        }
+    };
+    let mut builder = Cache::builder(conn.clone(), "wl:{{{id}}}")
+        .codec(Raw)
+        .ttl(EXPIRING_TTL)
+        .name("expiring");
+    if refresh_ahead {
+        builder = builder.refresh_ahead(fetch.clone());
+    }
+    let cache = builder.build().expect("bench cache");
+    let all: Vec<u64> = (0..ids as u64).collect();
+    for chunk in all.chunks(1_000) {
+        let _: Vec<(u64, Vec<u8>)> = cache
+            .get_and_fill(chunk.to_vec(), fetch.clone())
+            .await
+            .expect("warm-up");
+    }
+    fetches.store(0, Ordering::Relaxed);
+    let before = cache.stats();
+    let calls: Arc<Vec<(u64, bool)>> = Arc::new(lists.iter().flatten().copied().collect());
+    let mut next = 0u64;
+    let indices: Vec<Vec<u64>> = lists
+        .iter()
+        .map(|l| {
+            let start = next;
+            next += l.len() as u64;
+            (start..next).collect()
+        })
+        .collect();
+    let (wall, lat) = {
+        let cache = cache.clone();
+        run(indices, move |i| {
+            let (cache, fetch, calls) = (cache.clone(), fetch.clone(), calls.clone());
+            async move {
+                let (id, update) = calls[i as usize];
+                if update {
+                    tokio::time::sleep(DB_LATENCY).await;
+                    cache.invalidate([id]).await.expect("invalidate");
+                    return;
+                }
+                let _: Vec<(u64, Vec<u8>)> = cache.get_and_fill([id], fetch).await.expect("a call");
+            }
+        })
+        .await
+    };
+    cache.connection().settle().await;
+    let waited = cache.stats().misses - before.misses;
+    let mut sorted = lat.clone();
+    sorted.sort_unstable();
+    let p999 = sorted[(sorted.len() * 999 / 1000).min(sorted.len() - 1)];
+    let calls = lat.len().max(1) as f64;
+    let m = measured(wall, lat, Some(fetches.load(Ordering::Relaxed)));
+    (m, waited as f64 * 1000.0 / calls, p999)
+}
+
+async fn expiring(cfg: &Config, conn: &Connection, out: &mut String) {
+    let zipf = Zipf::new(cfg.expiring_ids, 1.0);
+    let _ = writeln!(
+        out,
+        "\nExpiring values, warm start each round: Zipf(1.0) over {} ids, TTL {:?} (±20 % \
+         jitter), {:.1} % updates, {:?} fetch, {} calls per round\n\n\
+         | p | side | ns/op | fetches / 1,000 calls | waited for a fetch / 1,000 calls | p50 | p99 | p99.9 |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|",
+        cfg.expiring_ids,
+        EXPIRING_TTL,
+        UPDATE_RATIO * 100.0,
+        DB_LATENCY,
+        cfg.expiring_ops
+    );
+    for p in [32, 512] {
+        let per_task = (cfg.expiring_ops / p).max(1);
+        let (mut plain, mut ahead) = (Vec::new(), Vec::new());
+        for round in 0..cfg.rounds {
+            let mut rng = rand::rng();
+            let lists: Vec<Vec<(u64, bool)>> = (0..p)
+                .map(|_| {
+                    (0..per_task)
+                        .map(|_| (zipf.sample(&mut rng), rng.random_bool(UPDATE_RATIO)))
+                        .collect()
+                })
+                .collect();
+            for side in [round % 2, 1 - round % 2] {
+                let m = expiring_round(conn, cfg.expiring_ids, lists.clone(), side == 1).await;
+                if side == 1 {
+                    ahead.push(m);
+                } else {
+                    plain.push(m);
+                }
+            }
+        }
+        let median3 = |mut rounds: Vec<(Measured, f64, Duration)>| {
+            rounds.sort_by(|a, b| a.0.ns_per_op.total_cmp(&b.0.ns_per_op));
+            rounds.swap_remove(rounds.len() / 2)
+        };
+        for (side, (m, waited, p999)) in [
+            ("ruecache", median3(plain)),
+            ("ruecache, refresh-ahead", median3(ahead)),
+        ] {
+            let _ = writeln!(
+                out,
+                "| {p} | {side} | {:.0} | {:.1} | {waited:.1} | {:.2?} | {:.2?} | {p999:.2?} |",
+                m.ns_per_op,
+                m.fetches_per_1000.unwrap_or(0.0),
+                m.p50,
+                m.p99,
+            );
+        }
+    }
+}
+
 /// Redis memory per cached id: ruecache, a hand-written cache-aside, and what the previous
 /// protocol kept per id (its data key and its version key).
 async fn memory(cfg: &Config, conn: &Connection, out: &mut String) {
@@ -560,6 +708,10 @@ fn main() {
         if cfg.wants("mixed") {
             eprint!("mixed ");
             mixed(&cfg, &conn, &mut out).await;
+        }
+        if cfg.wants("expiring") {
+            eprint!("expiring ");
+            expiring(&cfg, &conn, &mut out).await;
         }
         if cfg.wants("memory") {
             eprint!("memory");

@@ -24,11 +24,16 @@ mod kw {
     syn::custom_keyword!(backoff_max);
     syn::custom_keyword!(fallback_to_source);
     syn::custom_keyword!(name);
+    syn::custom_keyword!(stale_for);
+    syn::custom_keyword!(stale_retry);
+    syn::custom_keyword!(fetch_timeout);
+    syn::custom_keyword!(fetch_soft_timeout);
 }
 
 /// Every argument, in the order the error messages list them.
 const NAMES: &str = "`key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, \
-                     `backoff_max`, `unlock_threshold`, `fallback_to_source`, `name`, `codec` or `crate`";
+                     `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, \
+                     `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `name`, `codec` or `crate`";
 
 /// The arguments as written; values are checked by `validate`. `None` means not given.
 #[derive(Default)]
@@ -53,6 +58,14 @@ pub(crate) struct Args {
     pub(crate) backoff_max: Option<LitStr>,
     /// `fallback_to_source = true`.
     pub(crate) fallback_to_source: Option<syn::LitBool>,
+    /// `stale_for = "1h"`.
+    pub(crate) stale_for: Option<LitStr>,
+    /// `stale_retry = "5s"`.
+    pub(crate) stale_retry: Option<LitStr>,
+    /// `fetch_timeout = "2s"`.
+    pub(crate) fetch_timeout: Option<LitStr>,
+    /// `fetch_soft_timeout = "200ms"`.
+    pub(crate) fetch_soft_timeout: Option<LitStr>,
     /// `name = "widgets"`.
     pub(crate) name: Option<LitStr>,
     /// `codec = ruecache::Raw`.
@@ -136,6 +149,21 @@ impl Args {
             let slot = &mut self.fallback_to_source;
             let name = "fallback_to_source";
             arg::<kw::fallback_to_source, _>(input, name, BOOL, slot, &mut self.given, errors)
+        } else if lookahead.peek(kw::stale_for) {
+            let slot = &mut self.stale_for;
+            arg::<kw::stale_for, _>(input, "stale_for", DURATION, slot, &mut self.given, errors)
+        } else if lookahead.peek(kw::stale_retry) {
+            let slot = &mut self.stale_retry;
+            let name = "stale_retry";
+            arg::<kw::stale_retry, _>(input, name, DURATION, slot, &mut self.given, errors)
+        } else if lookahead.peek(kw::fetch_timeout) {
+            let slot = &mut self.fetch_timeout;
+            let name = "fetch_timeout";
+            arg::<kw::fetch_timeout, _>(input, name, DURATION, slot, &mut self.given, errors)
+        } else if lookahead.peek(kw::fetch_soft_timeout) {
+            let slot = &mut self.fetch_soft_timeout;
+            let name = "fetch_soft_timeout";
+            arg::<kw::fetch_soft_timeout, _>(input, name, DURATION, slot, &mut self.given, errors)
         } else if lookahead.peek(kw::name) {
             arg::<kw::name, _>(input, "name", NAME, &mut self.name, &mut self.given, errors)
         } else if lookahead.peek(kw::codec) {
@@ -295,7 +323,8 @@ mod tests {
             key = "w:{id}", ttl = "5m", lock_ttl = "10s", timeout = "1m",
             jitter = 0.1, codec = ruecache::Raw, crate = "x::ruecache", absent_ttl = "30s",
             unlock_threshold = "0ms", backoff_min = "10ms", backoff_max = "2s",
-            fallback_to_source = true, name = "widgets",
+            fallback_to_source = true, name = "widgets", stale_for = "1h", stale_retry = "1s",
+            fetch_timeout = "2s", fetch_soft_timeout = "200ms",
         });
         assert_eq!(errors, Vec::<String>::new());
         assert_eq!(args.key.unwrap().value(), "w:{id}");
@@ -311,6 +340,10 @@ mod tests {
         assert_eq!(args.backoff_max.unwrap().value(), "2s");
         assert!(args.fallback_to_source.unwrap().value());
         assert_eq!(args.name.unwrap().value(), "widgets");
+        assert_eq!(args.stale_for.unwrap().value(), "1h");
+        assert_eq!(args.stale_retry.unwrap().value(), "1s");
+        assert_eq!(args.fetch_timeout.unwrap().value(), "2s");
+        assert_eq!(args.fetch_soft_timeout.unwrap().value(), "200ms");
     }
 
     #[test]
@@ -321,12 +354,12 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "unknown argument `tll`, expected `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `name`, `codec` or `crate`",
+                "unknown argument `tll`, expected `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `name`, `codec` or `crate`",
                 "`key` expects a string literal, such as `key = \"widgets:{{{id}}}\"`",
                 "duplicate argument `ttl`: it is already given, remove one of the two",
                 "expected `=` and a value after `jitter`, a fraction between `0.0` and `1.0`, such as `0.2`",
                 "missing value for `codec`, expected a codec type, such as `ruecache::Raw`",
-                "expected an argument such as `key = \"widgets:{{{id}}}\"`, found `42`; the arguments are `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `name`, `codec` or `crate`",
+                "expected an argument such as `key = \"widgets:{{{id}}}\"`, found `42`; the arguments are `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `name`, `codec` or `crate`",
             ]
         );
         assert_eq!(args.ttl.unwrap().value(), "1m");

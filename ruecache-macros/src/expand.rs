@@ -245,6 +245,22 @@ fn companion(
     if let Some(on) = settings.fallback_to_source {
         setters.push(quote!(.set_fallback_to_source(#on)));
     }
+    if let Some(ms) = settings.stale_for_ms {
+        let stale_for = millis(ms);
+        setters.push(quote!(.set_stale_for(#stale_for)));
+    }
+    if let Some(ms) = settings.stale_retry_ms {
+        let retry = millis(ms);
+        setters.push(quote!(.set_stale_retry(#retry)));
+    }
+    if let Some(ms) = settings.fetch_timeout_ms {
+        let timeout = millis(ms);
+        setters.push(quote!(.set_fetch_timeout(#timeout)));
+    }
+    if let Some(ms) = settings.fetch_soft_timeout_ms {
+        let timeout = millis(ms);
+        setters.push(quote!(.set_fetch_soft_timeout(#timeout)));
+    }
     // Named after the method unless the attribute names it.
     let cache_name = settings
         .name

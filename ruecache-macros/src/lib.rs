@@ -138,6 +138,10 @@ use proc_macro::TokenStream;
 /// | `backoff_min`, `backoff_max` | how waiters poll a lease another caller holds (when no wake-up comes): first after the minimum, doubling up to the maximum; `backoff_min = "10ms"` | `"25ms"`, `"1s"` |
 /// | `unlock_threshold` | a failed fill releases its leases unless less than this much of the lock TTL is left; `"0ms"` always releases | `"10ms"` |
 /// | `fallback_to_source` | serve calls straight from the source while Redis is unreachable: `fallback_to_source = true` | `false` |
+/// | `stale_for` | keep values this long past their TTL, served when their refill fails (the source errs or passes `fetch_soft_timeout`); the keys' TTL in Redis is `ttl` + `stale_for`: `stale_for = "1h"` | not kept |
+/// | `stale_retry` | after a failed refill, serve the stale value this long before the next attempt: `stale_retry = "1s"` | `"5s"` |
+/// | `fetch_timeout` | the body's hard timeout: past it the call fails with `ruecache::Error::FetchTimeout` (or gets a stale value): `fetch_timeout = "2s"` | none |
+/// | `fetch_soft_timeout` | past it, the refill of a stale value serves the stale value; shorter than `fetch_timeout`: `fetch_soft_timeout = "200ms"` | none |
 /// | `name` | the cache's name, in its `tracing` spans and its metrics: `name = "widgets"` | the method's name |
 /// | `codec` | a codec type (not a string) implementing `ruecache::Codec<T> + Default`: `codec = ruecache::Raw` | `ruecache::MsgPack` |
 /// | `crate` | the path of `ruecache` as a string, for crates that re-export it: `crate = "my_crate::ruecache"` | `"::ruecache"` |

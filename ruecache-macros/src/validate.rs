@@ -33,6 +33,10 @@ pub(crate) struct Settings<'a> {
     pub(crate) backoff_min_ms: Option<u64>,
     pub(crate) backoff_max_ms: Option<u64>,
     pub(crate) fallback_to_source: Option<bool>,
+    pub(crate) stale_for_ms: Option<u64>,
+    pub(crate) stale_retry_ms: Option<u64>,
+    pub(crate) fetch_timeout_ms: Option<u64>,
+    pub(crate) fetch_soft_timeout_ms: Option<u64>,
     /// The cache's name; `None` for the method's name.
     pub(crate) name: Option<String>,
     /// The codec type, `None` for the default (`MsgPack`).
@@ -86,6 +90,10 @@ pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Settings<'a> 
     let unlock_threshold_ms = duration(&args.unlock_threshold, "unlock_threshold", false);
     let backoff_min_ms = duration(&args.backoff_min, "backoff_min", false);
     let backoff_max_ms = duration(&args.backoff_max, "backoff_max", false);
+    let stale_for_ms = duration(&args.stale_for, "stale_for", false);
+    let stale_retry_ms = duration(&args.stale_retry, "stale_retry", false);
+    let fetch_timeout_ms = duration(&args.fetch_timeout, "fetch_timeout", false);
+    let fetch_soft_timeout_ms = duration(&args.fetch_soft_timeout, "fetch_soft_timeout", false);
     let name = args.name.as_ref().and_then(|lit| {
         let name = lit.value();
         errors.check(if name.is_empty() {
@@ -126,6 +134,10 @@ pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Settings<'a> 
         backoff_min_ms,
         backoff_max_ms,
         fallback_to_source: args.fallback_to_source.as_ref().map(syn::LitBool::value),
+        stale_for_ms,
+        stale_retry_ms,
+        fetch_timeout_ms,
+        fetch_soft_timeout_ms,
         name,
         codec: args.codec.as_ref(),
     }

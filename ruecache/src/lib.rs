@@ -101,6 +101,31 @@
 //! commits, which refuse a missing version, never write over an invalidation either; its
 //! invalidations delete the data key, and with it this protocol's leases.
 //!
+//! ### Refreshes and stale values
+//!
+//! A cache that refreshes ahead of expiry ([`CacheBuilder::refresh_ahead`]) or keeps values past
+//! their TTL ([`CacheBuilder::stale_for`]) refreshes an id that still holds a value: its lease
+//! cannot be taken with `SET ... NX`. It takes a **refresh lease** instead: a compare-and-set
+//! puts `0xC1 'R'`, a fresh token and a deadline *before* the value (readers keep using the
+//! value behind it), only if the key still starts with what the refresher read. The refresher
+//! then fetches, and commits with the same script as a fill, which writes only if the key still
+//! starts with its refresh lease. The argument above holds word for word, with L the refresh
+//! lease: a token drawn once (1), put in place before the source is read (2), compared at the
+//! commit (3); an invalidation deletes the key, the refresh lease and the value behind it
+//! together (4), so the commit of a refresh that read the source before a write refuses.
+//!
+//! And a stale value never outlives an invalidation: it is the value behind a refresh lease or
+//! a value past its logical expiry, both in the data key, which the invalidation deletes. A
+//! stale value is served only while its key still holds it, so only if no invalidation ran since
+//! it was committed: it is the current value of an id whose source did not change, only older
+//! than its TTL promised.
+//!
+//! One refresher per id, fleet-wide: the compare-and-set succeeds for the first of the callers
+//! that read the same bytes; the others find the refresh lease and leave it alone until its
+//! deadline (the lock TTL, or [`CacheBuilder::stale_retry`] after a failed refresh, which holds
+//! off the next attempt). Writing a value through ([`Cache::set`]) replaces the refresh lease,
+//! so a refresh in flight then finds a value, not its lease, and refuses.
+//!
 //! A fetch error is returned unchanged and releases the leases. If the caller stops waiting after
 //! the fetch returned, the commit still completes in a spawned task; if it stops waiting during
 //! the fetch, the leases are released. [`Connection::settle`] waits for such background writes,

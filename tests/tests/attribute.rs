@@ -189,6 +189,10 @@ impl Service {
         backoff_max = "2s",
         unlock_threshold = "50ms",
         fallback_to_source = true,
+        stale_for = "1h",
+        stale_retry = "1s",
+        fetch_timeout = "2s",
+        fetch_soft_timeout = "200ms",
         name = "every option"
     )]
     async fn get_every(&self, ids: Vec<u64>) -> Result<HashMap<u64, String>, TestError> {
@@ -343,6 +347,10 @@ async fn options_at_the_limits_are_valid(t: Target) {
         .backoff(Duration::from_millis(10), Duration::from_secs(2))
         .unlock_threshold(Duration::from_millis(50))
         .fallback_to_source(true)
+        .stale_for(Duration::from_secs(3600))
+        .stale_retry(Duration::from_secs(1))
+        .fetch_timeout(Duration::from_secs(2))
+        .fetch_soft_timeout(Duration::from_millis(200))
         .name("every option")
         .build()
         .expect("valid options");

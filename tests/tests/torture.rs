@@ -61,6 +61,9 @@ struct Setup {
     padding: usize,
     /// Calls may fail (the server is killed mid-run): failed calls are counted, not fatal.
     faults: bool,
+    /// Short-lived values, refreshed ahead of their expiry and served past it while their
+    /// refill is under way: refresh leases and stale values race the invalidations too.
+    fresh: bool,
 }
 
 /// The row's value for a version: self-describing, so a mixed-up value is caught too.
@@ -236,6 +239,7 @@ async fn worker(
         ids,
         padding,
         faults,
+        ..
     } = setup;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut log = Log::default();
@@ -518,6 +522,8 @@ fn summed_stats(caches: &[Cache<u64, Row>]) -> ruecache::Stats {
         stats.takeovers += s.takeovers;
         stats.served_from_source += s.served_from_source;
         stats.invalidations += s.invalidations;
+        stats.refreshes += s.refreshes;
+        stats.stale_served += s.stale_served;
     }
     stats
 }
@@ -544,16 +550,33 @@ async fn torture_with(
     let mut workers = Vec::new();
     for conn in conns {
         // One cache per connection, shared by its tasks (clones share the counters).
-        let cache: Cache<u64, Row> = Cache::builder(conn, &template)
+        let mut builder = Cache::builder(conn, &template)
             .backoff(Duration::from_millis(1), Duration::from_millis(20))
             // With faults, calls must fail quickly while the server is down.
             .timeout(if setup.faults {
                 Duration::from_secs(1)
             } else {
                 Duration::from_secs(30)
-            })
-            .build()
-            .expect("valid config");
+            });
+        if setup.fresh {
+            let db = Db::open(&path);
+            // Values expire every few hundred milliseconds: some are refreshed ahead (drawn
+            // often, with a high β), the others go stale and are refilled by their readers.
+            builder = builder
+                .ttl(Duration::from_millis(300))
+                .stale_for(Duration::from_secs(3600))
+                .stale_retry(Duration::from_millis(50))
+                .refresh_beta(20.0)
+                .refresh_ahead(move |ids: Vec<u64>| {
+                    let db = db.clone();
+                    async move {
+                        let nap = rand::random_range(0..4u64);
+                        tokio::time::sleep(Duration::from_millis(nap)).await;
+                        Ok::<_, ruecache::Error>(load(&db, ids).await)
+                    }
+                });
+        }
+        let cache: Cache<u64, Row> = builder.build().expect("valid config");
         caches.push(cache.clone());
         for _ in 0..TASKS_PER_CONNECTION {
             workers.push(tokio::spawn(worker(
@@ -612,7 +635,8 @@ async fn torture_with(
          {TASKS_PER_CONNECTION} tasks, {} ids: {} batch reads + {} single reads ({} checked, \
          {} id reads), {} dropped reads ({} after their fetch returned), {} updates ({} ids); \
          {} hits, {} misses, {} fetches, {} commits, {} stale commits refused, {} lost locks, \
-         {} flight waits, {} lock waits ({} woken), {} takeovers; quiesced in {quiesced:?}, \
+         {} flight waits, {} lock waits ({} woken), {} takeovers, {} refreshes, {} stale values \
+         served; quiesced in {quiesced:?}, \
          {cached}/{} ids cached at the end; {} failed calls (server down {downtime:?}); \
          violations: {} in reads, {} stale reads, {} in Redis",
         setup.ids,
@@ -634,6 +658,8 @@ async fn torture_with(
         stats.lock_waits,
         stats.wakeups,
         stats.takeovers,
+        stats.refreshes,
+        stats.stale_served,
         setup.ids,
         log.errors,
         log.violations.len(),
@@ -687,12 +713,43 @@ async fn readers_never_see_invalidated_versions_and_redis_matches_db(t: Target) 
             ids: 64,
             padding: 16,
             faults: false,
+            fresh: false,
         },
     )
     .await;
 }
 
 both!(readers_never_see_invalidated_versions_and_redis_matches_db);
+
+/// The torture with values that expire during the run: refreshed ahead of their expiry in the
+/// background (under refresh leases), and past it served stale while their refill is under way.
+/// An invalidation still wins over both: no read after it returns an older version, and Redis
+/// matches the database at the end.
+async fn refreshes_and_stale_values_never_outlive_an_invalidation(t: Target) {
+    let mut conns = Vec::new();
+    for _ in 0..=CONNECTIONS {
+        conns.push(t.connect().await);
+    }
+    let label = if t.is_cluster() {
+        "fresh, cluster"
+    } else {
+        "fresh, standalone"
+    };
+    let setup = Setup {
+        ids: 64,
+        padding: 16,
+        faults: false,
+        fresh: true,
+    };
+    let stats = torture(label, conns, &t.ns(), setup).await;
+    assert!(
+        stats.refreshes > 0,
+        "no value was refreshed ahead of its expiry"
+    );
+    assert!(stats.stale_served > 0, "no stale value was served");
+}
+
+both!(refreshes_and_stale_values_never_outlive_an_invalidation);
 
 /// Counts the keys Redis evicts, from keyspace notifications: data keys (values and leases
 /// alike: the notification names the key only), connections' liveness keys (whose eviction makes
@@ -758,6 +815,7 @@ async fn torture_with_eviction_of_leases_mid_fill() {
             ids: 256,
             padding: 8 * 1024,
             faults: false,
+            fresh: false,
         },
     )
     .await;
@@ -852,6 +910,7 @@ async fn torture_with_the_server_killed_and_restarted() {
             ids: 64,
             padding: 16,
             faults: true,
+            fresh: false,
         },
         Some(&mut server),
     )
