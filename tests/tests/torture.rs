@@ -560,19 +560,24 @@ async fn torture_with(
             });
         if setup.fresh {
             let db = Db::open(&path);
-            // Values expire every few hundred milliseconds: some are refreshed ahead (drawn
+            // Values expire every hundred milliseconds or so, more often than they are updated: most are refreshed ahead (drawn
             // often, with a high β), the others go stale and are refilled by their readers.
             builder = builder
-                .ttl(Duration::from_millis(300))
+                .ttl(Duration::from_millis(100))
                 .stale_for(Duration::from_secs(3600))
-                .stale_retry(Duration::from_millis(50))
+                .stale_retry(Duration::from_millis(30))
                 .refresh_beta(20.0)
                 .refresh_ahead(move |ids: Vec<u64>| {
                     let db = db.clone();
                     async move {
                         let nap = rand::random_range(0..4u64);
                         tokio::time::sleep(Duration::from_millis(nap)).await;
-                        Ok::<_, ruecache::Error>(load(&db, ids).await)
+                        // One refresh in five fails: its ids are held off for the retry period,
+                        // and those that expire meanwhile are served stale.
+                        if rand::random_ratio(1, 5) {
+                            return Err("the refresh's source failed");
+                        }
+                        Ok(load(&db, ids).await)
                     }
                 });
         }
