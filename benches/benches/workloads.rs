@@ -8,7 +8,7 @@
 //!   1 ms database write, then `invalidate` / `DEL`), a miss's fetch takes 1 ms; ruecache beside a
 //!   hand-written cache-aside (`GET`; on a miss fetch and `SET ... PX`; on an update `DEL`).
 //!   Reported: ns/op, fetches per 1,000 calls, p50 and p99 latency per call.
-//! - **Expiring values, refresh-ahead or not**: Zipf(1.0) over 10,000 ids cached with a 1 s TTL
+//! - **Expiring values, refresh-ahead or not**: Zipf(1.0) over 10,000 ids cached with a 250 ms TTL
 //!   (so hot ids expire many times per round), from a warm start, 0.5 % updates, a 1 ms fetch;
 //!   ruecache with and without refresh-ahead. Reported: ns/op, fetches and calls that waited for
 //!   a fetch per 1,000 calls, p50, p99 and p99.9 latency per call.
@@ -92,7 +92,7 @@ impl Config {
                 hit_ops: 200_000,
                 mixed_ops: 100_000,
                 expiring_ids: 10_000,
-                expiring_ops: 150_000,
+                expiring_ops: 300_000,
                 memory_ids: 10_000,
             }
         }
@@ -454,7 +454,7 @@ async fn mixed(cfg: &Config, conn: &Connection, out: &mut String) {
 }
 
 /// The TTL of the expiring workload: short enough that hot ids expire many times per round.
-const EXPIRING_TTL: Duration = Duration::from_secs(1);
+const EXPIRING_TTL: Duration = Duration::from_millis(250);
 
 /// One round of the expiring workload from a warm start (every id cached, then the clock runs):
 /// what it measured, and the calls that waited for a fetch per 1,000 calls.

@@ -28,12 +28,15 @@ mod kw {
     syn::custom_keyword!(stale_retry);
     syn::custom_keyword!(fetch_timeout);
     syn::custom_keyword!(fetch_soft_timeout);
+    syn::custom_keyword!(refresh_ahead);
+    syn::custom_keyword!(refresh_beta);
 }
 
 /// Every argument, in the order the error messages list them.
 const NAMES: &str = "`key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, \
                      `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, \
-                     `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `name`, `codec` or `crate`";
+                     `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `refresh_ahead`, \
+                     `refresh_beta`, `name`, `codec` or `crate`";
 
 /// The arguments as written; values are checked by `validate`. `None` means not given.
 #[derive(Default)]
@@ -66,6 +69,10 @@ pub(crate) struct Args {
     pub(crate) fetch_timeout: Option<LitStr>,
     /// `fetch_soft_timeout = "200ms"`.
     pub(crate) fetch_soft_timeout: Option<LitStr>,
+    /// `refresh_ahead = true`.
+    pub(crate) refresh_ahead: Option<syn::LitBool>,
+    /// `refresh_beta = 1.0`; any literal, as `jitter`.
+    pub(crate) refresh_beta: Option<Lit>,
     /// `name = "widgets"`.
     pub(crate) name: Option<LitStr>,
     /// `codec = ruecache::Raw`.
@@ -164,6 +171,14 @@ impl Args {
             let slot = &mut self.fetch_soft_timeout;
             let name = "fetch_soft_timeout";
             arg::<kw::fetch_soft_timeout, _>(input, name, DURATION, slot, &mut self.given, errors)
+        } else if lookahead.peek(kw::refresh_ahead) {
+            let slot = &mut self.refresh_ahead;
+            let name = "refresh_ahead";
+            arg::<kw::refresh_ahead, _>(input, name, BOOL, slot, &mut self.given, errors)
+        } else if lookahead.peek(kw::refresh_beta) {
+            let slot = &mut self.refresh_beta;
+            let name = "refresh_beta";
+            arg::<kw::refresh_beta, _>(input, name, BETA, slot, &mut self.given, errors)
         } else if lookahead.peek(kw::name) {
             arg::<kw::name, _>(input, "name", NAME, &mut self.name, &mut self.given, errors)
         } else if lookahead.peek(kw::codec) {
@@ -204,6 +219,7 @@ const DURATION: &str = "a duration string, such as `\"5m\"`, `\"1h30m\"` or `\"5
 const FRACTION: &str = "a fraction between `0.0` and `1.0`, such as `0.2`";
 const CODEC: &str = "a codec type, such as `ruecache::Raw`";
 const BOOL: &str = "`true` or `false`";
+const BETA: &str = "a float above `0.0`, such as `1.0`";
 const NAME: &str = "a string literal, such as `name = \"widgets\"`";
 const CRATE: &str = "the path of `ruecache` as a string, such as `crate = \"my_crate::ruecache\"`";
 
@@ -324,7 +340,8 @@ mod tests {
             jitter = 0.1, codec = ruecache::Raw, crate = "x::ruecache", absent_ttl = "30s",
             unlock_threshold = "0ms", backoff_min = "10ms", backoff_max = "2s",
             fallback_to_source = true, name = "widgets", stale_for = "1h", stale_retry = "1s",
-            fetch_timeout = "2s", fetch_soft_timeout = "200ms",
+            fetch_timeout = "2s", fetch_soft_timeout = "200ms", refresh_ahead = true,
+            refresh_beta = 2.0,
         });
         assert_eq!(errors, Vec::<String>::new());
         assert_eq!(args.key.unwrap().value(), "w:{id}");
@@ -344,6 +361,8 @@ mod tests {
         assert_eq!(args.stale_retry.unwrap().value(), "1s");
         assert_eq!(args.fetch_timeout.unwrap().value(), "2s");
         assert_eq!(args.fetch_soft_timeout.unwrap().value(), "200ms");
+        assert!(args.refresh_ahead.unwrap().value());
+        assert!(args.refresh_beta.is_some());
     }
 
     #[test]
@@ -354,12 +373,12 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "unknown argument `tll`, expected `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `name`, `codec` or `crate`",
+                "unknown argument `tll`, expected `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `refresh_ahead`, `refresh_beta`, `name`, `codec` or `crate`",
                 "`key` expects a string literal, such as `key = \"widgets:{{{id}}}\"`",
                 "duplicate argument `ttl`: it is already given, remove one of the two",
                 "expected `=` and a value after `jitter`, a fraction between `0.0` and `1.0`, such as `0.2`",
                 "missing value for `codec`, expected a codec type, such as `ruecache::Raw`",
-                "expected an argument such as `key = \"widgets:{{{id}}}\"`, found `42`; the arguments are `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `name`, `codec` or `crate`",
+                "expected an argument such as `key = \"widgets:{{{id}}}\"`, found `42`; the arguments are `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `refresh_ahead`, `refresh_beta`, `name`, `codec` or `crate`",
             ]
         );
         assert_eq!(args.ttl.unwrap().value(), "1m");

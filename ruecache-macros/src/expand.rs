@@ -107,12 +107,23 @@ fn cached_method(
     // method's own braces any more (they are the tail of the fetch's block), and the compiler
     // would otherwise suggest removing them from a one-line body (`unused_braces`).
     body.set_span(Span::mixed_site().located_at(func.body.span));
-    let fetch = quote_spanned! {at=>
-        move |#ids_pat: #ids_ty| async move {
-            if false {
-                return #private::unreachable::<#ret>();
+    // With refresh-ahead, the body becomes a method of its own (the background refresh calls it
+    // on a clone of the service), and the call's fetch calls it too.
+    let hidden = Ident::new(
+        &format!("__ruecache_fetch_{}", func.sig.ident),
+        func.sig.ident.span(),
+    );
+    let fetch = if settings.refresh.is_some() {
+        let ids = Ident::new("__ruecache_ids", Span::mixed_site().located_at(at));
+        quote_spanned!(at=> move |#ids: #ids_ty| Self::#hidden(#self_token, #ids))
+    } else {
+        quote_spanned! {at=>
+            move |#ids_pat: #ids_ty| async move {
+                if false {
+                    return #private::unreachable::<#ret>();
+                }
+                #body
             }
-            #body
         }
     };
     // `error_from`, its type `fn(ruecache::Error) -> E` inferred from the form, so that a
@@ -132,10 +143,50 @@ fn cached_method(
     // Called at the form's span too (the name only keeps its spelling): a call spanning from the
     // method's name to its return type would report the form's errors a second time, there.
     let companion = Ident::new(&companion.to_string(), at);
+    let mut cache = quote_spanned!(at=> Self::#companion(#self_token));
+    let mut fetch_method = TokenStream::new();
+    if let Some((on, _)) = settings.refresh {
+        // The service is cloned into the refresh (reported once, at `refresh_ahead`, if it cannot
+        // be).
+        let this = Ident::new("__ruecache_this", Span::mixed_site().located_at(on));
+        let ids = Ident::new("__ruecache_ids", Span::mixed_site().located_at(on));
+        let (ret, ids_ty) = (&form.ret, &form.ids);
+        let private = self::private(settings, on);
+        cache = quote_spanned! {on=>
+            <#ret as #private::Refresh<#ids_ty>>::refreshing(#cache, {
+                let #this = <_ as #private::Owned<_>>::owned(
+                    #self_token,
+                    <#private::At>::service::<Self, _>(),
+                );
+                move |#ids| {
+                    let #this = #this();
+                    async move { Self::#hidden(&#this, #ids).await }
+                }
+            })
+        };
+        let mut sig = func.sig.clone();
+        sig.ident = hidden;
+        let cfgs = func.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+        let inner_attrs = &func.body.inner_attrs;
+        let mut block = Group::new(Delimiter::Brace, func.body.rest.clone());
+        block.set_span(func.body.span);
+        fetch_method = quote! {
+            #(#cfgs)*
+            #[doc(hidden)]
+            #sig {
+                #(#inner_attrs)*
+                #block
+            }
+        };
+    }
     let args = quote_spanned!(at=>
-        Self::#companion(#self_token), #ids, #fetch, #error_from, #shape, #checked
+        #cache, #ids, #fetch, #error_from, #shape, #checked
     );
-    let inner_attrs = &func.body.inner_attrs;
+    let inner_attrs = if settings.refresh.is_some() {
+        Vec::new()
+    } else {
+        func.body.inner_attrs.clone()
+    };
     let body = quote_spanned!(at=> #(#inner_attrs)* #fill(#args).await);
     let attrs = &func.attrs;
     let vis = &func.vis;
@@ -145,6 +196,7 @@ fn cached_method(
     quote! {
         #(#attrs)*
         #vis #defaultness #sig #block
+        #fetch_method
     }
 }
 
@@ -260,6 +312,10 @@ fn companion(
     if let Some(ms) = settings.fetch_soft_timeout_ms {
         let timeout = millis(ms);
         setters.push(quote!(.set_fetch_soft_timeout(#timeout)));
+    }
+    if let Some((_, beta)) = settings.refresh {
+        let lit = Literal::f64_suffixed(beta);
+        setters.push(quote!(.set_refresh_beta(#lit)));
     }
     // Named after the method unless the attribute names it.
     let cache_name = settings

@@ -142,6 +142,8 @@ use proc_macro::TokenStream;
 /// | `stale_retry` | after a failed refill, serve the stale value this long before the next attempt: `stale_retry = "1s"` | `"5s"` |
 /// | `fetch_timeout` | the body's hard timeout: past it the call fails with `ruecache::Error::FetchTimeout` (or gets a stale value): `fetch_timeout = "2s"` | none |
 /// | `fetch_soft_timeout` | past it, the refill of a stale value serves the stale value; shorter than `fetch_timeout`: `fetch_soft_timeout = "200ms"` | none |
+/// | `refresh_ahead` | refresh ids in the background before they expire (XFetch, one refresher per id fleet-wide): the body then runs on a clone of the service, which must be `Clone + Send + Sync + 'static`, and its error type must implement `Display` (refresh errors are logged); `refresh_ahead = true` | `false` |
+/// | `refresh_beta` | the β of the refresh-ahead draw: above `1.0` refreshes earlier, below later; `refresh_beta = 2.0` | `1.0` |
 /// | `name` | the cache's name, in its `tracing` spans and its metrics: `name = "widgets"` | the method's name |
 /// | `codec` | a codec type (not a string) implementing `ruecache::Codec<T> + Default`: `codec = ruecache::Raw` | `ruecache::MsgPack` |
 /// | `crate` | the path of `ruecache` as a string, for crates that re-export it: `crate = "my_crate::ruecache"` | `"::ruecache"` |

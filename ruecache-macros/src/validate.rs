@@ -37,6 +37,9 @@ pub(crate) struct Settings<'a> {
     pub(crate) stale_retry_ms: Option<u64>,
     pub(crate) fetch_timeout_ms: Option<u64>,
     pub(crate) fetch_soft_timeout_ms: Option<u64>,
+    /// `refresh_ahead = true`: where it is written (errors about the service's `Clone` point
+    /// there), and the draw's β.
+    pub(crate) refresh: Option<(Span, f64)>,
     /// The cache's name; `None` for the method's name.
     pub(crate) name: Option<String>,
     /// The codec type, `None` for the default (`MsgPack`).
@@ -109,6 +112,21 @@ pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Settings<'a> 
         .jitter
         .as_ref()
         .and_then(|lit| errors.check(fraction(lit)));
+    let beta = args
+        .refresh_beta
+        .as_ref()
+        .and_then(|lit| errors.check(beta(lit)));
+    let refresh = match (&args.refresh_ahead, &args.refresh_beta) {
+        (Some(on), _) if on.value() => Some((on.span(), beta.unwrap_or(1.0))),
+        (_, Some(lit)) => {
+            errors.push(syn::Error::new(
+                lit.span(),
+                "`refresh_beta` tunes refresh-ahead: add `refresh_ahead = true`",
+            ));
+            None
+        }
+        _ => None,
+    };
     let krate = args.krate.as_ref().and_then(|lit| {
         errors.check(lit.parse::<Path>().map_err(|_| {
             syn::Error::new(
@@ -138,6 +156,7 @@ pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Settings<'a> 
         stale_retry_ms,
         fetch_timeout_ms,
         fetch_soft_timeout_ms,
+        refresh,
         name,
         codec: args.codec.as_ref(),
     }
@@ -179,6 +198,36 @@ const MAX_TTL_MS: u64 = 100 * 365 * 24 * 60 * 60 * 1000;
 const MAX_TIMEOUT_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 
 /// The `jitter` fraction.
+/// The β of `refresh_beta`: a float literal above 0.0, at most 100.0.
+fn beta(lit: &Lit) -> syn::Result<f64> {
+    let value = match lit {
+        Lit::Float(float) => float.base10_parse::<f64>()?,
+        Lit::Int(int) => {
+            return Err(syn::Error::new(
+                int.span(),
+                format!(
+                    "`refresh_beta` expects a float literal, write `{}.0`",
+                    int.base10_digits()
+                ),
+            ))
+        }
+        _ => {
+            return Err(syn::Error::new(
+                lit.span(),
+                "`refresh_beta` expects a float above `0.0`, such as `1.0`",
+            ))
+        }
+    };
+    if !(value > 0.0 && value <= 100.0) {
+        return Err(syn::Error::new(
+            lit.span(),
+            "`refresh_beta` must be above `0.0` and at most `100.0`: `1.0` is the optimum, above \
+             refreshes earlier, below later",
+        ));
+    }
+    Ok(value)
+}
+
 fn fraction(lit: &Lit) -> syn::Result<f64> {
     let value = match lit {
         Lit::Float(float) => float.base10_parse::<f64>()?,

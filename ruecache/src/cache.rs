@@ -235,6 +235,12 @@ impl<Id, T, C> Cache<Id, T, C> {
         self.spec.stats.snapshot()
     }
 
+    /// This cache, refreshing ahead of expiry with `start` (the attribute's `refresh_ahead`).
+    pub(crate) fn with_refresh(mut self, start: Starter<Id, T>) -> Self {
+        self.refresh = Some(start);
+        self
+    }
+
     /// The β of the refresh-ahead draw, if this cache can refresh ahead of expiry.
     pub(crate) fn refresh_beta(&self) -> Option<f64> {
         self.refresh.as_ref().and(self.spec.options.refresh_beta)

@@ -165,6 +165,11 @@ impl At {
         S::SHAPE
     }
 
+    /// Checks that the service can be cloned into background refreshes (`refresh_ahead`).
+    pub const fn service<S: OwnedService<M>, M>() -> ServiceChecked<S, M> {
+        ServiceChecked(PhantomData)
+    }
+
     /// Checks the id type, at the ids type. Both the companion and the method call it, written
     /// and located the same, so that the compiler shows a failure once.
     pub const fn id<Id: CacheId<M>, M>() -> IdChecked<Id, M> {
@@ -403,6 +408,167 @@ where
         })
         .await
         .map_err(|failed| failed.into_error(from_error))
+}
+
+/// Refresh-ahead for a method returning `Self` and taking `P` (`refresh_ahead = true`): the
+/// method's cache, given a fetch that owns a clone of the service, so that it can refresh ids in
+/// the background after the call that drew them returned.
+pub trait Refresh<P>: Sized {
+    /// The id type.
+    type Id;
+    /// The cached value type.
+    type Value;
+
+    /// `cache`, refreshing with `fetch` (the method's body, on a clone of the service).
+    fn refreshing<C, F, Fut>(
+        cache: Cache<Self::Id, Self::Value, C>,
+        fetch: F,
+    ) -> Cache<Self::Id, Self::Value, C>
+    where
+        F: Fn(P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Self> + Send + 'static;
+}
+
+/// What `refresh_ahead = true` needs of the service: its body runs on a clone, in a task of its
+/// own. Checked by [`At::service`], as the id and the value are (see [`Met`]), so that a service
+/// that is not `Clone` is reported once, with this message.
+#[diagnostic::on_unimplemented(
+    message = "`refresh_ahead = true` runs the method's body on a clone of the service, so `{Self}` must be `Clone + Send + Sync + 'static`",
+    label = "the body of a refresh runs on a clone of `{Self}`",
+    note = "derive `Clone` for the service: one holding a connection pool or `Arc`s is cheap to clone"
+)]
+pub trait OwnedService<M> {}
+impl<S: Clone + Send + Sync + 'static> OwnedService<Met> for S {}
+impl<S: Unsatisfiable> OwnedService<Unmet> for S {}
+
+/// The outcome of the service's check: `M` is [`Met`] once the compiler has found that `S`
+/// meets [`OwnedService`], and stays unknown when it does not.
+pub struct ServiceChecked<S, M>(PhantomData<fn(S) -> M>);
+
+impl<S, M> fmt::Debug for ServiceChecked<S, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServiceChecked")
+    }
+}
+
+/// Clones of a service that passed its check, for the background refreshes. Implemented for
+/// [`Met`] only: called as `<_ as Owned<_>>::owned`, `Self` being the check's outcome, so a
+/// failed check is not reported a second time here.
+pub trait Owned<S>: Sized {
+    /// A maker of owned clones of `service`.
+    fn owned(service: &S, checked: ServiceChecked<S, Self>) -> Box<dyn Fn() -> S + Send + Sync>;
+}
+
+impl<S: Clone + Send + Sync + 'static> Owned<S> for Met {
+    fn owned(service: &S, _: ServiceChecked<S, Self>) -> Box<dyn Fn() -> S + Send + Sync> {
+        let service = service.clone();
+        Box::new(move || service.clone())
+    }
+}
+
+/// The batch forms' [`Refresh`]: the ids handed over as the method's parameter type.
+fn refreshing_batch<P, Id, T, M, E, C, F, Fut>(cache: Cache<Id, T, C>, fetch: F) -> Cache<Id, T, C>
+where
+    P: IdList<Id>,
+    Id: Eq + Hash + Clone + Send + Sync + 'static,
+    T: Send + 'static,
+    M: IntoIterator<Item = (Id, T)>,
+    E: Display,
+    F: Fn(P) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<M, E>> + Send + 'static,
+{
+    cache.with_refresh(crate::fill::refresh::starter(move |ids| {
+        fetch(P::from_ids(ids))
+    }))
+}
+
+impl<P, K, V, E, H> Refresh<P> for Result<HashMap<K, V, H>, E>
+where
+    P: IdList<K>,
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Send + 'static,
+    E: Display,
+    H: BuildHasher + Default,
+{
+    type Id = K;
+    type Value = V;
+
+    fn refreshing<C, F, Fut>(cache: Cache<K, V, C>, fetch: F) -> Cache<K, V, C>
+    where
+        F: Fn(P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Self> + Send + 'static,
+    {
+        refreshing_batch(cache, fetch)
+    }
+}
+
+impl<P, K, V, E> Refresh<P> for Result<BTreeMap<K, V>, E>
+where
+    P: IdList<K>,
+    K: Ord + Eq + Hash + Clone + Send + Sync + 'static,
+    V: Send + 'static,
+    E: Display,
+{
+    type Id = K;
+    type Value = V;
+
+    fn refreshing<C, F, Fut>(cache: Cache<K, V, C>, fetch: F) -> Cache<K, V, C>
+    where
+        F: Fn(P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Self> + Send + 'static,
+    {
+        refreshing_batch(cache, fetch)
+    }
+}
+
+impl<P, K, V, E> Refresh<P> for Result<Vec<(K, V)>, E>
+where
+    P: IdList<K>,
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Send + 'static,
+    E: Display,
+{
+    type Id = K;
+    type Value = V;
+
+    fn refreshing<C, F, Fut>(cache: Cache<K, V, C>, fetch: F) -> Cache<K, V, C>
+    where
+        F: Fn(P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Self> + Send + 'static,
+    {
+        refreshing_batch(cache, fetch)
+    }
+}
+
+impl<Id, T, E> Refresh<Id> for Result<Option<T>, E>
+where
+    Id: Eq + Hash + Clone + Send + Sync + 'static,
+    T: Send + 'static,
+    E: Display + Send,
+{
+    type Id = Id;
+    type Value = T;
+
+    fn refreshing<C, F, Fut>(cache: Cache<Id, T, C>, fetch: F) -> Cache<Id, T, C>
+    where
+        F: Fn(Id) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Self> + Send + 'static,
+    {
+        // One call of the method per id due, one after the other.
+        let fetch = std::sync::Arc::new(fetch);
+        cache.with_refresh(crate::fill::refresh::starter(move |ids: Vec<Id>| {
+            let fetch = std::sync::Arc::clone(&fetch);
+            async move {
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(value) = fetch(id.clone()).await? {
+                        out.push((id, value));
+                    }
+                }
+                Ok::<_, E>(out)
+            }
+        }))
+    }
 }
 
 /// The fetch's own error or the cache's, kept apart so that only the cache's needs converting
