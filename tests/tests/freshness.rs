@@ -332,19 +332,30 @@ async fn a_failed_refresh_keeps_the_value_and_waits(t: Target) {
     assert_eq!(cache.get(1).await.unwrap(), Lookup::Found(old));
 }
 
-/// Steady reads from three connections (each its own liveness id, as three processes) of ids
-/// with a 1 s TTL and a 100 ms fetch: after the first fill no read misses, and each id is
-/// refreshed about once per TTL, by one of them.
-async fn refresh_ahead_keeps_hot_ids_from_expiring(t: Target) {
+/// What [`steady_reads`] measured.
+struct Steady {
+    reads: usize,
+    misses: u64,
+    refreshes: u64,
+    /// Of the refresh fetch, as it counted them.
+    refreshed: usize,
+    p99: Duration,
+    max: Duration,
+}
+
+/// Steady reads for 4 s from three connections (each its own liveness id, as three processes)
+/// of 5 ids with a 1 s TTL and a 100 ms fetch, after a first fill.
+async fn steady_reads(t: Target, refresh_ahead: bool) -> Steady {
     let ns = t.ns();
     let refreshed = Arc::new(AtomicUsize::new(0));
     let mut caches = Vec::new();
     for _ in 0..3 {
         let refreshed = Arc::clone(&refreshed);
-        let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&ns))
+        let mut builder = Cache::builder(t.connect().await, &template(&ns))
             .ttl(Duration::from_secs(1))
-            .jitter(0.0)
-            .refresh_ahead(move |ids: Vec<u64>| {
+            .jitter(0.0);
+        if refresh_ahead {
+            builder = builder.refresh_ahead(move |ids: Vec<u64>| {
                 let refreshed = Arc::clone(&refreshed);
                 async move {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -355,9 +366,9 @@ async fn refresh_ahead_keeps_hot_ids_from_expiring(t: Target) {
                             .collect::<Vec<_>>(),
                     )
                 }
-            })
-            .build()
-            .unwrap();
+            });
+        }
+        let cache: Cache<u64, String> = builder.build().unwrap();
         caches.push(cache);
     }
     let ids: Vec<u64> = (1..=5).collect();
@@ -397,31 +408,57 @@ async fn refresh_ahead_keeps_hot_ids_from_expiring(t: Target) {
         .flatten()
         .collect();
     latencies.sort_unstable();
-    let p99 = latencies[latencies.len() * 99 / 100];
-    let max = latencies[latencies.len() - 1];
     for cache in &caches {
         cache.connection().settle().await;
     }
-    let misses: u64 = caches
-        .iter()
-        .zip(&before)
-        .map(|(c, b)| c.stats().misses - b.misses)
-        .sum();
-    let refreshes: u64 = caches
-        .iter()
-        .zip(&before)
-        .map(|(c, b)| c.stats().refreshes - b.refreshes)
-        .sum();
-    let per_id_per_ttl = refreshes as f64 / ids.len() as f64 / run.as_secs_f64();
-    println!(
-        "[{t:?}] 3 connections, {} reads of {} ids over {run:?} (TTL 1 s, fetch 100 ms): \
-         misses {misses}, refreshes {refreshes} ({per_id_per_ttl:.2} per id per TTL), \
-         read p99 {p99:?}, max {max:?}",
-        latencies.len(),
-        ids.len()
+    let sum = |stat: fn(&ruecache::Stats) -> u64| -> u64 {
+        caches
+            .iter()
+            .zip(&before)
+            .map(|(c, b)| stat(&c.stats()) - stat(b))
+            .sum()
+    };
+    Steady {
+        reads: latencies.len(),
+        misses: sum(|s| s.misses),
+        refreshes: sum(|s| s.refreshes),
+        refreshed: refreshed.load(SeqCst),
+        p99: latencies[latencies.len() * 99 / 100],
+        max: latencies[latencies.len() - 1],
+    }
+}
+
+/// Steady reads of hot ids with a 1 s TTL and a 100 ms fetch, from three connections: with
+/// refresh-ahead no read misses after the first fill (without it, every expiry stalls readers
+/// for a fetch), and each id is refreshed about once per TTL, by one of them.
+async fn refresh_ahead_keeps_hot_ids_from_expiring(t: Target) {
+    let plain = steady_reads(t, false).await;
+    let ahead = steady_reads(t, true).await;
+    for (side, s) in [
+        ("without refresh-ahead", &plain),
+        ("with refresh-ahead", &ahead),
+    ] {
+        println!(
+            "[{t:?}] {side}: 3 connections, {} reads of 5 ids over 4 s (TTL 1 s, fetch 100 ms): \
+             misses {}, refreshes {} ({:.2} per id per TTL), read p99 {:?}, max {:?}",
+            s.reads,
+            s.misses,
+            s.refreshes,
+            s.refreshes as f64 / 5.0 / 4.0,
+            s.p99,
+            s.max
+        );
+    }
+    assert!(
+        plain.misses > 0,
+        "without refresh-ahead the ids expire and are missed"
     );
-    assert_eq!(misses, 0, "no read waited for a fetch after the first fill");
-    assert_eq!(refreshes as usize, refreshed.load(SeqCst));
+    assert_eq!(
+        ahead.misses, 0,
+        "no read waited for a fetch after the first fill"
+    );
+    assert_eq!(ahead.refreshes as usize, ahead.refreshed);
+    let per_id_per_ttl = ahead.refreshes as f64 / 5.0 / 4.0;
     assert!(
         (0.5..=2.0).contains(&per_id_per_ttl),
         "about one refresh per id per TTL, fleet-wide: {per_id_per_ttl:.2}"
