@@ -1076,7 +1076,10 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// `fetch` is called from a task of its own, so it owns what it uses (clone a pool or an
     /// `Arc` into it); it is the same kind of fetch as the one given to
     /// [`Cache::get_and_fill`], and its errors are logged. Values then record their expiry and
-    /// fetch time: 12 bytes more per value. Needs a [`ttl`](Self::ttl).
+    /// fetch time: 12 bytes more per value. Values written without them (by a cache without
+    /// refresh-ahead or [`stale_for`](Self::stale_for), such as a process not yet upgraded to
+    /// this setting) are not drawn: they expire as before, and their refill records them. Needs
+    /// a [`ttl`](Self::ttl).
     ///
     /// # Examples
     ///
