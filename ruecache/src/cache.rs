@@ -1214,9 +1214,12 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     }
 
     /// The fetch's soft timeout (default none), for the refill of a [stale value](Self::stale_for):
-    /// past it the stale value is served, the fetch dropped, and the next refill held off for
-    /// [`stale_retry`](Self::stale_retry). A fill without a stale value waits for its fetch up to
-    /// the [hard timeout](Self::fetch_timeout). Must be shorter than the hard timeout.
+    /// past it the stale value is served and the call's fetch dropped (it borrows the call). A
+    /// cache that [refreshes ahead](Self::refresh_ahead) has a fetch of its own: the refill goes
+    /// on with it in the background, under the same refresh lease, and commits; otherwise the
+    /// next refill is held off for [`stale_retry`](Self::stale_retry). A fill without a stale
+    /// value waits for its fetch up to the [hard timeout](Self::fetch_timeout). Must be shorter
+    /// than the hard timeout.
     ///
     /// # Examples
     ///

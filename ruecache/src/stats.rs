@@ -67,9 +67,11 @@ pub struct Stats {
     /// Ids written through by [`Cache::set`](crate::Cache::set) and
     /// [`Cache::set_many`](crate::Cache::set_many) (distinct ids per call).
     pub sets: u64,
-    /// Ids refreshed ahead of their expiry: fetched in the background after a read drew them
-    /// (see [`CacheBuilder::refresh_ahead`](crate::CacheBuilder::refresh_ahead)). Only the
-    /// refreshes this process took the id's refresh lease for: one per id fleet-wide at a time.
+    /// Ids refreshed in the background with the
+    /// [refresh fetch](crate::CacheBuilder::refresh_ahead): ahead of their expiry after a read
+    /// drew them, or after a refill of a stale value passed its
+    /// [soft timeout](crate::CacheBuilder::fetch_soft_timeout). Only the refreshes this process
+    /// took the id's refresh lease for: one per id fleet-wide at a time.
     pub refreshes: u64,
     /// Ids answered with a value past its TTL (see
     /// [`CacheBuilder::stale_for`](crate::CacheBuilder::stale_for)): its refill failed or timed

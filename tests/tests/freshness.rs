@@ -514,6 +514,56 @@ async fn a_refill_past_its_soft_timeout_serves_the_stale_value(t: Target) {
     assert_eq!(cache.stats().stale_served, 2);
 }
 
+/// Past the soft timeout, a cache that refreshes ahead of expiry goes on with the refill in the
+/// background, with its own fetch and under the same refresh lease, and commits it.
+async fn a_refill_past_its_soft_timeout_goes_on_in_the_background(t: Target) {
+    let source = Flaky::default();
+    let mut gate = Gate::default();
+    let handle = gate.handle();
+    let refresher = source.clone();
+    let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&t.ns()))
+        .jitter(0.0)
+        .stale_for(Duration::from_secs(60))
+        .fetch_soft_timeout(Duration::from_millis(100))
+        .refresh_ahead(move |ids: Vec<u64>| {
+            let (source, gate) = (refresher.clone(), handle.clone());
+            async move {
+                gate.pause(&ids).await;
+                source.fetch(ids).await.map_err(|e| format!("{e:?}"))
+            }
+        })
+        .build()
+        .unwrap();
+    let conn = cache.connection();
+    let key = cache.data_key(&1).unwrap();
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    let old = source.value(1);
+    source.version.store(1, SeqCst);
+    set_timing(conn, &key, -1, 5).await;
+    let got: HashMap<u64, String> = cache
+        .get_and_fill([1], |_| {
+            std::future::pending::<Result<Vec<(u64, String)>, Failure>>()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got[&1], old, "the stale value, at the soft timeout");
+    let (ids, release) = gate.paused().await;
+    assert_eq!(ids, vec![1], "the refill goes on with the refresh fetch");
+    assert_eq!(
+        kind(conn, &key).await,
+        b'R',
+        "under the refill's refresh lease"
+    );
+    release.send(()).unwrap();
+    conn.settle().await;
+    assert_eq!(cache.get(1).await.unwrap(), Lookup::Found(source.value(1)));
+    let stats = cache.stats();
+    assert_eq!((stats.stale_served, stats.refreshes), (1, 1), "{stats:?}");
+}
+
 /// Settings of refresh-ahead, stale values and fetch timeouts are checked when the cache is
 /// built.
 async fn freshness_settings_are_checked(t: Target) {
@@ -555,5 +605,6 @@ both!(
     refresh_ahead_keeps_hot_ids_from_expiring,
     a_fetch_past_its_timeout_fails_and_releases,
     a_refill_past_its_soft_timeout_serves_the_stale_value,
+    a_refill_past_its_soft_timeout_goes_on_in_the_background,
     freshness_settings_are_checked,
 );

@@ -65,6 +65,9 @@ pub(crate) struct Job<Id, T> {
     pub(crate) spec: Shared<Spec>,
     pub(crate) codec: Arc<dyn Codec<T>>,
     pub(super) due: Vec<Aged<Id, ()>>,
+    /// The refresh leases of `due`, already taken (a refill past its soft timeout hands its
+    /// ids over); `None`: take them first.
+    pub(super) held: Option<(Token, Lease)>,
 }
 
 /// The [`Starter`] of a user's refresh fetch.
@@ -304,7 +307,38 @@ where
                 .map_err(E::from);
         }
         Fetched::Done(Err(_)) => "the fetch failed".to_owned(),
-        Fetched::SoftTimeout(after) => format!("the fetch passed its soft timeout {after:?}"),
+        Fetched::SoftTimeout(after) => {
+            // The fetch borrowed this call and is gone with it; a cache that refreshes ahead has
+            // a fetch of its own, which goes on in the background under the same leases.
+            if let Some(start) = &cache.refresh {
+                let due = mine
+                    .iter()
+                    .map(|s| Aged {
+                        id: s.id.clone(),
+                        key: s.key.clone(),
+                        seen: Vec::new(),
+                        value: (),
+                    })
+                    .collect();
+                start(Job {
+                    conn: cache.conn.clone(),
+                    spec: cache.spec.clone(),
+                    codec: cache.codec.clone(),
+                    due,
+                    held: Some((token, lease)),
+                });
+                served_stale(
+                    cache,
+                    mine.len(),
+                    &format!(
+                        "the fetch passed its soft timeout {after:?}; refilling in the background"
+                    ),
+                );
+                out.extend(mine.into_iter().map(|s| (s.id, s.value)));
+                return Ok(());
+            }
+            format!("the fetch passed its soft timeout {after:?}")
+        }
         Fetched::Timeout(after) => format!("the fetch passed its timeout {after:?}"),
     };
     throttle(&cache.conn, options, token, lease, &keys).await;
@@ -323,6 +357,7 @@ pub(super) fn spawn_refresh<Id, T, C: Codec<T>>(cache: &Cache<Id, T, C>, due: Ve
             spec: cache.spec.clone(),
             codec: cache.codec.clone(),
             due,
+            held: None,
         });
     }
 }
@@ -339,18 +374,25 @@ where
         spec,
         codec,
         due,
+        held,
     } = job;
     let options = &spec.options;
-    let token = Token::new(&conn);
-    let lease = token.refresh_lease(options.lock_ttl);
-    let deadline = Instant::now() + options.timeout;
-    let ids = due.iter().map(|d| (d.key.as_str(), d.seen.as_slice()));
-    let taken = within(deadline, options.timeout, take(&conn, lease, ids)).await?;
-    let mine: Vec<Aged<Id, ()>> = due
-        .into_iter()
-        .zip(taken)
-        .filter_map(|(d, taken)| matches!(taken, Taken::Yes).then_some(d))
-        .collect();
+    let (token, lease, mine) = match held {
+        Some((token, lease)) => (token, lease, due),
+        None => {
+            let token = Token::new(&conn);
+            let lease = token.refresh_lease(options.lock_ttl);
+            let deadline = Instant::now() + options.timeout;
+            let ids = due.iter().map(|d| (d.key.as_str(), d.seen.as_slice()));
+            let taken = within(deadline, options.timeout, take(&conn, lease, ids)).await?;
+            let mine: Vec<Aged<Id, ()>> = due
+                .into_iter()
+                .zip(taken)
+                .filter_map(|(d, taken)| matches!(taken, Taken::Yes).then_some(d))
+                .collect();
+            (token, lease, mine)
+        }
+    };
     if mine.is_empty() {
         return Ok(());
     }
