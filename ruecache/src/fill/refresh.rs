@@ -216,7 +216,8 @@ async fn throttle(conn: &Connection, options: &Options, token: Token, lease: Lea
     }
 }
 
-/// Counts and logs stale values served.
+/// Counts and logs stale values served because their refill failed: a warning, once per
+/// failed refill (the retry period spaces them out).
 fn served_stale<Id, T>(cache: &Cache<Id, T, impl Sized>, n: usize, why: &dyn Display) {
     if n > 0 {
         cache.spec.stats.add(Stat::StaleServed, n);
@@ -271,7 +272,11 @@ where
             },
         }
     }
-    served_stale(cache, held, &"another caller refills them");
+    if held > 0 {
+        // Another caller refills them, or failed to lately (and said so).
+        stats.add(Stat::StaleServed, held);
+        debug!(ids = held, "serving values past their TTL while another caller refills them");
+    }
     if mine.is_empty() {
         return Ok(());
     }
