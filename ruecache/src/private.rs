@@ -6,7 +6,8 @@ use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 
 pub use crate::{
-    Cache, Codec, Connection, Error, HasConnection, KeyTemplate, MsgPack, Options, Raw, Spec,
+    Cache, Codec, Connection, Error, HasConnection, IdList, KeyTemplate, MsgPack, Options, Raw,
+    Spec,
 };
 pub use core::future::Future;
 
@@ -94,30 +95,6 @@ pub struct Checked<Id, T, C, W>(PhantomData<fn(Id, T, C) -> W>);
 impl<Id, T, C, W> fmt::Debug for Checked<Id, T, C, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Checked")
-    }
-}
-
-/// The ids parameter of a batch method: `Vec<Id>` (or an alias of it), `Id` being the map's key
-/// type. The id is a parameter of the trait, not an associated type, so that ids of another type
-/// than the keys are reported with this message too.
-#[diagnostic::on_unimplemented(
-    message = "the ids parameter of a batch `#[cached_batch]` method must be a `Vec` of the map's key type `{Id}`, not `{Self}`",
-    label = "expected `Vec<{Id}>`",
-    note = "the ids and the keys of the returned map are the same type: a batch method takes `ids: Vec<Id>` and returns `Result<HashMap<Id, T>, E>`; a single-item method takes `id: Id` and returns `Result<Option<T>, E>`"
-)]
-pub trait IdList<Id>: Sized {
-    /// The ids to look up.
-    fn into_ids(self) -> Vec<Id>;
-    /// The missing ids, handed to the method's body.
-    fn from_ids(ids: Vec<Id>) -> Self;
-}
-
-impl<Id> IdList<Id> for Vec<Id> {
-    fn into_ids(self) -> Self {
-        self
-    }
-    fn from_ids(ids: Self) -> Self {
-        ids
     }
 }
 
