@@ -69,17 +69,13 @@ async fn dropped_after_fetch_returned_still_commits(t: Target) {
 async fn dropped_during_fetch_releases_locks(t: Target) {
     let cache = support::cache(t.connect().await, &t.ns());
     let mut gate = Gate::default();
-    let handle = gate.handle();
+    let fetch = gate
+        .handle()
+        .then(|_| async { Ok::<_, TestError>(Vec::<(u64, String)>::new()) });
     let c = cache.clone();
     let task = tokio::spawn(async move {
-        c.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], |ids| {
-            let handle = handle.clone();
-            async move {
-                handle.pause(&ids).await;
-                Ok::<_, TestError>(Vec::<(u64, String)>::new())
-            }
-        })
-        .await
+        c.get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([1, 2], fetch)
+            .await
     });
     let (_, _release) = gate.paused().await; // the fetch is running and holds both leases
     let key = cache.data_key(&1).unwrap();

@@ -46,17 +46,9 @@ async fn served_from_the_source_while_redis_is_down_then_cached_again() {
     let waits = cache.stats().flight_waits;
     let mut tasks = Vec::new();
     for _ in 0..10 {
-        let (cache, handle, fetches) = (cache.clone(), gate.handle(), fetches.clone());
+        let (cache, fetch) = (cache.clone(), fetches.gated(&gate.handle()));
         tasks.push(tokio::spawn(async move {
-            cache
-                .get_and_fill::<_, Map, _, _, _, _>([5], |ids| {
-                    let (handle, fetches) = (handle.clone(), fetches.clone());
-                    async move {
-                        handle.pause(&ids).await;
-                        fetches.fetch(ids).await
-                    }
-                })
-                .await
+            cache.get_and_fill::<_, Map, _, _, _, _>([5], fetch).await
         }));
     }
     let (_, release) = gate.paused().await;

@@ -95,18 +95,11 @@ async fn killed_server_gives_typed_errors_then_recovers() {
 
     // Killed mid-fetch: the commit cannot reach Redis.
     let mut gate = Gate::default();
-    let handle = gate.handle();
     let task = {
-        let plain = plain.clone();
+        let (plain, fetch) = (plain.clone(), gate.handle().then(fetch));
         tokio::spawn(async move {
             plain
-                .get_and_fill::<_, HashMap<_, _>, _, _, _, _>([10, 11], |ids| {
-                    let handle = handle.clone();
-                    async move {
-                        handle.pause(&ids).await;
-                        fetch(ids).await
-                    }
-                })
+                .get_and_fill::<_, HashMap<_, _>, _, _, _, _>([10, 11], fetch)
                 .await
         })
     };

@@ -185,17 +185,26 @@ fn refill_paused(
     answer: String,
 ) -> tokio::task::JoinHandle<HashMap<u64, String>> {
     let cache = cache.clone();
-    tokio::spawn(async move {
-        cache
-            .get_and_fill([1], |ids| {
-                let (gate, answer) = (gate.clone(), answer.clone());
-                async move {
-                    gate.pause(&ids).await;
-                    Ok::<_, TestError>(HashMap::from([(1, answer)]))
-                }
-            })
-            .await
-            .unwrap()
+    let fetch = gate.then(move |_| {
+        let answer = answer.clone();
+        async move { Ok::<_, TestError>(HashMap::from([(1, answer)])) }
+    });
+    tokio::spawn(async move { cache.get_and_fill([1], fetch).await.unwrap() })
+}
+
+/// A refresh fetch that pauses at `gate`, then answers `source`'s values.
+fn refresh_through(
+    gate: &GateHandle,
+    source: &Flaky,
+) -> impl Fn(Vec<u64>) -> support::Gated<Result<HashMap<u64, String>, String>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    let source = source.clone();
+    gate.then(move |ids| {
+        let source = source.clone();
+        async move { source.fetch(ids).await.map_err(|e| format!("{e:?}")) }
     })
 }
 
@@ -207,16 +216,9 @@ fn refreshing_cache(
     source: &Flaky,
     gate: GateHandle,
 ) -> Cache<u64, String> {
-    let source = source.clone();
     Cache::builder(conn, &template(ns))
         .jitter(0.0)
-        .refresh_ahead(move |ids: Vec<u64>| {
-            let (source, gate) = (source.clone(), gate.clone());
-            async move {
-                gate.pause(&ids).await;
-                source.fetch(ids).await.map_err(|e| format!("{e:?}"))
-            }
-        })
+        .refresh_ahead(refresh_through(&gate, source))
         .build()
         .expect("valid config")
 }
@@ -525,18 +527,11 @@ async fn a_refill_past_its_soft_timeout_goes_on_in_the_background(t: Target) {
     let source = Flaky::default();
     let mut gate = Gate::default();
     let handle = gate.handle();
-    let refresher = source.clone();
     let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&t.ns()))
         .jitter(0.0)
         .stale_for(Duration::from_secs(60))
         .fetch_soft_timeout(Duration::from_millis(100))
-        .refresh_ahead(move |ids: Vec<u64>| {
-            let (source, gate) = (refresher.clone(), handle.clone());
-            async move {
-                gate.pause(&ids).await;
-                source.fetch(ids).await.map_err(|e| format!("{e:?}"))
-            }
-        })
+        .refresh_ahead(refresh_through(&handle, &source))
         .build()
         .unwrap();
     let conn = cache.connection();

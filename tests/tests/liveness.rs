@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ruecache::Cache;
 use ruecache_tests::{both, Target};
-use support::{template, value, Gate, Source, TestError};
+use support::{template, value, Gate, Source};
 
 type Map = HashMap<u64, String>;
 
@@ -105,18 +105,8 @@ async fn locks_of_a_live_holder_are_never_taken_over(t: Target) {
     let source = Source::default();
     let mut gate = Gate::default();
     let held = tokio::spawn({
-        let (holder, handle, source) = (holder.clone(), gate.handle(), source.clone());
-        async move {
-            holder
-                .get_and_fill::<_, Map, _, _, _, _>([1], |ids| {
-                    let (handle, source) = (handle.clone(), source.clone());
-                    async move {
-                        handle.pause(&ids).await;
-                        source.fetch(ids).await
-                    }
-                })
-                .await
-        }
+        let (holder, fetch) = (holder.clone(), source.gated(&gate.handle()));
+        async move { holder.get_and_fill::<_, Map, _, _, _, _>([1], fetch).await }
     });
     let (_, release) = gate.paused().await;
     let waiting = tokio::spawn({
@@ -159,18 +149,11 @@ async fn without_liveness_locks_are_waited_out(t: Target) {
         .unwrap();
     let mut gate = Gate::default();
     let held = tokio::spawn({
-        let (holder, handle) = (holder.clone(), gate.handle());
-        async move {
-            holder
-                .get_and_fill::<_, Map, _, _, _, _>([1], |ids| {
-                    let handle = handle.clone();
-                    async move {
-                        handle.pause(&ids).await;
-                        Err::<Map, _>(TestError::Source("never answers in time"))
-                    }
-                })
-                .await
-        }
+        let (holder, fetch) = (
+            holder.clone(),
+            gate.handle().then_fail::<Map>("never answers in time"),
+        );
+        async move { holder.get_and_fill::<_, Map, _, _, _, _>([1], fetch).await }
     });
     let (_, _release) = gate.paused().await;
     let source = Source::default();

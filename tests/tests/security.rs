@@ -306,16 +306,10 @@ async fn waiter_is_woken(holder_conn: Connection, waiter_conn: Connection) {
         .unwrap();
     let mut gate = support::Gate::default();
     let held = tokio::spawn({
-        let (holder, handle) = (holder.clone(), gate.handle());
+        let (holder, fetch) = (holder.clone(), Source::default().gated(&gate.handle()));
         async move {
             holder
-                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([WAITED], |ids| {
-                    let handle = handle.clone();
-                    async move {
-                        handle.pause(&ids).await;
-                        Source::default().fetch(ids).await
-                    }
-                })
+                .get_and_fill::<_, HashMap<u64, String>, _, _, _, _>([WAITED], fetch)
                 .await
         }
     });

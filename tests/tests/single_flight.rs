@@ -22,16 +22,7 @@ type Fetch = Pin<Box<dyn Future<Output = Result<Map, TestError>> + Send>>;
 
 /// A fetch held in `gate` before it answers from `source`.
 fn gated(gate: &Gate, source: &Source) -> impl FnMut(Vec<u64>) -> Fetch {
-    let handle = gate.handle();
-    let source = source.clone();
-    move |ids| {
-        let handle = handle.clone();
-        let source = source.clone();
-        Box::pin(async move {
-            handle.pause(&ids).await;
-            source.fetch(ids).await
-        })
-    }
+    source.gated(&gate.handle())
 }
 
 fn expected(ids: impl IntoIterator<Item = u64>) -> Map {
@@ -255,16 +246,13 @@ async fn follower_fills_itself_when_the_leader_fails(t: Target) {
     let cache = support::cache(t.connect().await, &t.ns());
     let mut gate = Gate::default();
     let a = tokio::spawn({
-        let (cache, handle) = (cache.clone(), gate.handle());
+        let (cache, fetch) = (
+            cache.clone(),
+            gate.handle().then_fail::<Map>("database down"),
+        );
         async move {
             cache
-                .get_and_fill::<_, Map, _, _, _, _>([1, 2], |ids| {
-                    let handle = handle.clone();
-                    async move {
-                        handle.pause(&ids).await;
-                        Err::<Map, _>(TestError::Source("database down"))
-                    }
-                })
+                .get_and_fill::<_, Map, _, _, _, _>([1, 2], fetch)
                 .await
         }
     });

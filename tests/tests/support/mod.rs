@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +94,22 @@ impl Source {
         calls
     }
 
+    /// This source's fetch, paused at `gate` first (see [`GateHandle::then`]).
+    pub fn gated(
+        &self,
+        gate: &GateHandle,
+    ) -> impl Fn(Vec<u64>) -> Gated<Result<HashMap<u64, String>, TestError>>
+           + Clone
+           + Send
+           + Sync
+           + 'static {
+        let source = self.clone();
+        gate.then(move |ids| {
+            let source = source.clone();
+            async move { source.fetch(ids).await }
+        })
+    }
+
     /// How many times each id was fetched.
     pub fn counts(&self) -> HashMap<u64, usize> {
         let mut counts = HashMap::new();
@@ -130,7 +148,37 @@ impl Gate {
     }
 }
 
+/// The future of a gated fetch (see [`GateHandle::then`]).
+pub type Gated<R> = Pin<Box<dyn Future<Output = R> + Send>>;
+
 impl GateHandle {
+    /// A fetch that pauses at this gate, then answers what `answer` returns for its ids: the one
+    /// way the tests hold a fetch at an exact point.
+    pub fn then<R, Fut>(
+        &self,
+        answer: impl Fn(Vec<u64>) -> Fut + Clone + Send + Sync + 'static,
+    ) -> impl Fn(Vec<u64>) -> Gated<R> + Clone + Send + Sync + 'static
+    where
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        let handle = self.clone();
+        move |ids| {
+            let (handle, answer) = (handle.clone(), answer.clone());
+            Box::pin(async move {
+                handle.pause(&ids).await;
+                answer(ids).await
+            })
+        }
+    }
+
+    /// A fetch that pauses at this gate, then fails with `TestError::Source(message)`.
+    pub fn then_fail<T: Send + 'static>(
+        &self,
+        message: &'static str,
+    ) -> impl Fn(Vec<u64>) -> Gated<Result<T, TestError>> + Clone + Send + Sync + 'static {
+        self.then(move |_| async move { Err(TestError::Source(message)) })
+    }
+
     /// Called inside a fetch: announce, then wait for the release.
     pub async fn pause(&self, ids: &[u64]) {
         let (go, wait) = oneshot::channel();
@@ -264,23 +312,9 @@ pub async fn paused_fill(
     tokio::task::JoinHandle<HashMap<u64, String>>,
     tokio::sync::oneshot::Sender<()>,
 ) {
-    let handle: GateHandle = gate.handle();
+    let fetch = Source::default().gated(&gate.handle());
     let c = cache.clone();
-    let task = tokio::spawn(async move {
-        c.get_and_fill(ids, |ids| {
-            let handle = handle.clone();
-            async move {
-                handle.pause(&ids).await;
-                Ok::<_, TestError>(
-                    ids.into_iter()
-                        .map(|id| (id, value(id)))
-                        .collect::<Vec<_>>(),
-                )
-            }
-        })
-        .await
-        .unwrap()
-    });
+    let task = tokio::spawn(async move { c.get_and_fill(ids, fetch).await.unwrap() });
     let (_, release) = gate.paused().await;
     (task, release)
 }
