@@ -78,7 +78,7 @@ where
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let options = &cache.spec.options;
     let deadline = Instant::now() + options.timeout;
-    let values = within(deadline, options.timeout, get_many(&cache.conn, &keys)).await?;
+    let values = within(deadline, options.wait(), get_many(&cache.conn, &keys)).await?;
     let mut hits = 0;
     let found = ids
         .into_iter()
@@ -152,7 +152,7 @@ where
         );
     }
     let span = crate::stats::cache_span!(options.name, "set", ids = unique.len());
-    send_to_end(&cache.conn, calls, options.timeout, span, "write").await?;
+    send_to_end(&cache.conn, calls, options.wait(), span, "write").await?;
     cache.spec.stats.add(Stat::Sets, unique.len());
     Ok(())
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 /// }
 ///
 /// fn retryable(e: &AppError) -> bool {
-///     matches!(e, AppError::Cache(ruecache::Error::Redis(_) | ruecache::Error::Timeout(_)))
+///     matches!(e, AppError::Cache(ruecache::Error::Redis(_) | ruecache::Error::Timeout { .. }))
 /// }
 /// # assert!(!retryable(&AppError::Db("down".into())));
 /// ```
@@ -35,20 +35,32 @@ pub enum Error {
     /// some ids the whole time (a very slow fetch), or Redis did not answer. The call's own
     /// fetch is not under the timeout.
     #[error(
-        "timed out after {0:?} waiting for redis or for other callers to fill the cache; \
+        "{}timed out after {after:?} waiting for redis or for other callers to fill the cache; \
          raise the timeout with `CacheBuilder::timeout` if fetches take this long, \
-         or check that redis is reachable"
+         or check that redis is reachable",
+        named(*.cache)
     )]
-    Timeout(Duration),
+    Timeout {
+        /// The configured timeout.
+        after: Duration,
+        /// The cache's [name](crate::CacheBuilder::name), if it has one.
+        cache: Option<&'static str>,
+    },
 
     /// The fetch did not answer within the cache's
     /// [fetch timeout](crate::CacheBuilder::fetch_timeout), and there was no stale value to
     /// serve instead. The fetch was dropped and its leases released.
     #[error(
-        "the fetch did not answer within {0:?}; raise `CacheBuilder::fetch_timeout`, or keep \
-         stale values to serve meanwhile with `CacheBuilder::stale_for`"
+        "{}the fetch did not answer within {after:?}; raise `CacheBuilder::fetch_timeout`, or \
+         keep stale values to serve meanwhile with `CacheBuilder::stale_for`",
+        named(*.cache)
     )]
-    FetchTimeout(Duration),
+    FetchTimeout {
+        /// The configured fetch timeout.
+        after: Duration,
+        /// The cache's [name](crate::CacheBuilder::name), if it has one.
+        cache: Option<&'static str>,
+    },
 
     /// The cache configuration is invalid; the message names the setting and what it accepts.
     #[error("invalid cache configuration: {0}")]
@@ -123,13 +135,14 @@ impl Error {
     /// ```
     /// use std::time::Duration;
     ///
-    /// assert!(ruecache::Error::Timeout(Duration::from_secs(1)).is_unreachable());
+    /// let timeout = ruecache::Error::Timeout { after: Duration::from_secs(1), cache: None };
+    /// assert!(timeout.is_unreachable());
     /// assert!(!ruecache::Error::InvalidId.is_unreachable());
     /// ```
     pub fn is_unreachable(&self) -> bool {
         use redis::{ErrorKind, ServerErrorKind};
         match self {
-            Self::Timeout(_) => true,
+            Self::Timeout { .. } => true,
             Self::Redis(e) => {
                 e.is_io_error()
                     || e.is_connection_dropped()
@@ -149,4 +162,9 @@ impl Error {
             _ => false,
         }
     }
+}
+
+/// The start of the message of an error of a named cache: "cache `widgets`: ".
+fn named(cache: Option<&'static str>) -> String {
+    cache.map_or_else(String::new, |name| format!("cache `{name}`: "))
 }

@@ -117,7 +117,8 @@ where
         Err(Failure::Cache(e)) if e.is_unreachable() => {
             let probe_timeout = probe_timeout(cache.spec.options.timeout);
             let probes = probe_keys(cache, &ids);
-            if matches!(e, Error::Timeout(_)) && answers(&cache.conn, &probes, probe_timeout).await
+            if matches!(e, Error::Timeout { .. })
+                && answers(&cache.conn, &probes, probe_timeout).await
             {
                 // Redis answers: the call waited too long for other callers, not for Redis.
                 return Err(e.into());

@@ -270,9 +270,9 @@ where
         );
         timeout_at(deadline, join_all(landings))
             .await
-            .map_err(|_| Error::Timeout(options.timeout))?;
+            .map_err(|_| options.wait().timed_out())?;
         let keys: Vec<&str> = follow.iter().map(|p| p.key.as_str()).collect();
-        let values = within(deadline, options.timeout, get_many(&cache.conn, &keys)).await?;
+        let values = within(deadline, options.wait(), get_many(&cache.conn, &keys)).await?;
         drop(keys);
         pending = Vec::new();
         for (p, value) in follow.into_iter().zip(values) {
@@ -320,7 +320,7 @@ where
         // next fill tries again. A refusal (an ACL without the liveness keys) is an error.
         let liveness = cache.conn.liveness().ensure(&cache.conn);
         let bound = (Instant::now() + options.timeout / 4).min(deadline);
-        match within(bound, options.timeout / 4, liveness).await {
+        match within(bound, options.wait().bounded(options.timeout / 4), liveness).await {
             Ok(()) => {}
             Err(e) if e.is_unreachable() => {
                 debug!(error = %e, "could not reach the liveness key; filling without it");
@@ -336,11 +336,11 @@ where
         let mut taking = Taking {
             conn: &cache.conn,
             lease,
-            timeout: options.timeout,
+            wait: options.wait(),
             pending: &pending,
         };
         // On an error, or if the caller stops waiting, `taking` releases this round's leases.
-        let replies = within(deadline, options.timeout, prepare(cache, lease, &pending)).await?;
+        let replies = within(deadline, options.wait(), prepare(cache, lease, &pending)).await?;
         taking.disarm();
         drop(taking);
         let mut locked = Vec::new();
@@ -413,12 +413,7 @@ where
             continue;
         }
         let leases: Vec<&Held> = held.iter().flatten().collect();
-        let dead = match within(
-            deadline,
-            options.timeout,
-            wait::dead_holders(cache, &leases),
-        )
-        .await
+        let dead = match within(deadline, options.wait(), wait::dead_holders(cache, &leases)).await
         {
             Ok(dead) => dead,
             // Unknown (a holder's liveness key may be on a cluster node that is down): treated
@@ -444,7 +439,7 @@ where
             let watcher = interest.get_or_insert_with(|| notifier.interest());
             let channels: Vec<Vec<u8>> = pending.iter().map(|p| channel(&p.key)).collect();
             let watch = watcher.watch(channels.iter().map(Vec::as_slice));
-            match within(deadline, options.timeout, async { Ok(watch.await?) }).await {
+            match within(deadline, options.wait(), async { Ok(watch.await?) }).await {
                 Ok(fresh) => {
                     // A lease flagged before, with the subscription in place since: its
                     // release publishes to us already.
@@ -456,8 +451,7 @@ where
                         .collect();
                     if !unflagged.is_empty() {
                         let flagged =
-                            within(deadline, options.timeout, wait::flag(cache, &unflagged))
-                                .await?;
+                            within(deadline, options.wait(), wait::flag(cache, &unflagged)).await?;
                         if !flagged {
                             continue;
                         }
@@ -475,7 +469,7 @@ where
         let last_read = last_read(deadline, options);
         let now = Instant::now();
         if now >= last_read {
-            return Err(Error::Timeout(options.timeout).into());
+            return Err(options.wait().timed_out().into());
         }
         debug!(
             ids = pending.len(),

@@ -33,7 +33,7 @@ where
         );
     }
     let span = crate::stats::cache_span!(options.name, "invalidate", ids = keys.len());
-    send_to_end(&cache.conn, calls, options.timeout, span, "invalidation").await?;
+    send_to_end(&cache.conn, calls, options.wait(), span, "invalidation").await?;
     cache.spec.stats.add(Stat::Invalidations, keys.len());
     Ok(())
 }

@@ -278,6 +278,14 @@ impl Options {
         self.fetch_soft_timeout
     }
 
+    /// What the call's waits fail with: the timeout, and the cache's name.
+    pub(crate) fn wait(&self) -> Wait {
+        Wait {
+            after: self.timeout,
+            cache: self.name,
+        }
+    }
+
     /// Whether committed values record their [timing](crate::codec::Timing): needed by
     /// refresh-ahead and stale values.
     pub(crate) fn timed(&self) -> bool {
@@ -292,7 +300,12 @@ impl Options {
     /// Checks the settings; the error message names the setting, what it accepts and how to
     /// fix it.
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        self.check().map_err(|msg| Error::Config(msg.to_owned()))
+        self.check().map_err(|msg| {
+            Error::Config(match self.name {
+                Some(name) => format!("cache `{name}`: {msg}"),
+                None => msg.to_owned(),
+            })
+        })
     }
 
     /// The rules of [`validate`](Self::validate), in a `const fn`: the one place they are
@@ -522,6 +535,29 @@ impl Options {
         let base = ttl.as_millis() as f64;
         let factor = 1.0 + self.jitter * (2.0 * unit_hash(key) - 1.0);
         ((base * factor).round() as u64).max(1)
+    }
+}
+
+/// A wait bounded by a timeout, and what it fails with: [`Error::Timeout`] naming the timeout
+/// and the cache.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wait {
+    pub(crate) after: Duration,
+    pub(crate) cache: Option<&'static str>,
+}
+
+impl Wait {
+    /// The same wait, bounded by `after` instead.
+    pub(crate) fn bounded(self, after: Duration) -> Self {
+        Self { after, ..self }
+    }
+
+    /// The error of a wait that did not end in time.
+    pub(crate) fn timed_out(self) -> Error {
+        Error::Timeout {
+            after: self.after,
+            cache: self.cache,
+        }
     }
 }
 

@@ -262,18 +262,18 @@ pub(crate) async fn send(conn: &Connection, calls: Calls) -> Result<Vec<Value>, 
 pub(crate) async fn send_to_end(
     conn: &Connection,
     calls: Calls,
-    timeout: std::time::Duration,
+    wait: crate::options::Wait,
     span: tracing::Span,
     what: &str,
 ) -> Result<Vec<Value>, Error> {
     use tracing::Instrument as _;
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + wait.after;
     let conn = conn.clone();
     let background = std::sync::Arc::clone(conn.background());
     let task = tokio::spawn(
         background
             .track(async move {
-                crate::fill::deadline::within(deadline, timeout, send(&conn, calls)).await
+                crate::fill::deadline::within(deadline, wait, send(&conn, calls)).await
             })
             .instrument(span),
     );

@@ -467,8 +467,18 @@ async fn a_cache_error_reaches_the_caller_as_its_error_type(t: Target) {
     let lock = cache.keys(&41).unwrap().data;
     cmd::<()>(&s.redis, "SET", (&lock, support::unchecked_lease(4_000))).await;
     let got = s.get_hurried(vec![41]).await;
-    let expected = TestError::from(ruecache::Error::Timeout(Duration::from_millis(300)));
+    let expected = TestError::from(ruecache::Error::Timeout {
+        after: Duration::from_millis(300),
+        cache: Some("get_hurried"),
+    });
     assert_eq!(got, Err(expected));
+    let Err(TestError::Cache(message)) = got else {
+        unreachable!()
+    };
+    assert!(
+        message.starts_with("cache `get_hurried`: timed out after 300ms"),
+        "the message names the cache: {message}"
+    );
     assert!(s.calls().is_empty(), "the body did not run");
     cmd::<()>(&s.redis, "DEL", &lock).await;
     assert_eq!(s.get_hurried(vec![41]).await.unwrap()[&41], value(41));

@@ -51,7 +51,7 @@ async fn guarded<T>(what: &str, call: impl Future<Output = T>) -> T {
 fn connection_error<T: std::fmt::Debug>(what: &str, result: Result<T, Failure>) -> &'static str {
     match result {
         Err(Failure::Cache(ruecache::Error::Redis(_))) => "Redis",
-        Err(Failure::Cache(ruecache::Error::Timeout(_))) => "Timeout",
+        Err(Failure::Cache(ruecache::Error::Timeout { .. })) => "Timeout",
         other => panic!("{what}: expected a Redis or Timeout error, got {other:?}"),
     }
 }

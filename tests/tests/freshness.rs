@@ -457,7 +457,10 @@ async fn a_fetch_past_its_timeout_fails_and_releases(t: Target) {
         .unwrap_err();
     let Failure::Cache(err) = err;
     assert!(
-        matches!(err, Error::FetchTimeout(d) if d == Duration::from_millis(100)),
+        matches!(
+            err,
+            Error::FetchTimeout { after, cache: None } if after == Duration::from_millis(100)
+        ),
         "{err}"
     );
     assert!(
@@ -641,6 +644,11 @@ async fn freshness_settings_are_checked(t: Target) {
     )
     .contains("shorter than `fetch_timeout`"));
     assert!(refused(builder().stale_retry(Duration::ZERO)).contains("`stale_retry`"));
+    assert!(
+        refused(builder().name("widgets").stale_retry(Duration::ZERO))
+            .starts_with("cache `widgets`: `stale_retry`"),
+        "the message names the cache"
+    );
 }
 
 both!(

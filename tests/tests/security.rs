@@ -615,7 +615,7 @@ fn default_level_logs_no_keys_values_or_passwords() {
             .unwrap();
         let e: Result<HashMap<u64, String>, _> = cache.get_and_fill(vec![IDS[2]], fetch).await;
         let e = e.expect_err("the lock is never released");
-        assert!(matches!(e, ruecache::Error::Timeout(_)), "{e}");
+        assert!(matches!(e, ruecache::Error::Timeout { .. }), "{e}");
 
         server.admin_url()
     });

@@ -418,7 +418,10 @@ fn stale_reads(reads: &[ReadRecord], writes: &[WriteRecord]) -> Vec<String> {
 /// The errors a call may fail with while the server is down: Redis's own (the connection is
 /// gone or reconnecting) or the call's timeout. Anything else is a bug.
 fn is_outage(e: &ruecache::Error) -> bool {
-    matches!(e, ruecache::Error::Redis(_) | ruecache::Error::Timeout(_))
+    matches!(
+        e,
+        ruecache::Error::Redis(_) | ruecache::Error::Timeout { .. }
+    )
 }
 
 #[derive(Debug)]

@@ -379,9 +379,10 @@ async fn polling_waiter_reads_once_more_before_its_deadline(t: Target) {
         .await;
     assert_eq!(
         got,
-        Err(TestError::from(ruecache::Error::Timeout(
-            Duration::from_secs(2)
-        )))
+        Err(TestError::from(ruecache::Error::Timeout {
+            after: Duration::from_secs(2),
+            cache: None,
+        }))
     );
     let after = waiter.stats();
     assert_eq!(

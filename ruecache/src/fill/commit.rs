@@ -65,7 +65,11 @@ where
         }
         Fetched::SoftTimeout(after) | Fetched::Timeout(after) => {
             guard.release().await;
-            return Err(Error::FetchTimeout(after).into());
+            return Err(Error::FetchTimeout {
+                after,
+                cache: options.name,
+            }
+            .into());
         }
     };
     let mut fetched: HashMap<Id, T> = fetched.into_iter().collect();
@@ -211,7 +215,7 @@ impl Commit {
             );
         }
         let deadline = Instant::now() + options.timeout;
-        let replies = within(deadline, options.timeout, send(&self.conn, calls)).await?;
+        let replies = within(deadline, options.wait(), send(&self.conn, calls)).await?;
         let (mut written, mut stale, mut lost) = (0, 0, 0);
         for reply in replies {
             match reply {

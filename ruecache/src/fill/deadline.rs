@@ -1,23 +1,23 @@
 //! The call's deadline: every wait on Redis and on other fillers ends before it.
 
 use std::future::Future;
-use std::time::Duration;
 
 use tokio::time::{timeout_at, Instant};
 
 use crate::cache::Cache;
-use crate::options::Options;
+use crate::options::{Options, Wait};
 use crate::{Connection, Error};
 
-/// `fut`, failed with [`Error::Timeout`] (naming the configured `timeout`) at `deadline`.
+/// `fut`, failed with [`Error::Timeout`] (naming the configured timeout and the cache, from
+/// `wait`) at `deadline`.
 pub(crate) async fn within<T>(
     deadline: Instant,
-    timeout: Duration,
+    wait: Wait,
     fut: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
     timeout_at(deadline, fut)
         .await
-        .map_err(|_| Error::Timeout(timeout))?
+        .map_err(|_| wait.timed_out())?
 }
 
 /// [`within`] for the first read of a call, made right after the deadline was set: requests
@@ -27,10 +27,10 @@ pub(crate) async fn read_within<Id, T, C, R>(
     deadline: Instant,
     read: impl Future<Output = Result<R, Error>>,
 ) -> Result<R, Error> {
-    let timeout = cache.spec.options.timeout;
+    let wait = cache.spec.options.wait();
     match cache.conn.request_bound() {
-        Some(bound) if bound < timeout => read.await,
-        _ => within(deadline, timeout, read).await,
+        Some(bound) if bound < wait.after => read.await,
+        _ => within(deadline, wait, read).await,
     }
 }
 

@@ -211,7 +211,7 @@ async fn throttle(conn: &Connection, options: &Options, token: Token, lease: Lea
     let later = token.refresh_lease(options.stale_retry);
     let ids = keys.iter().map(|key| (*key, lease.as_bytes()));
     let deadline = Instant::now() + options.timeout;
-    if let Err(e) = within(deadline, options.timeout, take(conn, later, ids)).await {
+    if let Err(e) = within(deadline, options.wait(), take(conn, later, ids)).await {
         debug!(error = %e, "could not hold off the next refill; it may come sooner");
     }
 }
@@ -248,7 +248,7 @@ where
     let token = Token::new(&cache.conn);
     let lease = token.refresh_lease(options.lock_ttl);
     let ids = stale.iter().map(|s| (s.key.as_str(), s.seen.as_slice()));
-    let taken = match within(deadline, options.timeout, take(&cache.conn, lease, ids)).await {
+    let taken = match within(deadline, options.wait(), take(&cache.conn, lease, ids)).await {
         Ok(taken) => taken,
         Err(e) => {
             served_stale(cache, stale.len(), &e);
@@ -275,7 +275,10 @@ where
     if held > 0 {
         // Another caller refills them, or failed to lately (and said so).
         stats.add(Stat::StaleServed, held);
-        debug!(ids = held, "serving values past their TTL while another caller refills them");
+        debug!(
+            ids = held,
+            "serving values past their TTL while another caller refills them"
+        );
     }
     if mine.is_empty() {
         return Ok(());
@@ -389,7 +392,7 @@ where
             let lease = token.refresh_lease(options.lock_ttl);
             let deadline = Instant::now() + options.timeout;
             let ids = due.iter().map(|d| (d.key.as_str(), d.seen.as_slice()));
-            let taken = within(deadline, options.timeout, take(&conn, lease, ids)).await?;
+            let taken = within(deadline, options.wait(), take(&conn, lease, ids)).await?;
             let mine: Vec<Aged<Id, ()>> = due
                 .into_iter()
                 .zip(taken)

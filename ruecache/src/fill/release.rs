@@ -3,7 +3,6 @@
 //! lease (`unlock.lua`), so it can never remove a value or someone else's lease.
 
 use std::future::Future;
-use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::warn;
@@ -13,6 +12,7 @@ use super::lease::Lease;
 use super::{Locked, Pending};
 use crate::cache::{Shared, Spec};
 use crate::keys::channel;
+use crate::options::Wait;
 use crate::scripts::{send, sharded_flag, Arg, Calls, UNLOCK};
 use crate::Connection;
 
@@ -45,7 +45,7 @@ impl<Id> LockGuard<'_, Id> {
             return None;
         }
         let keys = self.locked.iter().map(|l| l.key.clone()).collect();
-        Some(unlock(self.conn.clone(), self.lease, keys, options.timeout))
+        Some(unlock(self.conn.clone(), self.lease, keys, options.wait()))
     }
 }
 
@@ -65,7 +65,7 @@ impl<Id> Drop for LockGuard<'_, Id> {
 pub(super) struct Taking<'a, Id> {
     pub(super) conn: &'a Connection,
     pub(super) lease: Lease,
-    pub(super) timeout: Duration,
+    pub(super) wait: Wait,
     pub(super) pending: &'a [Pending<Id>],
 }
 
@@ -83,16 +83,16 @@ impl<Id> Drop for Taking<'_, Id> {
         let keys = self.pending.iter().map(|p| p.key.clone()).collect();
         spawn_unlock(
             self.conn,
-            unlock(self.conn.clone(), self.lease, keys, self.timeout),
+            unlock(self.conn.clone(), self.lease, keys, self.wait),
         );
     }
 }
 
 /// Releases the leases of `keys` that hold `lease`; anything else in them is left alone.
-pub(super) async fn unlock(conn: Connection, lease: Lease, keys: Vec<String>, timeout: Duration) {
+pub(super) async fn unlock(conn: Connection, lease: Lease, keys: Vec<String>, wait: Wait) {
     let calls = unlock_calls(&conn, keys.iter().map(|k| (k.as_str(), lease.as_bytes())));
-    let deadline = Instant::now() + timeout;
-    if let Err(e) = within(deadline, timeout, send(&conn, calls)).await {
+    let deadline = Instant::now() + wait.after;
+    if let Err(e) = within(deadline, wait, send(&conn, calls)).await {
         warn!(error = %e, ids = keys.len(), "could not release leases; they expire at their TTL");
     }
 }
