@@ -223,6 +223,18 @@ fn refreshing_cache(
         .expect("valid config")
 }
 
+/// Fills id 1 from `source`, then makes its value due: a minute from its expiry after a fetch
+/// of 50 days, so that the next read's draw wins (P = 1 - 1e-5). Returns its data key.
+async fn fill_then_make_due(cache: &Cache<u64, String>, source: &Flaky) -> String {
+    let key = cache.data_key(&1).unwrap();
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    set_timing(cache.connection(), &key, 60_000, u32::MAX).await;
+    key
+}
+
 /// A read that draws a refresh returns the current value at once; the refresh runs in the
 /// background and commits the new value.
 async fn a_drawn_refresh_serves_the_old_value_and_commits_the_new(t: Target) {
@@ -230,15 +242,9 @@ async fn a_drawn_refresh_serves_the_old_value_and_commits_the_new(t: Target) {
     let mut gate = Gate::default();
     let cache = refreshing_cache(t.connect().await, &t.ns(), &source, gate.handle());
     let conn = cache.connection();
-    let key = cache.data_key(&1).unwrap();
-    let _: HashMap<u64, String> = cache
-        .get_and_fill([1], |ids| source.fetch(ids))
-        .await
-        .unwrap();
+    let key = fill_then_make_due(&cache, &source).await;
     let old = source.value(1);
     source.version.store(1, SeqCst);
-    // A minute from its expiry after a fetch of 50 days: the draw wins (P = 1 - 1e-5).
-    set_timing(conn, &key, 60_000, u32::MAX).await;
     let got = cache
         .get_and_fill_one(1, |_| async {
             Err::<Option<String>, _>(TestError::Source("a hit: no fetch"))
@@ -278,12 +284,7 @@ async fn invalidate_during_a_refresh_wins(t: Target) {
     let mut gate = Gate::default();
     let cache = refreshing_cache(t.connect().await, &t.ns(), &source, gate.handle());
     let conn = cache.connection();
-    let key = cache.data_key(&1).unwrap();
-    let _: HashMap<u64, String> = cache
-        .get_and_fill([1], |ids| source.fetch(ids))
-        .await
-        .unwrap();
-    set_timing(conn, &key, 60_000, u32::MAX).await;
+    let key = fill_then_make_due(&cache, &source).await;
     let _: HashMap<u64, String> = cache
         .get_and_fill([1], |ids| source.fetch(ids))
         .await
@@ -306,15 +307,9 @@ async fn a_failed_refresh_keeps_the_value_and_waits(t: Target) {
     let source = Flaky::default();
     let mut gate = Gate::default();
     let cache = refreshing_cache(t.connect().await, &t.ns(), &source, gate.handle());
-    let conn = cache.connection();
-    let key = cache.data_key(&1).unwrap();
-    let _: HashMap<u64, String> = cache
-        .get_and_fill([1], |ids| source.fetch(ids))
-        .await
-        .unwrap();
+    fill_then_make_due(&cache, &source).await;
     let old = source.value(1);
     source.down.store(true, SeqCst);
-    set_timing(conn, &key, 60_000, u32::MAX).await;
     let _: HashMap<u64, String> = cache
         .get_and_fill([1], |ids| source.fetch(ids))
         .await
