@@ -519,6 +519,33 @@ async fn a_refill_past_its_soft_timeout_serves_the_stale_value(t: Target) {
     assert_eq!(cache.stats().stale_served, 2);
 }
 
+/// Past the hard timeout, the refill of a stale value serves the stale value too, rather than
+/// failing with `FetchTimeout`: a stale value at hand is always better than an error.
+async fn a_refill_past_its_hard_timeout_serves_the_stale_value(t: Target) {
+    let cache: Cache<u64, String> = Cache::builder(t.connect().await, &template(&t.ns()))
+        .jitter(0.0)
+        .stale_for(Duration::from_secs(60))
+        .fetch_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let key = cache.data_key(&1).unwrap();
+    let source = Flaky::default();
+    let _: HashMap<u64, String> = cache
+        .get_and_fill([1], |ids| source.fetch(ids))
+        .await
+        .unwrap();
+    set_timing(cache.connection(), &key, -1, 5).await;
+    let got: HashMap<u64, String> = cache
+        .get_and_fill([1], |_| {
+            std::future::pending::<Result<Vec<(u64, String)>, Failure>>()
+        })
+        .await
+        .expect("the stale value, not FetchTimeout");
+    assert_eq!(got[&1], source.value(1));
+    assert_eq!(kind(cache.connection(), &key).await, b'R', "held off");
+    assert_eq!(cache.stats().stale_served, 1);
+}
+
 /// Past the soft timeout, a cache that refreshes ahead of expiry goes on with the refill in the
 /// background, with its own fetch and under the same refresh lease, and commits it.
 async fn a_refill_past_its_soft_timeout_goes_on_in_the_background(t: Target) {
@@ -656,5 +683,6 @@ both!(
     a_fetch_past_its_timeout_fails_and_releases,
     a_refill_past_its_soft_timeout_serves_the_stale_value,
     a_refill_past_its_soft_timeout_goes_on_in_the_background,
+    a_refill_past_its_hard_timeout_serves_the_stale_value,
     freshness_settings_are_checked,
 );
