@@ -67,6 +67,20 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 ///
 /// The body is moved in as the tokens it was written with, inside its own braces.
+///
+/// With `refresh_ahead = true` the body is a hidden method of its own instead,
+/// `__ruecache_fetch_get_widgets`, with the method's signature: the fetch calls it, and the
+/// cache is given a refresh fetch that calls it on an owned clone of the service:
+///
+/// ```text
+/// <Result<..> as ::ruecache::__private::Refresh<Vec<WidgetId>>>::refreshing(
+///     Self::get_widgets_cache(self),
+///     {
+///         let this = <_ as Owned<_>>::owned(self, <At>::service::<Self, _>()); // at the argument
+///         move |ids| { let this = this(); async move { Self::__ruecache_fetch_get_widgets(&this, ids).await } }
+///     },
+/// )
+/// ```
 fn cached_method(
     func: &MethodItem,
     settings: &Settings<'_>,
