@@ -43,6 +43,8 @@ const KEYS: &str = "ruecache-example:service:";
 /// The most ids one `GET /widgets` may ask for.
 const MAX_IDS: usize = 1000;
 
+/// Cheap to clone (a pool and a connection): `refresh_ahead` runs the method's body on a clone.
+#[derive(Clone)]
 struct WidgetService {
     db: Db,
     redis: ruecache::Connection,
@@ -55,7 +57,15 @@ impl ruecache::HasConnection for WidgetService {
 }
 
 impl WidgetService {
-    #[ruecache::cached_batch(key = "ruecache-example:service:widgets:<<<id>>>", ttl = "5m")]
+    /// Hot widgets are refreshed in the background before they expire; while the database is
+    /// down or slower than 200 ms, widgets up to an hour past their TTL are served as they were.
+    #[ruecache::cached_batch(
+        key = "ruecache-example:service:widgets:<<<id>>>",
+        ttl = "5m",
+        refresh_ahead = true,
+        stale_for = "1h",
+        fetch_soft_timeout = "200ms"
+    )]
     async fn get_widgets(&self, ids: Vec<u64>) -> Result<HashMap<u64, Widget>, AppError> {
         info!(?ids, "reading widgets from the database"); // only the ids the cache is missing
         self.db.load_widgets(&ids).await
@@ -108,6 +118,8 @@ struct CacheStats {
     commits: u64,
     stale_commits: u64,
     invalidations: u64,
+    refreshes: u64,
+    stale_served: u64,
 }
 
 async fn list_widgets(
@@ -172,6 +184,8 @@ async fn stats(State(service): AppState) -> Json<StatsBody> {
             commits: stats.commits,
             stale_commits: stats.stale_commits,
             invalidations: stats.invalidations,
+            refreshes: stats.refreshes,
+            stale_served: stats.stale_served,
         },
     })
 }
