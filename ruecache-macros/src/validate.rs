@@ -197,27 +197,27 @@ const MAX_TTL_MS: u64 = 100 * 365 * 24 * 60 * 60 * 1000;
 /// `ruecache::Options::MAX_TIMEOUT` in milliseconds.
 const MAX_TIMEOUT_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 
-/// The `jitter` fraction.
+/// A float literal argument; `expected` says what `name` takes when it is not a float.
+fn float(lit: &Lit, name: &str, expected: &str) -> syn::Result<f64> {
+    match lit {
+        Lit::Float(float) => float.base10_parse::<f64>(),
+        Lit::Int(int) => Err(syn::Error::new(
+            int.span(),
+            format!(
+                "`{name}` expects a float literal, write `{}.0`",
+                int.base10_digits()
+            ),
+        )),
+        _ => Err(syn::Error::new(
+            lit.span(),
+            format!("`{name}` expects {expected}"),
+        )),
+    }
+}
+
 /// The β of `refresh_beta`: a float literal above 0.0, at most 100.0.
 fn beta(lit: &Lit) -> syn::Result<f64> {
-    let value = match lit {
-        Lit::Float(float) => float.base10_parse::<f64>()?,
-        Lit::Int(int) => {
-            return Err(syn::Error::new(
-                int.span(),
-                format!(
-                    "`refresh_beta` expects a float literal, write `{}.0`",
-                    int.base10_digits()
-                ),
-            ))
-        }
-        _ => {
-            return Err(syn::Error::new(
-                lit.span(),
-                "`refresh_beta` expects a float above `0.0`, such as `1.0`",
-            ))
-        }
-    };
+    let value = float(lit, "refresh_beta", "a float above `0.0`, such as `1.0`")?;
     if !(value > 0.0 && value <= 100.0) {
         return Err(syn::Error::new(
             lit.span(),
@@ -228,25 +228,10 @@ fn beta(lit: &Lit) -> syn::Result<f64> {
     Ok(value)
 }
 
+/// The `jitter` fraction.
 fn fraction(lit: &Lit) -> syn::Result<f64> {
-    let value = match lit {
-        Lit::Float(float) => float.base10_parse::<f64>()?,
-        Lit::Int(int) => {
-            return Err(syn::Error::new(
-                int.span(),
-                format!(
-                    "`jitter` expects a float literal, write `{}.0`",
-                    int.base10_digits()
-                ),
-            ))
-        }
-        _ => {
-            return Err(syn::Error::new(
-                lit.span(),
-                "`jitter` expects a fraction between `0.0` and `1.0`, such as `0.2`",
-            ))
-        }
-    };
+    let expected = "a fraction between `0.0` and `1.0`, such as `0.2`";
+    let value = float(lit, "jitter", expected)?;
     if !(0.0..=1.0).contains(&value) {
         return Err(syn::Error::new(
             lit.span(),

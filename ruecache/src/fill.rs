@@ -602,7 +602,7 @@ impl<Id: Clone, T> Sorted<Id, T> {
             stats.add(Stat::StaleServed, self.held);
         }
         if !self.due.is_empty() {
-            refresh::spawn_refresh(cache, std::mem::take(&mut self.due));
+            refresh::spawn_refresh(cache, std::mem::take(&mut self.due), None);
         }
         self.pending.is_empty() && self.stale.is_empty()
     }

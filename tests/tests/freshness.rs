@@ -148,13 +148,8 @@ async fn stale_values_are_served_while_the_source_fails(t: Target) {
 async fn invalidate_during_a_stale_refill_wins(t: Target) {
     let cache = stale_cache(t.connect().await, &t.ns());
     let conn = cache.connection();
-    let key = cache.data_key(&1).unwrap();
     let source = Flaky::default();
-    let _: HashMap<u64, String> = cache
-        .get_and_fill([1], |ids| source.fetch(ids))
-        .await
-        .unwrap();
-    set_timing(conn, &key, -1, 5).await;
+    let key = fill_then_make_stale(&cache, &source).await;
 
     let mut gate = Gate::default();
     let task = refill_paused(&cache, gate.handle(), source.value(1));
@@ -226,12 +221,28 @@ fn refreshing_cache(
 /// Fills id 1 from `source`, then makes its value due: a minute from its expiry after a fetch
 /// of 50 days, so that the next read's draw wins (P = 1 - 1e-5). Returns its data key.
 async fn fill_then_make_due(cache: &Cache<u64, String>, source: &Flaky) -> String {
+    fill_with_timing(cache, source, 60_000, u32::MAX).await
+}
+
+/// Fills id 1 from `source`, then makes its value stale: past its expiry by 1 ms. Returns its
+/// data key.
+async fn fill_then_make_stale(cache: &Cache<u64, String>, source: &Flaky) -> String {
+    fill_with_timing(cache, source, -1, 5).await
+}
+
+/// Fills id 1 from `source`, then sets its value's timing (see [`set_timing`]).
+async fn fill_with_timing(
+    cache: &Cache<u64, String>,
+    source: &Flaky,
+    expires_in_ms: i64,
+    fill_ms: u32,
+) -> String {
     let key = cache.data_key(&1).unwrap();
     let _: HashMap<u64, String> = cache
         .get_and_fill([1], |ids| source.fetch(ids))
         .await
         .unwrap();
-    set_timing(cache.connection(), &key, 60_000, u32::MAX).await;
+    set_timing(cache.connection(), &key, expires_in_ms, fill_ms).await;
     key
 }
 
@@ -485,13 +496,8 @@ async fn a_refill_past_its_soft_timeout_serves_the_stale_value(t: Target) {
         .fetch_timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let key = cache.data_key(&1).unwrap();
     let source = Flaky::default();
-    let _: HashMap<u64, String> = cache
-        .get_and_fill([1], |ids| source.fetch(ids))
-        .await
-        .unwrap();
-    set_timing(cache.connection(), &key, -1, 5).await;
+    let key = fill_then_make_stale(&cache, &source).await;
     let started = Instant::now();
     let got: HashMap<u64, String> = cache
         .get_and_fill([1], |_| {
@@ -528,13 +534,8 @@ async fn a_refill_past_its_hard_timeout_serves_the_stale_value(t: Target) {
         .fetch_timeout(Duration::from_millis(100))
         .build()
         .unwrap();
-    let key = cache.data_key(&1).unwrap();
     let source = Flaky::default();
-    let _: HashMap<u64, String> = cache
-        .get_and_fill([1], |ids| source.fetch(ids))
-        .await
-        .unwrap();
-    set_timing(cache.connection(), &key, -1, 5).await;
+    let key = fill_then_make_stale(&cache, &source).await;
     let got: HashMap<u64, String> = cache
         .get_and_fill([1], |_| {
             std::future::pending::<Result<Vec<(u64, String)>, Failure>>()
@@ -560,14 +561,9 @@ async fn a_refill_past_its_soft_timeout_goes_on_in_the_background(t: Target) {
         .build()
         .unwrap();
     let conn = cache.connection();
-    let key = cache.data_key(&1).unwrap();
-    let _: HashMap<u64, String> = cache
-        .get_and_fill([1], |ids| source.fetch(ids))
-        .await
-        .unwrap();
+    let key = fill_then_make_stale(&cache, &source).await;
     let old = source.value(1);
     source.version.store(1, SeqCst);
-    set_timing(conn, &key, -1, 5).await;
     let got: HashMap<u64, String> = cache
         .get_and_fill([1], |_| {
             std::future::pending::<Result<Vec<(u64, String)>, Failure>>()

@@ -318,7 +318,7 @@ where
         Fetched::SoftTimeout(after) => {
             // The fetch borrowed this call and is gone with it; a cache that refreshes ahead has
             // a fetch of its own, which goes on in the background under the same leases.
-            if let Some(start) = &cache.refresh {
+            if cache.refresh.is_some() {
                 let due = mine
                     .iter()
                     .map(|s| Aged {
@@ -328,13 +328,7 @@ where
                         value: (),
                     })
                     .collect();
-                start(Job {
-                    conn: cache.conn.clone(),
-                    spec: cache.spec.clone(),
-                    codec: cache.codec.clone(),
-                    due,
-                    held: Some((token, lease)),
-                });
+                spawn_refresh(cache, due, Some((token, lease)));
                 served_stale(
                     cache,
                     mine.len(),
@@ -356,16 +350,20 @@ where
 }
 
 /// Refreshes `due` ids in the background, if the cache refreshes ahead of expiry: takes their
-/// refresh leases, fetches the ids it took, commits them; a failure holds off the next attempt
-/// (see [`throttle`]).
-pub(super) fn spawn_refresh<Id, T, C: Codec<T>>(cache: &Cache<Id, T, C>, due: Vec<Aged<Id, ()>>) {
+/// refresh leases (unless `held`, the caller's, already on them), fetches the ids it took,
+/// commits them; a failure holds off the next attempt (see [`throttle`]).
+pub(super) fn spawn_refresh<Id, T, C: Codec<T>>(
+    cache: &Cache<Id, T, C>,
+    due: Vec<Aged<Id, ()>>,
+    held: Option<(Token, Lease)>,
+) {
     if let Some(start) = &cache.refresh {
         start(Job {
             conn: cache.conn.clone(),
             spec: cache.spec.clone(),
             codec: cache.codec.clone(),
             due,
-            held: None,
+            held,
         });
     }
 }
