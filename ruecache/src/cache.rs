@@ -12,6 +12,7 @@ use crate::codec::{Codec, MsgPack};
 use crate::direct::Lookup;
 use crate::fill::refresh::{starter, Starter};
 use crate::keys::{check_len, KeyTemplate};
+use crate::near::Near;
 use crate::options::Options;
 use crate::stats::{Counters, Stats};
 use crate::{Connection, Error};
@@ -125,6 +126,8 @@ pub struct Cache<Id, T, C = MsgPack> {
     pub(crate) codec: Arc<C>,
     /// Starts background refreshes (see [`CacheBuilder::refresh_ahead`]).
     pub(crate) refresh: Option<Starter<Id, T>>,
+    /// Hot ids in process memory (see [`CacheBuilder::near_cache`]).
+    pub(crate) near: Option<Arc<Near>>,
     pub(crate) _value: PhantomData<fn() -> T>,
 }
 
@@ -136,6 +139,7 @@ impl<Id, T, C> Clone for Cache<Id, T, C> {
             key_fn: self.key_fn.clone(),
             codec: Arc::clone(&self.codec),
             refresh: self.refresh.clone(),
+            near: self.near.clone(),
             _value: PhantomData,
         }
     }
@@ -233,6 +237,22 @@ impl<Id, T, C> Cache<Id, T, C> {
     /// ```
     pub fn stats(&self) -> Stats {
         self.spec.stats.snapshot()
+    }
+
+    /// How this cache's [near cache](CacheBuilder::near_cache) stands, `None` if it has none.
+    /// The first call (or the first read) starts its tracking connections.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(cache: ruecache::Cache<u64, String>) {
+    /// if let Some(near) = cache.near_status() {
+    ///     println!("{} ids in memory", near.entries);
+    /// }
+    /// # }
+    /// ```
+    pub fn near_status(&self) -> Option<crate::NearStatus> {
+        self.near.as_ref().map(Near::status)
     }
 
     /// This cache, refreshing ahead of expiry with `start` (the attribute's `refresh_ahead`).
@@ -1239,6 +1259,45 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
         self
     }
 
+    /// Keeps hot ids in process memory, in front of Redis (default off): a hit on them costs no
+    /// round trip. Entries are dropped as soon as Redis reports their keys changed, by any
+    /// process or by hand, through server-assisted client-side caching (`CLIENT TRACKING` in
+    /// broadcast mode, one connection per Redis node and near cache): see [`NearCache`] for the
+    /// bounds, and the crate docs ("The near cache") for why it is safe.
+    ///
+    /// - Values are kept encoded (decoded on each hit, so `T` needs no `Clone`); ids cached as
+    ///   absent are kept too. Only fresh values are kept: never a stale one, nor one under
+    ///   refresh, and a value that records its expiry no longer than that.
+    /// - After [`Cache::invalidate`] or [`Cache::set`] returns, no call in this process gets
+    ///   the old value. Other processes drop theirs when Redis's report reaches them (about a
+    ///   millisecond on one host: see the crate docs for measurements).
+    /// - While a tracking connection is down, nothing is served from memory, and everything
+    ///   held is dropped (reports may have been missed).
+    /// - Ids the near cache does not answer go through the usual protocol. Counted in
+    ///   [`Stats::near_hits`](crate::Stats::near_hits), `near_misses` and
+    ///   `near_invalidations`. [`Cache::get`] and [`Cache::get_many`] read Redis.
+    ///
+    /// Needs a connection that knows its servers ([`Connection::open`],
+    /// [`Connection::open_cluster`], or [`Connection::wake_ups`]); the Redis user needs
+    /// `CLIENT TRACKING` (`+client|tracking`). [`build`](Self::build) accepts 1 entry or more,
+    /// and a `max_age` of 1 ms up to [`Options::MAX_TTL`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(conn: ruecache::Connection) -> Result<(), ruecache::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = ruecache::Cache::<u64, String>::builder(conn, "users:{id}")
+    ///     .near_cache(ruecache::NearCache::new(10_000).max_age(Duration::from_secs(10)))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn near_cache(mut self, near: crate::NearCache) -> Self {
+        self.options = self.options.set_near(near);
+        self
+    }
+
     /// Uses another codec for values (default [`MsgPack`]).
     ///
     /// # Examples
@@ -1291,16 +1350,42 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     pub fn build(self) -> Result<Cache<Id, T, C>, Error> {
         self.options.validate()?;
         let template = self.template.transpose()?;
+        let spec = Shared::Owned(Arc::new(Spec {
+            template,
+            options: self.options,
+            stats: Counters::new(self.options.name),
+        }));
+        let near = match self.options.near {
+            None => None,
+            Some(settings) => {
+                let Some(servers) = self.conn.servers() else {
+                    return Err(self.options.config_error(
+                        "`near_cache` needs a connection that knows its servers, to open its \
+                         tracking connections: open it with `Connection::open` or \
+                         `Connection::open_cluster`, or give it a client with \
+                         `Connection::wake_ups`",
+                    ));
+                };
+                let prefix = match (&spec.template, settings.prefix) {
+                    (_, Some(prefix)) => prefix,
+                    (Some(template), None) => template.prefix(),
+                    (None, None) => "",
+                };
+                Some(Near::new(
+                    settings,
+                    prefix,
+                    Arc::clone(servers),
+                    spec.clone(),
+                ))
+            }
+        };
         Ok(Cache {
             conn: self.conn,
-            spec: Shared::Owned(Arc::new(Spec {
-                template,
-                options: self.options,
-                stats: Counters::new(self.options.name),
-            })),
+            spec,
             key_fn: self.key_fn,
             codec: Arc::new(self.codec),
             refresh: self.refresh,
+            near,
             _value: PhantomData,
         })
     }
@@ -1312,12 +1397,33 @@ pub(crate) fn from_static<Id: Display, T, C>(
     spec: &'static Spec,
     codec: C,
 ) -> Cache<Id, T, C> {
+    let near = spec.options.near.and_then(|settings| {
+        conn.near_for(spec as *const Spec as usize, || {
+            let Some(servers) = conn.servers() else {
+                tracing::warn!(
+                    cache = spec.options.name,
+                    "`near` needs a connection opened with `Connection::open` or \
+                     `Connection::open_cluster` (or given a client with `Connection::wake_ups`); \
+                     this method's calls read Redis only"
+                );
+                return None;
+            };
+            let prefix = spec.template.as_ref().map_or("", KeyTemplate::prefix);
+            Some(Near::new(
+                settings,
+                prefix,
+                Arc::clone(servers),
+                Shared::Static(spec),
+            ))
+        })
+    });
     Cache {
         conn,
         spec: Shared::Static(spec),
         key_fn: KeyFn::Template(render::<Id>),
         codec: Arc::new(codec),
         refresh: None,
+        near,
         _value: PhantomData,
     }
 }

@@ -12,6 +12,8 @@ use crate::coalesce::Coalescer;
 use crate::fallback::Outage;
 use crate::flight::Flights;
 use crate::liveness::{Liveness, DEFAULT_LIVENESS_WINDOW, MIN_LIVENESS_WINDOW};
+use crate::near::track::Servers;
+use crate::near::Near;
 use crate::notify::Notifier;
 use crate::Error;
 
@@ -89,6 +91,12 @@ struct Shared {
     /// Commits, lock releases and invalidations running in tasks of their own (see
     /// `background`).
     background: Arc<Background>,
+    /// Where the servers are, for near caches' tracking connections (see `near`). Only for
+    /// connections this crate opened, or given a client.
+    servers: Option<Arc<Servers>>,
+    /// The near caches of `#[cached_batch]` methods on this connection, by their spec's
+    /// address (a builder's cache owns its own).
+    nears: Arc<std::sync::Mutex<std::collections::HashMap<usize, Option<Arc<Near>>>>>,
 }
 
 impl Shared {
@@ -102,6 +110,8 @@ impl Shared {
             liveness: Arc::new(Liveness::new(Some(DEFAULT_LIVENESS_WINDOW))),
             notifier: None,
             background: Arc::default(),
+            servers: None,
+            nears: Arc::default(),
         }
     }
 }
@@ -175,6 +185,9 @@ impl Connection {
             Shared {
                 request_bound: Some(DEFAULT_RESPONSE_TIMEOUT),
                 notifier: Some(Arc::new(notifier)),
+                servers: Some(Arc::new(Servers::Standalone(Box::new(
+                    client.get_connection_info().clone(),
+                )))),
                 ..Shared::plain()
             },
         );
@@ -204,7 +217,11 @@ impl Connection {
         };
         let notifier = Notifier::cluster(builder());
         let conn = builder().build()?.get_async_connection().await?;
-        Ok(Self::from(conn).changed(|shared| shared.notifier = Some(Arc::new(notifier))))
+        let servers = Servers::cluster(urls).map(Arc::new);
+        Ok(Self::from(conn).changed(|shared| {
+            shared.notifier = Some(Arc::new(notifier));
+            shared.servers = servers;
+        }))
     }
 
     /// Whether this is a cluster connection (batches are then split by hash slot).
@@ -300,7 +317,11 @@ impl Connection {
             return self;
         }
         let notifier = Notifier::standalone(client, DEFAULT_RESPONSE_TIMEOUT);
-        self.changed(|shared| shared.notifier = Some(Arc::new(notifier)))
+        let servers = Servers::Standalone(Box::new(client.get_connection_info().clone()));
+        self.changed(|shared| {
+            shared.notifier = Some(Arc::new(notifier));
+            shared.servers = Some(Arc::new(servers));
+        })
     }
 
     /// [`wake_ups`](Self::wake_ups) for a cluster connection made with `From`: the
@@ -344,6 +365,22 @@ impl Connection {
                 ..Shared::plain()
             },
         )
+    }
+
+    /// Where the servers are, if this connection knows (see `near`).
+    pub(crate) fn servers(&self) -> Option<&Arc<Servers>> {
+        self.shared.servers.as_ref()
+    }
+
+    /// The near cache of the `#[cached_batch]` method whose spec is at `spec`, made by `make`
+    /// on first use: one per method and connection, shared by its clones.
+    pub(crate) fn near_for(
+        &self,
+        spec: usize,
+        make: impl FnOnce() -> Option<Arc<Near>>,
+    ) -> Option<Arc<Near>> {
+        let mut nears = self.shared.nears.lock().unwrap_or_else(|e| e.into_inner());
+        nears.entry(spec).or_insert_with(make).clone()
     }
 
     pub(crate) fn notifier(&self) -> Option<&Arc<Notifier>> {

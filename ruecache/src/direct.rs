@@ -152,7 +152,16 @@ where
         );
     }
     let span = crate::stats::cache_span!(options.name, "set", ids = unique.len());
-    send_to_end(&cache.conn, calls, options.wait(), span, "write").await?;
+    // As an invalidation does (see `invalidate`).
+    let forget = || {
+        if let Some(near) = &cache.near {
+            near.invalidate(unique.iter().map(|(key, _)| key.as_bytes()));
+        }
+    };
+    forget();
+    let sent = send_to_end(&cache.conn, calls, options.wait(), span, "write").await;
+    forget();
+    sent?;
     cache.spec.stats.add(Stat::Sets, unique.len());
     Ok(())
 }

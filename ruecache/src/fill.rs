@@ -51,6 +51,7 @@ use crate::coalesce;
 use crate::codec::{open, Cached, Codec};
 use crate::flight::{Claimed, Flight};
 use crate::keys::{channel, KeyBuf};
+use crate::near::Near;
 use crate::notify::Interest;
 use crate::stats::Stat;
 use crate::Error;
@@ -141,11 +142,23 @@ where
         })
         .collect();
 
+    out.reserve(ids.len());
+    let mut keys = keys;
+    let near = cache.near.as_ref().filter(|near| near.serving());
+    if let Some(near) = near {
+        from_near(cache, near, &mut ids, &mut keys, out);
+        if ids.is_empty() {
+            return Ok(());
+        }
+    }
+    let ticket = near.and_then(|near| near.ticket());
     let values = read_within(cache, deadline, get_many(&cache.conn, &keys)).await?;
     let beta = cache.refresh_beta();
     let mut sorted = Sorted::new();
-    out.reserve(ids.len());
     for ((id, key), value) in ids.into_iter().zip(keys).zip(values) {
+        if let (Some(near), Some(ticket)) = (near, &ticket) {
+            near.offer(ticket, key, &value, options);
+        }
         sorted.push(id, key, read(&*cache.codec, value, beta), out);
     }
     if sorted.settle(cache) {
@@ -173,6 +186,9 @@ where
 {
     let options = &cache.spec.options;
     let deadline = Instant::now() + options.timeout;
+    if let Some(near) = cache.near.as_ref().filter(|near| near.serving()) {
+        return Box::pin(get_and_fill_one_near(cache, near, id, fetch, deadline)).await;
+    }
     let value = match cache.conn.coalescer() {
         // Every wait of a coalesced read ends before the deadline (see `coalesce`).
         Some(coalescer) if fails_in_time(&cache.conn, deadline, coalesce::REQUESTS) => {
@@ -188,6 +204,64 @@ where
             .await?
         }
     };
+    answer_one(cache, id, value, fetch, deadline).await
+}
+
+/// [`get_and_fill_one`] with a near cache: the id's key is rendered once, looked up in memory,
+/// and read from Redis if it is not there (what Redis answers is offered to the near cache).
+async fn get_and_fill_one_near<Id, T, C, F, E>(
+    cache: &Cache<Id, T, C>,
+    near: &Near,
+    id: Id,
+    fetch: F,
+    deadline: Instant,
+) -> Result<Option<(Id, T)>, E>
+where
+    Id: Eq + Hash + Clone + Send + Sync + 'static,
+    C: Codec<T>,
+    F: Fetch<Id, T, E>,
+    E: From<Error>,
+{
+    let mut key = KeyBuf::new();
+    cache.write_data_key(&id, &mut key)?;
+    if let Some(found) = near.get(&*cache.codec, key.as_str().as_bytes()) {
+        return Ok(found.map(|value| (id, value)));
+    }
+    let ticket = near.ticket();
+    let value = match cache.conn.coalescer() {
+        Some(coalescer) if fails_in_time(&cache.conn, deadline, coalesce::REQUESTS) => {
+            coalescer.get(key.as_str()).await?
+        }
+        _ => {
+            let mut get = redis::cmd("GET");
+            get.arg(key.as_str());
+            read_within(cache, deadline, async {
+                missing_if_wrong_type(get.query_async(&mut cache.conn.clone()).await)
+            })
+            .await?
+        }
+    };
+    if let Some(ticket) = &ticket {
+        near.offer(ticket, key.as_str(), &value, &cache.spec.options);
+    }
+    answer_one(cache, id, value, fetch, deadline).await
+}
+
+/// The rest of [`get_and_fill_one`] once Redis answered the first read.
+async fn answer_one<Id, T, C, F, E>(
+    cache: &Cache<Id, T, C>,
+    id: Id,
+    value: Value,
+    fetch: F,
+    deadline: Instant,
+) -> Result<Option<(Id, T)>, E>
+where
+    Id: Eq + Hash + Clone + Send + Sync + 'static,
+    C: Codec<T>,
+    F: Fetch<Id, T, E>,
+    E: From<Error>,
+{
+    let options = &cache.spec.options;
     match read(&*cache.codec, value, cache.refresh_beta()) {
         Read::Value(v, Age::Fresh) => {
             cache.spec.stats.add(Stat::Hits, 1);
@@ -210,6 +284,30 @@ where
             let span = crate::stats::cache_span!(options.name, "fill", misses = 1);
             Box::pin(fill(cache, sorted, fetch, &mut out, deadline).instrument(span)).await?;
             Ok(out.pop())
+        }
+    }
+}
+
+/// Answers what the near cache holds of `ids` (removed from `ids` and `keys`, which stay in
+/// step).
+fn from_near<Id, T, C: Codec<T>>(
+    cache: &Cache<Id, T, C>,
+    near: &Near,
+    ids: &mut Vec<Id>,
+    keys: &mut Vec<&str>,
+    out: &mut Vec<(Id, T)>,
+) {
+    let mut i = 0;
+    while i < ids.len() {
+        match near.get(&*cache.codec, keys[i].as_bytes()) {
+            Some(found) => {
+                let id = ids.swap_remove(i);
+                keys.swap_remove(i);
+                if let Some(value) = found {
+                    out.push((id, value));
+                }
+            }
+            None => i += 1,
         }
     }
 }

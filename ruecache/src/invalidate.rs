@@ -33,7 +33,17 @@ where
         );
     }
     let span = crate::stats::cache_span!(options.name, "invalidate", ids = keys.len());
-    send_to_end(&cache.conn, calls, options.wait(), span, "invalidation").await?;
+    // The near cache forgets the keys before the write, and again after it: no read in flight
+    // can put an old value back (see `near`).
+    let forget = || {
+        if let Some(near) = &cache.near {
+            near.invalidate(keys.iter().map(|key| key.as_bytes()));
+        }
+    };
+    forget();
+    let sent = send_to_end(&cache.conn, calls, options.wait(), span, "invalidation").await;
+    forget();
+    sent?;
     cache.spec.stats.add(Stat::Invalidations, keys.len());
     Ok(())
 }

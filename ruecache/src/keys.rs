@@ -185,6 +185,15 @@ impl KeyTemplate {
         Ok(out)
     }
 
+    /// The literal text every key of this template starts with: what the near cache asks Redis
+    /// to report changes under (see `near`).
+    pub(crate) fn prefix(&self) -> &str {
+        match &self.parts {
+            Parts::Static(parts) => parts[0],
+            Parts::Owned(parts) => &parts[0],
+        }
+    }
+
     /// Appends the data key of `id` to `out` (a `String`, or a command buffer on the hit path).
     pub(crate) fn write(&self, id: &dyn Display, out: &mut dyn fmt::Write) -> Result<(), Error> {
         fn go<S: AsRef<str>>(

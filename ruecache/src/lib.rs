@@ -244,6 +244,7 @@ mod ids;
 mod invalidate;
 mod keys;
 mod liveness;
+mod near;
 mod notify;
 mod options;
 mod scripts;
@@ -264,6 +265,7 @@ pub use error::Error;
 pub use ids::IdList;
 pub use keys::{KeyTemplate, MAX_KEY_LEN};
 pub use liveness::DEFAULT_LIVENESS_WINDOW;
+pub use near::{NearCache, NearStatus};
 pub use options::Options;
 pub use stats::Stats;
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::keys::unit_hash;
+use crate::near::NearCache;
 use crate::Error;
 
 /// Per-cache settings. Set them through [`CacheBuilder`](crate::CacheBuilder); the defaults are
@@ -50,6 +51,8 @@ pub struct Options {
     pub(crate) fetch_timeout: Option<Duration>,
     /// The fetch's soft timeout: past it, a stale value is served.
     pub(crate) fetch_soft_timeout: Option<Duration>,
+    /// The in-process tier in front of Redis, if any.
+    pub(crate) near: Option<NearCache>,
 }
 
 impl Default for Options {
@@ -128,6 +131,7 @@ impl Options {
         stale_retry: Duration::from_secs(5),
         fetch_timeout: None,
         fetch_soft_timeout: None,
+        near: None,
     };
 
     /// The data TTL before jitter, `None` for no expiry.
@@ -286,6 +290,18 @@ impl Options {
         }
     }
 
+    /// The near cache's settings, `None` when values are not kept in process memory (see
+    /// [`CacheBuilder::near_cache`](crate::CacheBuilder::near_cache)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ruecache::Options::DEFAULT.near_cache(), None);
+    /// ```
+    pub fn near_cache(&self) -> Option<NearCache> {
+        self.near
+    }
+
     /// Whether committed values record their [timing](crate::codec::Timing): needed by
     /// refresh-ahead and stale values.
     pub(crate) fn timed(&self) -> bool {
@@ -300,11 +316,14 @@ impl Options {
     /// Checks the settings; the error message names the setting, what it accepts and how to
     /// fix it.
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        self.check().map_err(|msg| {
-            Error::Config(match self.name {
-                Some(name) => format!("cache `{name}`: {msg}"),
-                None => msg.to_owned(),
-            })
+        self.check().map_err(|msg| self.config_error(msg))
+    }
+
+    /// A configuration error of this cache, named after it when it has a name.
+    pub(crate) fn config_error(&self, msg: &str) -> Error {
+        Error::Config(match self.name {
+            Some(name) => format!("cache `{name}`: {msg}"),
+            None => msg.to_owned(),
         })
     }
 
@@ -390,6 +409,11 @@ impl Options {
             }
             if self.ttl.is_none() {
                 return Err("`stale_for` needs a `ttl`: values that never expire are never stale");
+            }
+        }
+        if let Some(near) = self.near {
+            if let Err(msg) = near.check() {
+                return Err(msg);
             }
         }
         if self.stale_retry.as_nanos() < MS || self.stale_retry.as_nanos() > max_timeout {
@@ -511,6 +535,12 @@ impl Options {
     #[doc(hidden)]
     pub const fn set_fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = Some(timeout);
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn set_near(mut self, near: NearCache) -> Self {
+        self.near = Some(near);
         self
     }
 

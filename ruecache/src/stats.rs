@@ -77,6 +77,15 @@ pub struct Stats {
     /// [`CacheBuilder::stale_for`](crate::CacheBuilder::stale_for)): its refill failed or timed
     /// out, or another caller was refilling it, or had failed to lately.
     pub stale_served: u64,
+    /// Ids answered from the [near cache](crate::CacheBuilder::near_cache), in process memory,
+    /// without a round trip to Redis (not counted in [`hits`](Self::hits)).
+    pub near_hits: u64,
+    /// Ids looked up in the near cache and not found there (then read from Redis as usual).
+    pub near_misses: u64,
+    /// Near-cache entries dropped because their key changed in Redis (an invalidation, a commit,
+    /// a write through, an expiry or an eviction, seen by any process), or by this process's own
+    /// [`invalidate`](crate::Cache::invalidate) or [`set`](crate::Cache::set).
+    pub near_invalidations: u64,
     /// The cache's name (see [`CacheBuilder::name`](crate::CacheBuilder::name)), if it has one:
     /// tells apart the snapshots of several caches in logs.
     pub cache: Option<&'static str>,
@@ -114,10 +123,13 @@ pub(crate) enum Stat {
     Sets,
     Refreshes,
     StaleServed,
+    NearHits,
+    NearMisses,
+    NearInvalidations,
 }
 
 impl Stat {
-    const COUNT: usize = 17;
+    const COUNT: usize = 20;
 
     /// The counter's name: its [`Stats`] field, and the middle of its metric's name
     /// (`ruecache_<name>_total`).
@@ -141,6 +153,9 @@ impl Stat {
             Self::Sets => "sets",
             Self::Refreshes => "refreshes",
             Self::StaleServed => "stale_served",
+            Self::NearHits => "near_hits",
+            Self::NearMisses => "near_misses",
+            Self::NearInvalidations => "near_invalidations",
         }
     }
 }
@@ -201,6 +216,9 @@ impl Counters {
             sets: get(Stat::Sets),
             refreshes: get(Stat::Refreshes),
             stale_served: get(Stat::StaleServed),
+            near_hits: get(Stat::NearHits),
+            near_misses: get(Stat::NearMisses),
+            near_invalidations: get(Stat::NearInvalidations),
             cache: self.name,
         }
     }

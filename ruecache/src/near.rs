@@ -1,0 +1,345 @@
+//! The near cache: values of hot ids kept in process memory, in front of Redis, and dropped as
+//! soon as Redis reports that their keys changed (see
+//! [`CacheBuilder::near_cache`](crate::CacheBuilder::near_cache)).
+//!
+//! # How it stays coherent
+//!
+//! Redis reports the changes itself, through server-assisted client-side caching: each process
+//! holds one connection per Redis node (per standalone server, per cluster master) in
+//! `CLIENT TRACKING on BCAST PREFIX <the cache's key prefix>` mode ([`track`]). Redis then pushes
+//! an invalidation on that connection for every key under the prefix that changes, whoever
+//! changes it: an invalidation, a commit, a lease, a write through, a command typed in
+//! `redis-cli`, an expiry, an eviction; a `FLUSHALL` pushes one that drops everything. Broadcast
+//! mode needs no memory per key on the server (the default mode remembers every key every client
+//! read, up to `tracking-table-max-keys`), and lets the cache read through any connection, since
+//! what is reported does not depend on who read what. Its cost: every change under the prefix
+//! reaches every process, held or not.
+//!
+//! An entry is used only while it can be trusted, by these rules:
+//!
+//! 1. **Nothing is served or kept unless every node's tracking connection is up.** A read
+//!    remembers the near cache's epoch before it is sent; the epoch moves whenever a tracking
+//!    connection is lost (a disconnection, a failed ping), and the whole near cache is dropped
+//!    then, since invalidations may have been missed. A reply is kept only if the epoch has
+//!    not moved and tracking is up.
+//! 2. **A reply that crossed an invalidation of its key is not kept.** Every invalidation takes
+//!    a number from one counter; a read remembers the counter before it is sent. Redis pushes
+//!    the invalidation of a change after it executes it, so a read executed before the change
+//!    either has its reply handled before the push arrives (the entry is put in, then dropped by
+//!    the push) or after (the push took a later number than the read remembered: the reply is
+//!    refused). Invalidations are remembered for a second ([`store::MEMORY`]); a reply that
+//!    took longer is refused. This holds whichever connection the read used, since the rule
+//!    compares only when the push was handled with when the read was sent.
+//! 3. **Read your writes.** [`Cache::invalidate`](crate::Cache::invalidate) and
+//!    [`Cache::set`](crate::Cache::set) drop their keys from this process's near cache, and
+//!    take a number as a push would, before they send their write and again once Redis has
+//!    answered it: after they return, no call in the process gets the old value, and no read
+//!    in flight can put it back.
+//! 4. **Every entry is bounded in time**: by the cache's `max_age`, by the data TTL (a value
+//!    that records its expiry, with refresh-ahead or stale values on, is kept no later than
+//!    that expiry; Redis also pushes an invalidation when the key expires), and only fresh
+//!    values are kept (never a stale one, nor one under refresh).
+//!
+//! Across processes, a value is served at most as long after its key changed as the push takes
+//! to arrive: measured in `tests/tests/near.rs`, and in the crate docs. A connection that hangs
+//! without closing is found by a ping every [`track::PING_EVERY`]; until then, pushes on it may
+//! be late. On a cluster, the masters are listed again every [`track::TOPOLOGY_EVERY`]; a slot
+//! moved to a master not listed yet is covered by the `max_age` bound until the next listing
+//! (the keys it moved were dropped: their old master pushed their deletion).
+//!
+//! Calls still go through the normal protocol for every id the near cache does not answer:
+//! single-flight, leases and the stale-write guard are unchanged, and the near cache only ever
+//! holds what a read of Redis returned.
+
+pub(crate) mod store;
+pub(crate) mod track;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+use self::store::{Held, Store};
+use self::track::Servers;
+use crate::cache::{Shared, Spec};
+use crate::codec::{open, Cached, Codec};
+use crate::fill::lease::now_ms;
+use crate::options::Options;
+use crate::stats::Stat;
+
+/// The settings of a near cache: hot ids kept in process memory, in front of Redis (see
+/// [`CacheBuilder::near_cache`](crate::CacheBuilder::near_cache)).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use ruecache::NearCache;
+///
+/// // Up to 10,000 ids, each kept at most 30 s (the default).
+/// let near = NearCache::new(10_000).max_age(Duration::from_secs(30));
+/// assert_eq!(near, NearCache::new(10_000));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NearCache {
+    pub(crate) max_entries: usize,
+    pub(crate) max_age: Duration,
+    pub(crate) prefix: Option<&'static str>,
+}
+
+impl NearCache {
+    /// How long an entry is kept at most unless set otherwise: 30 s.
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30);
+
+    /// A near cache of up to `max_entries` ids, each kept at most
+    /// [`DEFAULT_MAX_AGE`](Self::DEFAULT_MAX_AGE).
+    pub const fn new(max_entries: usize) -> Self {
+        Self {
+            max_entries,
+            max_age: Self::DEFAULT_MAX_AGE,
+            prefix: None,
+        }
+    }
+
+    /// How long an entry is kept at most, whatever Redis reports (1 ms up to
+    /// [`Options::MAX_TTL`]).
+    pub const fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// The text every data key of the cache starts with, for a cache whose keys come from a
+    /// function ([`Cache::builder_with_key_fn`](crate::Cache::builder_with_key_fn)): Redis
+    /// reports the changes of keys under it. A key that does not start with it is never kept.
+    /// Without it such a cache has Redis report every key's changes. A template cache uses the
+    /// text before the template's first `{id}`.
+    pub const fn prefix(mut self, prefix: &'static str) -> Self {
+        self.prefix = Some(prefix);
+        self
+    }
+
+    pub(crate) const fn check(&self) -> Result<(), &'static str> {
+        if self.max_entries == 0 {
+            return Err("`near_cache` needs room for at least one entry, e.g. 10000");
+        }
+        if self.max_age.as_nanos() < 1_000_000
+            || self.max_age.as_nanos() > Options::MAX_TTL.as_nanos()
+        {
+            return Err(
+                "the near cache's `max_age` must be between 1 ms and 100 years \
+                 (`Options::MAX_TTL`), e.g. 30 s",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One cache's near cache in one process: the entries, and whether Redis's reports can be
+/// trusted right now.
+pub(crate) struct Near {
+    settings: NearCache,
+    /// Keys that do not start with it are never kept (Redis would not report their changes).
+    prefix: Box<str>,
+    store: Store,
+    /// Every node's tracking connection is up.
+    live: AtomicBool,
+    /// Moves whenever a tracking connection is lost.
+    epoch: AtomicU64,
+    started: AtomicBool,
+    servers: Arc<Servers>,
+    /// The cache's counters.
+    spec: Shared<Spec>,
+}
+
+impl std::fmt::Debug for Near {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Near")
+            .field("settings", &self.settings)
+            .field("prefix", &self.prefix)
+            .field("live", &self.live.load(SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a read remembers before it is sent (see the module docs, rules 1 and 2).
+pub(crate) struct Ticket {
+    epoch: u64,
+    seq: u64,
+    sent: Instant,
+}
+
+impl Near {
+    pub(crate) fn new(
+        settings: NearCache,
+        prefix: &str,
+        servers: Arc<Servers>,
+        spec: Shared<Spec>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            prefix: prefix.into(),
+            store: Store::new(settings.max_entries),
+            live: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            started: AtomicBool::new(false),
+            servers,
+            spec,
+        })
+    }
+
+    /// Whether the near cache can answer now; starts its tracking on first use (from a
+    /// runtime).
+    pub(crate) fn serving(self: &Arc<Self>) -> bool {
+        if !self.started.load(SeqCst) {
+            self.start();
+        }
+        self.live.load(SeqCst)
+    }
+
+    fn start(self: &Arc<Self>) {
+        if self.started.swap(true, SeqCst) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(track::run(
+                    Arc::downgrade(self),
+                    Arc::clone(&self.servers),
+                    self.prefix.clone(),
+                ));
+            }
+            Err(_) => self.started.store(false, SeqCst),
+        }
+    }
+
+    /// What the near cache holds for `key`: `Some(Some(value))`, `Some(None)` for "absent".
+    /// Counted as a near hit or miss.
+    pub(crate) fn get<T>(&self, codec: &impl Codec<T>, key: &[u8]) -> Option<Option<T>> {
+        let found = match self.store.get(key, Instant::now()) {
+            Some(Held::Absent) => Some(None),
+            Some(Held::Value(bytes)) => match codec.decode(&bytes) {
+                Ok(value) => Some(Some(value)),
+                Err(_) => {
+                    self.store.invalidate(key);
+                    None
+                }
+            },
+            None => None,
+        };
+        let stat = if found.is_some() {
+            Stat::NearHits
+        } else {
+            Stat::NearMisses
+        };
+        self.spec.stats.add(stat, 1);
+        found
+    }
+
+    /// What a read remembers before it is sent; `None` if its reply cannot be kept.
+    pub(crate) fn ticket(&self) -> Option<Ticket> {
+        let epoch = self.epoch.load(SeqCst);
+        let seq = self.store.seq();
+        self.live.load(SeqCst).then(|| Ticket {
+            epoch,
+            seq,
+            sent: Instant::now(),
+        })
+    }
+
+    /// Keeps what a read of `key` returned, if it is a fresh value or "absent" and nothing
+    /// says it may be out of date (see the module docs).
+    pub(crate) fn offer(&self, ticket: &Ticket, key: &str, reply: &Value, options: &Options) {
+        let Value::BulkString(bytes) = reply else {
+            return;
+        };
+        if !key.starts_with(&*self.prefix) {
+            return;
+        }
+        let max_age = self.settings.max_age;
+        let now = Instant::now();
+        let (held, ttl_ms) = match open(bytes) {
+            Some(Cached::Present(found)) if found.refresh_deadline.is_none() => {
+                let ttl_ms = match found.timing {
+                    Some(timing) => match timing.expiry.checked_sub(now_ms()) {
+                        Some(left) if left > 0 => left,
+                        _ => return, // stale
+                    },
+                    None => options.data_ttl_ms(key),
+                };
+                (Held::Value(bytes[found.start..].into()), ttl_ms)
+            }
+            Some(Cached::Absent) => (Held::Absent, options.absent_ttl_ms(key)),
+            _ => return,
+        };
+        let keep = match ttl_ms {
+            0 => max_age,
+            ms => max_age.min(Duration::from_millis(ms)),
+        };
+        self.store.insert(
+            key.as_bytes(),
+            held,
+            now + keep,
+            ticket.seq,
+            ticket.sent,
+            || self.live.load(SeqCst) && self.epoch.load(SeqCst) == ticket.epoch,
+        );
+    }
+
+    /// Drops `keys` (an invalidation pushed by Redis, or this process's own write).
+    pub(crate) fn invalidate<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) {
+        let dropped = keys
+            .into_iter()
+            .filter(|key| self.store.invalidate(key))
+            .count();
+        self.spec.stats.add(Stat::NearInvalidations, dropped);
+    }
+
+    /// Drops everything (a `FLUSHALL`, or a lost tracking connection).
+    fn clear(&self) {
+        let dropped = self.store.clear();
+        self.spec.stats.add(Stat::NearInvalidations, dropped);
+    }
+
+    /// Tracking is on at every node: entries can be served and kept.
+    fn up(&self) {
+        self.live.store(true, SeqCst);
+    }
+
+    /// A tracking connection was lost: invalidations may have been missed.
+    fn down(&self) {
+        self.live.store(false, SeqCst);
+        self.epoch.fetch_add(1, SeqCst);
+        self.clear();
+    }
+
+    /// What [`Cache::near_status`](crate::Cache::near_status) reports.
+    pub(crate) fn status(self: &Arc<Self>) -> NearStatus {
+        NearStatus {
+            tracking: self.serving(),
+            entries: self.store.len(),
+        }
+    }
+}
+
+/// How a cache's near cache stands, from [`Cache::near_status`](crate::Cache::near_status).
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn run(cache: ruecache::Cache<u64, String>) {
+/// if let Some(near) = cache.near_status() {
+///     println!("{} ids in memory, tracking {}", near.entries, near.tracking);
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NearStatus {
+    /// Every Redis node's tracking connection is up: the near cache answers and keeps values.
+    /// While it is not, calls read Redis.
+    pub tracking: bool,
+    /// How many ids are held (expired ones included until they are looked up or evicted).
+    pub entries: usize,
+}
