@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng};
-use ruecache::{Cache, Connection};
+use ruecache::{Cache, Connection, NearCache};
 use ruecache_tests::{both, start_standalone_with, RedisServer, Target};
 use serde::{Deserialize, Serialize};
 use support::cmd;
@@ -64,7 +64,33 @@ struct Setup {
     /// Short-lived values, refreshed ahead of their expiry and served past it while their
     /// refill is under way: refresh leases and stale values race the invalidations too.
     fresh: bool,
+    /// Every worker process keeps hot ids in a near cache, in memory: a read may then return
+    /// a version another process invalidated, for as long as Redis's report of it takes to
+    /// arrive ([`NEAR_BOUND`]), never longer, and never after the same process invalidated it.
+    near: bool,
+    /// The near caches' tracking connections are killed every [`TRACKER_KILL_EVERY`] (a
+    /// standalone server only): each time, the near caches drop everything and reconnect.
+    kill_trackers: bool,
 }
+
+/// How long after an invalidation returned a read in another process may still return the
+/// version it replaced from its near cache: the time Redis's report takes to arrive, with a
+/// wide margin for this test's load (measured: well under a millisecond without load, see
+/// `tests/near.rs`). The run prints the longest it saw.
+const NEAR_BOUND: Duration = Duration::from_millis(50);
+
+/// How often the `kill_trackers` variant kills the tracking connections.
+const TRACKER_KILL_EVERY: Duration = Duration::from_millis(150);
+
+/// [`Setup`] with every optional behaviour off.
+const PLAIN: Setup = Setup {
+    ids: 64,
+    padding: 16,
+    faults: false,
+    fresh: false,
+    near: false,
+    kill_trackers: false,
+};
 
 /// The row's value for a version: self-describing, so a mixed-up value is caught too.
 fn row_value(id: u64, version: u64, padding: usize) -> String {
@@ -170,15 +196,18 @@ async fn load(db: &Arc<Db>, ids: Vec<u64>) -> HashMap<u64, Row> {
         .expect("the database read does not panic")
 }
 
-/// One read: when it started, and the version it returned for each id.
+/// One read: when it started, in which process, and the version it returned for each id.
 struct ReadRecord {
     start: Instant,
+    process: usize,
     got: Vec<(u64, u64)>,
 }
 
-/// One completed update of one id: when its invalidation returned, and the version it wrote.
+/// One completed update of one id: when its invalidation returned, in which process, and the
+/// version it wrote.
 struct WriteRecord {
     done: Instant,
+    process: usize,
     id: u64,
     version: u64,
 }
@@ -230,6 +259,7 @@ enum DropAt {
 /// with the other tasks of its "process".
 async fn worker(
     cache: Cache<u64, Row>,
+    process: usize,
     db: Arc<Db>,
     setup: Setup,
     until: Instant,
@@ -286,11 +316,12 @@ async fn worker(
             let done = Instant::now();
             log.updates += 1;
             log.writes
-                .extend(
-                    written
-                        .into_iter()
-                        .map(|(id, version)| WriteRecord { done, id, version }),
-                );
+                .extend(written.into_iter().map(|(id, version)| WriteRecord {
+                    done,
+                    process,
+                    id,
+                    version,
+                }));
         } else {
             let batch: Vec<u64> = if roll < 40 {
                 vec![rng.random_range(0..ids)]
@@ -358,6 +389,7 @@ async fn worker(
             };
             let mut record = ReadRecord {
                 start,
+                process,
                 got: Vec::with_capacity(got.len()),
             };
             for &id in &batch {
@@ -381,38 +413,82 @@ async fn worker(
     log
 }
 
-/// Reads that started after an invalidation of id X completed and returned a version of X older
-/// than the write it followed.
-fn stale_reads(reads: &[ReadRecord], writes: &[WriteRecord]) -> Vec<String> {
-    // Per id: completion instants in order, with the highest version written up to each.
-    let mut by_id: HashMap<u64, Vec<(Instant, u64)>> = HashMap::new();
+/// Reads that returned a version of id X older than a write whose invalidation had completed
+/// before the read started. With near caches (`near_bound`), a read in another process than the
+/// write's may still do so up to `near_bound` after it (Redis's report is on its way): those are
+/// counted in [`Late`], not as violations.
+fn stale_reads(
+    reads: &[ReadRecord],
+    writes: &[WriteRecord],
+    near_bound: Option<Duration>,
+) -> (Vec<String>, Late) {
+    let mut by_id: HashMap<u64, Vec<&WriteRecord>> = HashMap::new();
     for w in writes {
-        by_id.entry(w.id).or_default().push((w.done, w.version));
+        by_id.entry(w.id).or_default().push(w);
     }
     for list in by_id.values_mut() {
-        list.sort_by_key(|&(done, _)| done);
-        let mut max = 0;
-        for entry in list.iter_mut() {
-            max = max.max(entry.1);
-            entry.1 = max;
-        }
+        list.sort_by_key(|w| w.done);
     }
     let mut violations = Vec::new();
+    let mut late = Late::default();
     for read in reads {
         for &(id, version) in &read.got {
             let Some(list) = by_id.get(&id) else { continue };
-            let before = list.partition_point(|&(done, _)| done < read.start);
-            if before > 0 && list[before - 1].1 > version {
-                violations.push(format!(
-                    "id {id}: a read started {:?} after version {} was written and invalidated, \
-                     and returned version {version}",
-                    read.start.duration_since(list[before - 1].0),
-                    list[before - 1].1
-                ));
+            let before = list.partition_point(|w| w.done < read.start);
+            // The writes of newer versions done before the read started.
+            let newer = || list[..before].iter().filter(|w| w.version > version);
+            let Some(first) = newer().next() else {
+                continue;
+            };
+            let after = read.start.duration_since(first.done);
+            let own = newer().any(|w| w.process == read.process);
+            match near_bound {
+                Some(bound) if !own && after <= bound => {
+                    late.reads += 1;
+                    late.longest = late.longest.max(after);
+                }
+                _ => violations.push(format!(
+                    "id {id}: a read started {after:?} after version {} was written and \
+                     invalidated{}, and returned version {version}",
+                    first.version,
+                    if own { " in its own process" } else { "" },
+                )),
             }
         }
     }
-    violations
+    (violations, late)
+}
+
+/// Reads that returned a version another process had invalidated, within the near caches'
+/// bound.
+#[derive(Debug, Default)]
+struct Late {
+    reads: u64,
+    longest: Duration,
+}
+
+/// Kills the near caches' tracking connections on the server `admin` is connected to, every
+/// [`TRACKER_KILL_EVERY`] until `until`; returns how many it killed.
+async fn kill_trackers(admin: Connection, until: Instant) -> u64 {
+    let mut killed = 0;
+    while Instant::now() < until {
+        tokio::time::sleep(TRACKER_KILL_EVERY).await;
+        let list: String = cmd(&admin, "CLIENT", "LIST").await;
+        for id in list
+            .lines()
+            .filter(|line| line.contains(" name=ruecache-near "))
+            .filter_map(|line| line.strip_prefix("id=")?.split(' ').next())
+        {
+            let gone: redis::RedisResult<()> = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .exec_async(&mut admin.clone())
+                .await;
+            killed += u64::from(gone.is_ok());
+        }
+    }
+    killed
 }
 
 /// The errors a call may fail with while the server is down: Redis's own (the connection is
@@ -527,6 +603,9 @@ fn summed_stats(caches: &[Cache<u64, Row>]) -> ruecache::Stats {
         stats.invalidations += s.invalidations;
         stats.refreshes += s.refreshes;
         stats.stale_served += s.stale_served;
+        stats.near_hits += s.near_hits;
+        stats.near_misses += s.near_misses;
+        stats.near_invalidations += s.near_invalidations;
     }
     stats
 }
@@ -584,11 +663,18 @@ async fn torture_with(
                     }
                 });
         }
+        if setup.near {
+            // Half the ids fit: entries are evicted too.
+            let near = NearCache::new(setup.ids as usize / 2).max_age(Duration::from_secs(5));
+            builder = builder.near_cache(near);
+        }
         let cache: Cache<u64, Row> = builder.build().expect("valid config");
         caches.push(cache.clone());
+        let process = caches.len();
         for _ in 0..TASKS_PER_CONNECTION {
             workers.push(tokio::spawn(worker(
                 cache.clone(),
+                process,
                 Db::open(&path),
                 setup,
                 until,
@@ -596,6 +682,9 @@ async fn torture_with(
             )));
         }
     }
+    let killer = setup
+        .kill_trackers
+        .then(|| tokio::spawn(kill_trackers(check_conn.clone(), until)));
     let mut downtime = Duration::ZERO;
     // The counters when the restarted server first answered.
     let mut at_restart = None;
@@ -622,8 +711,12 @@ async fn torture_with(
     for w in workers {
         log.absorb(w.await.expect("a worker panicked"));
     }
+    let trackers_killed = match killer {
+        Some(killer) => killer.await.expect("the killer does not panic"),
+        None => 0,
+    };
     let db = Db::open(&path);
-    let stale = stale_reads(&log.reads, &log.writes);
+    let (stale, late) = stale_reads(&log.reads, &log.writes, setup.near.then_some(NEAR_BOUND));
     let quiesced = quiesce(&caches).await;
     let (left, cached) = check_redis_against_db(check_conn, &template, &db, setup.ids).await;
 
@@ -674,6 +767,22 @@ async fn torture_with(
         stale.len(),
         left.len(),
     );
+    if setup.near {
+        eprintln!(
+            "torture[{label}]: near caches: {} hits, {} misses, {} entries dropped; {} reads \
+             returned a version another process had invalidated, up to {:?} after (bound \
+             {NEAR_BOUND:?}); tracking connections killed {trackers_killed} times",
+            stats.near_hits, stats.near_misses, stats.near_invalidations, late.reads, late.longest,
+        );
+        assert!(stats.near_hits > 0, "no id was answered from a near cache");
+        assert!(
+            stats.near_invalidations > 0,
+            "no near-cache entry was dropped by a report"
+        );
+    }
+    if setup.kill_trackers {
+        assert!(trackers_killed > 0, "no tracking connection was killed");
+    }
     for v in log.violations.iter().chain(&stale).chain(&left).take(20) {
         eprintln!("torture[{label}]: VIOLATION {v}");
     }
@@ -713,21 +822,50 @@ async fn readers_never_see_invalidated_versions_and_redis_matches_db(t: Target) 
     } else {
         "standalone"
     };
-    torture(
-        label,
-        conns,
-        &t.ns(),
-        Setup {
-            ids: 64,
-            padding: 16,
-            faults: false,
-            fresh: false,
-        },
-    )
-    .await;
+    torture(label, conns, &t.ns(), PLAIN).await;
 }
 
 both!(readers_never_see_invalidated_versions_and_redis_matches_db);
+
+/// The torture with a near cache in every worker process: hot ids are answered from memory,
+/// and dropped when Redis reports their change. A read never returns a version its own process
+/// invalidated before it started, nor one another process invalidated longer than
+/// [`NEAR_BOUND`] before; Redis matches the database at the end.
+async fn near_caches_never_serve_past_the_report(t: Target) {
+    let mut conns = Vec::new();
+    for _ in 0..=CONNECTIONS {
+        conns.push(t.connect().await);
+    }
+    let label = if t.is_cluster() {
+        "near, cluster"
+    } else {
+        "near, standalone"
+    };
+    let setup = Setup {
+        near: true,
+        ..PLAIN
+    };
+    torture(label, conns, &t.ns(), setup).await;
+}
+
+both!(near_caches_never_serve_past_the_report);
+
+/// Near caches whose tracking connections are killed over and over: each time everything held
+/// is dropped, nothing is served until tracking is back, and the bounds still hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_caches_whose_tracking_connections_keep_dropping() {
+    let server = start_standalone_with(&[]);
+    let mut conns = Vec::new();
+    for _ in 0..=CONNECTIONS {
+        conns.push(server.connect().await);
+    }
+    let setup = Setup {
+        near: true,
+        kill_trackers: true,
+        ..PLAIN
+    };
+    torture("near, trackers killed", conns, "", setup).await;
+}
 
 /// The torture with values that expire during the run: refreshed ahead of their expiry in the
 /// background (under refresh leases), and past it served stale while their refill is under way.
@@ -744,10 +882,8 @@ async fn refreshes_and_stale_values_never_outlive_an_invalidation(t: Target) {
         "fresh, standalone"
     };
     let setup = Setup {
-        ids: 64,
-        padding: 16,
-        faults: false,
         fresh: true,
+        ..PLAIN
     };
     let stats = torture(label, conns, &t.ns(), setup).await;
     assert!(
@@ -822,8 +958,7 @@ async fn torture_with_eviction_of_leases_mid_fill() {
         Setup {
             ids: 256,
             padding: 8 * 1024,
-            faults: false,
-            fresh: false,
+            ..PLAIN
         },
     )
     .await;
@@ -915,10 +1050,36 @@ async fn torture_with_the_server_killed_and_restarted() {
         conns,
         "",
         Setup {
-            ids: 64,
-            padding: 16,
             faults: true,
-            fresh: false,
+            ..PLAIN
+        },
+        Some(&mut server),
+    )
+    .await;
+    assert!(stats.commits > 0);
+}
+
+/// [`torture_with_the_server_killed_and_restarted`] with a near cache in every worker process:
+/// the killed server takes the tracking connections with it, so everything held is dropped,
+/// nothing is served until the restarted server tracks again, and the bounds still hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_caches_with_the_server_killed_and_restarted() {
+    let mut server = start_standalone_with(&[]);
+    let mut conns = Vec::new();
+    for _ in 0..=CONNECTIONS {
+        // A reconnecting connection, told where its server is (the near cache tracks it).
+        let client = redis::Client::open(server.url()).unwrap();
+        let manager = client.get_connection_manager().await.unwrap();
+        conns.push(Connection::from(manager).wake_ups(&client));
+    }
+    let stats = torture_with(
+        "near, killed and restarted",
+        conns,
+        "",
+        Setup {
+            faults: true,
+            near: true,
+            ..PLAIN
         },
         Some(&mut server),
     )
