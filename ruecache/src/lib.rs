@@ -126,6 +126,47 @@
 //! off the next attempt). Writing a value through ([`Cache::set`]) replaces the refresh lease,
 //! so a refresh in flight then finds a value, not its lease, and refuses.
 //!
+//! ### The near cache
+//!
+//! A cache with a near cache ([`CacheBuilder::near_cache`]) also keeps hot ids in process
+//! memory. It never writes to Redis, so the argument above is untouched; what it must not do is
+//! *serve* a value long after the data key changed. Redis reports every change itself:
+//! each process holds one connection per Redis node (the standalone server, or each cluster
+//! master) in `CLIENT TRACKING on BCAST PREFIX <the template's text before the id>` mode, and
+//! Redis pushes the name of every key under the prefix that changes, whoever changes it (an
+//! invalidation, a commit, a lease, a write through, `redis-cli`, an expiry, an eviction; a
+//! `FLUSHALL` is one push for everything). Broadcast mode keeps no table of who read what on the
+//! server (so `tracking-table-max-keys` plays no part), and lets reads go through any
+//! connection. Its cost: every change under the prefix is pushed to every process.
+//!
+//! 1. **A reply that crossed a report is not kept.** Every report handled (and every local
+//!    drop, below) takes a number from one counter; a read notes the counter before it is
+//!    sent. Redis pushes the report of a change after executing it; the reply of a read
+//!    executed before the change is therefore handled either before the report (the value is
+//!    put in memory, then the report drops it) or after it (the report's number is above the
+//!    read's: the value is refused). A reply that took longer than a second is refused (reports
+//!    are remembered that long). The rule compares only what this process handled and when, so
+//!    it holds whichever connection the read used, through `MGET`s shared by callers too.
+//! 2. **No report may have been missed.** Nothing is served or kept unless every node's
+//!    tracking connection is up. Losing one (it closes, or a ping every 500 ms goes unanswered
+//!    for a second) drops everything held, and moves an epoch that every read notes: a reply
+//!    from before the loss is refused. On a cluster the masters are listed again every second;
+//!    a change of masters is handled as a loss.
+//! 3. **Read your writes.** [`Cache::invalidate`] and [`Cache::set`] drop their keys from the
+//!    process's near cache, taking a number as a report would, once before their write and
+//!    once after Redis answered it: when they return, no call in the process gets the old
+//!    value, and no reply in flight can bring it back.
+//! 4. **Every entry is bounded**: by the near cache's `max_age`; by the TTL (the data TTL, or
+//!    the absent TTL, from when the value was read; Redis also reports the key's expiry; a value
+//!    that records its expiry is kept no later than it); and only fresh values and "absent" are
+//!    kept, never a stale value or one under a refresh lease.
+//!
+//! So a process serves a value after its key changed only while the report is on its way to it
+//! (measured across two OS processes on one host: median below zero, that is before the
+//! invalidating process got its own reply, and p99 about 0.2 ms; see `docs/testing.md`), or
+//! for the time it takes to find a hung connection (1.5 s at most, and `max_age`), and never
+//! after its own invalidation returned.
+//!
 //! A fetch error is returned unchanged and releases the leases. If the caller stops waiting after
 //! the fetch returned, the commit still completes in a spawned task; if it stops waiting during
 //! the fetch, the leases are released. [`Connection::settle`] waits for such background writes,

@@ -2,54 +2,11 @@
 //! soon as Redis reports that their keys changed (see
 //! [`CacheBuilder::near_cache`](crate::CacheBuilder::near_cache)).
 //!
-//! # How it stays coherent
-//!
-//! Redis reports the changes itself, through server-assisted client-side caching: each process
-//! holds one connection per Redis node (per standalone server, per cluster master) in
-//! `CLIENT TRACKING on BCAST PREFIX <the cache's key prefix>` mode ([`track`]). Redis then pushes
-//! an invalidation on that connection for every key under the prefix that changes, whoever
-//! changes it: an invalidation, a commit, a lease, a write through, a command typed in
-//! `redis-cli`, an expiry, an eviction; a `FLUSHALL` pushes one that drops everything. Broadcast
-//! mode needs no memory per key on the server (the default mode remembers every key every client
-//! read, up to `tracking-table-max-keys`), and lets the cache read through any connection, since
-//! what is reported does not depend on who read what. Its cost: every change under the prefix
-//! reaches every process, held or not.
-//!
-//! An entry is used only while it can be trusted, by these rules:
-//!
-//! 1. **Nothing is served or kept unless every node's tracking connection is up.** A read
-//!    remembers the near cache's epoch before it is sent; the epoch moves whenever a tracking
-//!    connection is lost (a disconnection, a failed ping), and the whole near cache is dropped
-//!    then, since invalidations may have been missed. A reply is kept only if the epoch has
-//!    not moved and tracking is up.
-//! 2. **A reply that crossed an invalidation of its key is not kept.** Every invalidation takes
-//!    a number from one counter; a read remembers the counter before it is sent. Redis pushes
-//!    the invalidation of a change after it executes it, so a read executed before the change
-//!    either has its reply handled before the push arrives (the entry is put in, then dropped by
-//!    the push) or after (the push took a later number than the read remembered: the reply is
-//!    refused). Invalidations are remembered for a second ([`store::MEMORY`]); a reply that
-//!    took longer is refused. This holds whichever connection the read used, since the rule
-//!    compares only when the push was handled with when the read was sent.
-//! 3. **Read your writes.** [`Cache::invalidate`](crate::Cache::invalidate) and
-//!    [`Cache::set`](crate::Cache::set) drop their keys from this process's near cache, and
-//!    take a number as a push would, before they send their write and again once Redis has
-//!    answered it: after they return, no call in the process gets the old value, and no read
-//!    in flight can put it back.
-//! 4. **Every entry is bounded in time**: by the cache's `max_age`, by the data TTL (a value
-//!    that records its expiry, with refresh-ahead or stale values on, is kept no later than
-//!    that expiry; Redis also pushes an invalidation when the key expires), and only fresh
-//!    values are kept (never a stale one, nor one under refresh).
-//!
-//! Across processes, a value is served at most as long after its key changed as the push takes
-//! to arrive: measured in `tests/tests/near.rs`, and in the crate docs. A connection that hangs
-//! without closing is found by a ping every [`track::PING_EVERY`]; until then, pushes on it may
-//! be late. On a cluster, the masters are listed again every [`track::TOPOLOGY_EVERY`]; a slot
-//! moved to a master not listed yet is covered by the `max_age` bound until the next listing
-//! (the keys it moved were dropped: their old master pushed their deletion).
-//!
-//! Calls still go through the normal protocol for every id the near cache does not answer:
-//! single-flight, leases and the stale-write guard are unchanged, and the near cache only ever
-//! holds what a read of Redis returned.
+//! The crate docs ("The near cache") give the argument why it is safe; in short: one
+//! connection per Redis node in `CLIENT TRACKING on BCAST` mode ([`track`]) reports every change
+//! of a key under the cache's prefix, the [`Store`] refuses a reply that crossed a report of its
+//! key, a lost tracking connection drops everything and moves the [`Ticket`]s' epoch, and
+//! `invalidate` and `set` drop their keys themselves before and after their write.
 
 pub(crate) mod store;
 pub(crate) mod track;

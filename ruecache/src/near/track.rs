@@ -257,11 +257,16 @@ async fn open(
     let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
-    redis::cmd("CLIENT")
+    // A name is a convenience for operators (`CLIENT LIST`): a user without
+    // `+client|setname` still tracks.
+    let named: redis::RedisResult<()> = redis::cmd("CLIENT")
         .arg("SETNAME")
         .arg(CLIENT_NAME)
-        .query_async::<()>(&mut conn)
-        .await?;
+        .query_async(&mut conn)
+        .await;
+    if let Err(e) = named {
+        debug!(error = %e, "near cache: tracking connection left unnamed");
+    }
     let mut tracking = redis::cmd("CLIENT");
     tracking.arg("TRACKING").arg("on").arg("BCAST");
     if !prefix.is_empty() {
