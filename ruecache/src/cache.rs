@@ -1267,7 +1267,8 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     ///
     /// - Values are kept encoded (decoded on each hit, so `T` needs no `Clone`); ids cached as
     ///   absent are kept too. Only fresh values are kept: never a stale one, nor one under
-    ///   refresh, and a value that records its expiry no longer than that.
+    ///   refresh, and a value that records its expiry no longer than that (with
+    ///   [`refresh_ahead`](Self::refresh_ahead), until reads of Redis may draw its refresh).
     /// - After [`Cache::invalidate`] or [`Cache::set`] returns, no call in this process gets
     ///   the old value. Other processes drop theirs when Redis's report reaches them (about a
     ///   millisecond on one host: see the crate docs for measurements).

@@ -158,8 +158,10 @@
 //!    value, and no reply in flight can bring it back.
 //! 4. **Every entry is bounded**: by the near cache's `max_age`; by the TTL (the data TTL, or
 //!    the absent TTL, from when the value was read; Redis also reports the key's expiry; a value
-//!    that records its expiry is kept no later than it); and only fresh values and "absent" are
-//!    kept, never a stale value or one under a refresh lease.
+//!    that records its expiry is kept no later than it, and with refresh-ahead only until the
+//!    stretch before it in which a read may draw a refresh, so hot ids are still refreshed);
+//!    and only fresh values and "absent" are kept, never a stale value or one under a refresh
+//!    lease.
 //!
 //! So a process serves a value after its key changed only while the report is on its way to it
 //! (measured across two OS processes on one host: median below zero, that is before the

@@ -219,10 +219,18 @@ impl Near {
         let (held, ttl_ms) = match open(bytes) {
             Some(Cached::Present(found)) if found.refresh_deadline.is_none() => {
                 let ttl_ms = match found.timing {
-                    Some(timing) => match timing.expiry.checked_sub(now_ms()) {
-                        Some(left) if left > 0 => left,
-                        _ => return, // stale
-                    },
+                    // Kept until its expiry; with refresh-ahead, only until the stretch before
+                    // it in which reads (of Redis) may draw a refresh: the draw's odds are
+                    // e^(-left / (δ·β)), below 0.04 % at 8·δ·β.
+                    Some(timing) => {
+                        let draws = options.refresh_beta.map_or(0, |beta| {
+                            (f64::from(timing.fill_ms) * beta * 8.0).ceil() as u64
+                        });
+                        match timing.expiry.checked_sub(now_ms() + draws) {
+                            Some(left) if left > 0 => left,
+                            _ => return, // stale, or due for a draw
+                        }
+                    }
                     None => options.data_ttl_ms(key),
                 };
                 (Held::Value(bytes[found.start..].into()), ttl_ms)

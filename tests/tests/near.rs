@@ -89,8 +89,8 @@ async fn hits_are_served_from_memory(t: Target) {
     let source = Versioned::default();
     let first = read(&cache, &[1, 2, 3], &source).await;
     assert_eq!(first[&2], source.value(2));
-    // The fill's values come back from Redis once, and are kept from then on.
-    read(&cache, &[1, 2, 3], &source).await;
+    // The fill's values come back from Redis, and are kept from then on.
+    held(&cache, &[1, 2, 3], &source).await;
     let before = cache.stats();
     let got = read(&cache, &[1, 2, 3], &source).await;
     let one = cache
@@ -460,3 +460,46 @@ fn unix_us() -> i64 {
         .unwrap()
         .as_micros() as i64
 }
+
+/// With refresh-ahead, an entry is kept only until reads of Redis may draw its refresh: a hot
+/// id served from memory is still refreshed before it expires, and never misses.
+async fn hot_ids_are_still_refreshed_ahead(t: Target) {
+    let ns = t.ns();
+    let refresh = |ids: Vec<u64>| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, ruecache::Error>(
+            ids.into_iter()
+                .map(|id| (id, value(id)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let cache = Cache::builder(t.connect().await, &template(&ns))
+        .ttl(Duration::from_secs(1))
+        .jitter(0.0)
+        .refresh_ahead(refresh)
+        .near_cache(NearCache::new(100))
+        .build()
+        .expect("valid config");
+    tracking(&cache).await;
+    // The callers' fetch takes as long as the refresh's: the draw's δ.
+    let read = async || -> HashMap<u64, String> { cache.get_and_fill([1], refresh).await.unwrap() };
+    read().await;
+    let fill = cache.stats();
+    let until = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while tokio::time::Instant::now() < until {
+        assert_eq!(read().await[&1], value(1));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = cache.stats();
+    assert!(stats.near_hits > 0, "{stats:?}");
+    assert!(
+        stats.refreshes >= 2,
+        "refreshed before each expiry: {stats:?}"
+    );
+    assert_eq!(
+        stats.misses, fill.misses,
+        "no read missed after the fill: {stats:?}"
+    );
+}
+
+both!(hot_ids_are_still_refreshed_ahead);

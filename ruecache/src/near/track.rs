@@ -128,25 +128,32 @@ fn at(seed: &ConnectionInfo, host: String, port: u16) -> ConnectionInfo {
 
 /// Tracks the nodes for `near` until it is dropped.
 pub(crate) async fn run(near: Weak<Near>, servers: Arc<Servers>, prefix: Box<str>) {
-    let mut backoff = Duration::from_millis(50);
-    let mut warned = false;
+    const FIRST_RETRY: Duration = Duration::from_millis(50);
+    let mut backoff = FIRST_RETRY;
+    // Whether the last round was up: its loss is logged once as a warning, then the retries at
+    // `debug`.
+    let mut was_up = true;
     loop {
         if near.strong_count() == 0 {
             return;
         }
-        match track(&near, &servers, &prefix).await {
+        let mut up = false;
+        match track(&near, &servers, &prefix, &mut up).await {
             Ok(()) => return,
             Err(e) => {
                 if let Some(near) = near.upgrade() {
                     near.down();
                 }
-                if warned {
-                    debug!(error = %e, "near cache: tracking lost; entries dropped, retrying");
-                } else {
+                if up {
+                    backoff = FIRST_RETRY;
+                }
+                if up || was_up {
                     warn!(error = %e, "near cache: tracking lost or refused; entries dropped, \
                                        calls read Redis until it is back");
-                    warned = true;
+                } else {
+                    debug!(error = %e, "near cache: tracking still down; retrying");
                 }
+                was_up = up;
             }
         }
         tokio::time::sleep(backoff).await;
@@ -171,12 +178,13 @@ impl Drop for Over {
     }
 }
 
-/// One round: opens every node's tracking connection, turns the near cache on, and watches
-/// until a connection is lost (an error) or the near cache is dropped (`Ok`).
+/// One round: opens every node's tracking connection, turns the near cache on (and sets `up`),
+/// and watches until a connection is lost (an error) or the near cache is dropped (`Ok`).
 async fn track(
     near: &Weak<Near>,
     servers: &Servers,
     prefix: &str,
+    up: &mut bool,
 ) -> Result<(), redis::RedisError> {
     let nodes = servers.nodes().await?;
     let round = Arc::new(Round::default());
@@ -189,6 +197,7 @@ async fn track(
         return Ok(());
     };
     live.up();
+    *up = true;
     info!(nodes = conns.len(), prefix, "near cache: tracking on");
     drop(live);
     let mut listed = tokio::time::Instant::now();
