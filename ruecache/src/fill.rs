@@ -225,8 +225,10 @@ where
     let mut key = KeyBuf::new();
     cache.write_data_key(&id, &mut key)?;
     if let Some(found) = near.get(&*cache.codec, key.as_str().as_bytes()) {
+        near.count(1, 0);
         return Ok(found.map(|value| (id, value)));
     }
+    near.count(0, 1);
     let ticket = near.ticket();
     let value = match cache.conn.coalescer() {
         Some(coalescer) if fails_in_time(&cache.conn, deadline, coalesce::REQUESTS) => {
@@ -297,6 +299,7 @@ fn from_near<Id, T, C: Codec<T>>(
     keys: &mut Vec<&str>,
     out: &mut Vec<(Id, T)>,
 ) {
+    let asked = ids.len();
     let mut i = 0;
     while i < ids.len() {
         match near.get(&*cache.codec, keys[i].as_bytes()) {
@@ -310,6 +313,7 @@ fn from_near<Id, T, C: Codec<T>>(
             None => i += 1,
         }
     }
+    near.count(asked - ids.len(), ids.len());
 }
 
 /// Steps 2 to 5 for the ids the first read missed, after the refill of its stale values (see

@@ -172,9 +172,9 @@ impl Near {
     }
 
     /// What the near cache holds for `key`: `Some(Some(value))`, `Some(None)` for "absent".
-    /// Counted as a near hit or miss.
+    /// Not counted: see [`count`](Self::count).
     pub(crate) fn get<T>(&self, codec: &impl Codec<T>, key: &[u8]) -> Option<Option<T>> {
-        let found = match self.store.get(key, Instant::now()) {
+        match self.store.get(key, Instant::now()) {
             Some(Held::Absent) => Some(None),
             Some(Held::Value(bytes)) => match codec.decode(&bytes) {
                 Ok(value) => Some(Some(value)),
@@ -184,14 +184,13 @@ impl Near {
                 }
             },
             None => None,
-        };
-        let stat = if found.is_some() {
-            Stat::NearHits
-        } else {
-            Stat::NearMisses
-        };
-        self.spec.stats.add(stat, 1);
-        found
+        }
+    }
+
+    /// Counts the near hits and misses of one call.
+    pub(crate) fn count(&self, hits: usize, misses: usize) {
+        self.spec.stats.add(Stat::NearHits, hits);
+        self.spec.stats.add(Stat::NearMisses, misses);
     }
 
     /// What a read remembers before it is sent; `None` if its reply cannot be kept.
