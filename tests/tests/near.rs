@@ -503,3 +503,56 @@ async fn hot_ids_are_still_refreshed_ahead(t: Target) {
 }
 
 both!(hot_ids_are_still_refreshed_ahead);
+
+/// The rights the security guide lists: a user with `+client|tracking +ping` besides the
+/// cache's own rules gets a near cache; one without them gets none, and its calls read Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_near_cache_needs_tracking_rights_and_nothing_else() {
+    let server = start_standalone_with(&[]);
+    let admin = server.connect().await;
+    let cache_rules = [
+        "reset",
+        "on",
+        ">pw",
+        "~n:*",
+        "~ruecache:live:*",
+        "+get",
+        "+mget",
+        "+evalsha",
+        "+script|load",
+        "+set",
+        "+del",
+    ];
+    cmd::<()>(
+        &admin,
+        "ACL",
+        [&["SETUSER", "plain"][..], &cache_rules].concat(),
+    )
+    .await;
+    let tracking_rules = [
+        &["SETUSER", "tracker"][..],
+        &cache_rules,
+        &["+client|tracking", "+ping"],
+    ];
+    cmd::<()>(&admin, "ACL", tracking_rules.concat()).await;
+    let source = Versioned::default();
+    let open = async |user: &str| {
+        let conn = Connection::open(&server.url_as(user, "pw")).await.unwrap();
+        Cache::builder(conn, "n:{{{id}}}")
+            .near_cache(NearCache::new(10))
+            .build()
+            .expect("valid config")
+    };
+
+    let allowed: Cache<u64, String> = open("tracker").await;
+    tracking(&allowed).await;
+    held(&allowed, &[1], &source).await;
+
+    let refused: Cache<u64, String> = open("plain").await;
+    for _ in 0..3 {
+        assert_eq!(read(&refused, &[1], &source).await[&1], source.value(1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!refused.near_status().unwrap().tracking);
+    assert_eq!(refused.stats().near_hits, 0);
+}
