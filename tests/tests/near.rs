@@ -556,3 +556,112 @@ async fn the_near_cache_needs_tracking_rights_and_nothing_else() {
     assert!(!refused.near_status().unwrap().tracking);
     assert_eq!(refused.stats().near_hits, 0);
 }
+
+/// A plain connection to one cluster node (no redirections followed).
+async fn node(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a connection to the node")
+}
+
+async fn on<T: redis::FromRedisValue>(
+    conn: &mut redis::aio::MultiplexedConnection,
+    args: &[&str],
+) -> T {
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query_async(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
+}
+
+/// A slot moved from one master to another (`CLUSTER SETSLOT`, `MIGRATE`): the move itself is
+/// reported (the old master deletes the key), and a later change on the new master is too
+/// (every master is tracked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_moved_to_another_master_is_still_tracked() {
+    let cluster = ruecache_tests::start_cluster();
+    let urls = cluster.urls();
+    let cache = near_cache(
+        Connection::open_cluster(&urls).await.unwrap(),
+        &support_ns(),
+        NearCache::new(100),
+    );
+    tracking(&cache).await;
+    let source = Versioned::default();
+    held(&cache, &[1], &source).await;
+
+    let key = cache.data_key(&1).unwrap();
+    let mut nodes = Vec::new();
+    for url in &urls {
+        let mut conn = node(url).await;
+        let id: String = on(&mut conn, &["CLUSTER", "MYID"]).await;
+        let port = url
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        nodes.push((conn, id, port));
+    }
+    let slot: i64 = on(&mut nodes[0].0, &["CLUSTER", "KEYSLOT", &key]).await;
+    let slot = slot.to_string();
+    let mut owner = None;
+    for (i, (conn, _, _)) in nodes.iter_mut().enumerate() {
+        let here: i64 = on(conn, &["CLUSTER", "COUNTKEYSINSLOT", &slot]).await;
+        if here == 1 {
+            owner = Some(i);
+        }
+    }
+    let src = owner.expect("a master holds the key");
+    let dst = (src + 1) % nodes.len();
+    let (src_id, dst_id, dst_port) = (
+        nodes[src].1.clone(),
+        nodes[dst].1.clone(),
+        nodes[dst].2.clone(),
+    );
+    let before = cache.stats().near_invalidations;
+    on::<()>(
+        &mut nodes[dst].0,
+        &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &src_id],
+    )
+    .await;
+    on::<()>(
+        &mut nodes[src].0,
+        &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &dst_id],
+    )
+    .await;
+    on::<()>(
+        &mut nodes[src].0,
+        &[
+            "MIGRATE",
+            "127.0.0.1",
+            &dst_port,
+            "",
+            "0",
+            "5000",
+            "KEYS",
+            &key,
+        ],
+    )
+    .await;
+    for (conn, _, _) in &mut nodes {
+        on::<()>(conn, &["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]).await;
+    }
+    eventually("the move is reported", async || {
+        cache.stats().near_invalidations > before
+    })
+    .await;
+
+    // Read from the new master, kept again; then changed there by hand.
+    held(&cache, &[1], &source).await;
+    source.bump();
+    on::<()>(&mut nodes[dst].0, &["DEL", &key]).await;
+    eventually("the change on the new master is reported", async || {
+        read(&cache, &[1], &source).await[&1] == source.value(1)
+    })
+    .await;
+    drop(cluster);
+}
