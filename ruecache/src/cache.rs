@@ -12,7 +12,7 @@ use crate::codec::{Codec, MsgPack};
 use crate::direct::Lookup;
 use crate::fill::refresh::{starter, Starter};
 use crate::keys::{check_len, KeyTemplate};
-use crate::near::Near;
+use crate::near::{Near, NearCache};
 use crate::options::Options;
 use crate::stats::{Counters, Stats};
 use crate::{Connection, Error};
@@ -1262,11 +1262,12 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     /// Keeps hot ids in process memory, in front of Redis (default off): a hit on them costs no
     /// round trip. Entries are dropped as soon as Redis reports their keys changed, by any
     /// process or by hand, through server-assisted client-side caching (`CLIENT TRACKING` in
-    /// broadcast mode, one connection per Redis node and near cache): see [`NearCache`] for the
-    /// bounds, and the crate docs ("The near cache") for why it is safe.
+    /// broadcast mode, one connection per Redis node and near cache): see [`NearCache`] for its
+    /// settings, and the crate docs ("The near cache") for why it is safe.
     ///
     /// - Values are kept encoded (decoded on each hit, so `T` needs no `Clone`); ids cached as
-    ///   absent are kept too. Only fresh values are kept: never a stale one, nor one under
+    ///   absent are kept too. Bounded by entries, and by bytes with [`NearCache::max_bytes`];
+    ///   past the bound, the entries not used lately go first. Only fresh values are kept: never a stale one, nor one under
     ///   refresh, and a value that records its expiry no longer than that (with
     ///   [`refresh_ahead`](Self::refresh_ahead), until reads of Redis may draw its refresh).
     /// - After [`Cache::invalidate`] or [`Cache::set`] returns, no call in this process gets
@@ -1294,7 +1295,7 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     ///     .build()?;
     /// # Ok(()) }
     /// ```
-    pub fn near_cache(mut self, near: crate::NearCache) -> Self {
+    pub fn near_cache(mut self, near: NearCache) -> Self {
         self.options = self.options.set_near(near);
         self
     }

@@ -42,6 +42,7 @@ use crate::stats::Stat;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NearCache {
     pub(crate) max_entries: usize,
+    pub(crate) max_bytes: Option<usize>,
     pub(crate) max_age: Duration,
     pub(crate) prefix: Option<&'static str>,
 }
@@ -55,9 +56,19 @@ impl NearCache {
     pub const fn new(max_entries: usize) -> Self {
         Self {
             max_entries,
+            max_bytes: None,
             max_age: Self::DEFAULT_MAX_AGE,
             prefix: None,
         }
+    }
+
+    /// Bounds the near cache by weight too: at most about this many bytes of keys and encoded
+    /// values, counting 128 bytes more per entry for the bookkeeping (default: bounded by
+    /// entries only). The bound is split evenly between 64 shards by key: a value larger than
+    /// a 64th of it is not kept.
+    pub const fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = Some(bytes);
+        self
     }
 
     /// How long an entry is kept at most, whatever Redis reports (1 ms up to
@@ -80,6 +91,9 @@ impl NearCache {
     pub(crate) const fn check(&self) -> Result<(), &'static str> {
         if self.max_entries == 0 {
             return Err("`near_cache` needs room for at least one entry, e.g. 10000");
+        }
+        if let Some(0) = self.max_bytes {
+            return Err("the near cache's `max_bytes` must be above zero, e.g. 64 MiB");
         }
         if self.max_age.as_nanos() < 1_000_000
             || self.max_age.as_nanos() > Options::MAX_TTL.as_nanos()
@@ -137,7 +151,7 @@ impl Near {
         Arc::new(Self {
             settings,
             prefix: prefix.into(),
-            store: Store::new(settings.max_entries),
+            store: Store::new(settings.max_entries, settings.max_bytes),
             live: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             started: AtomicBool::new(false),

@@ -36,8 +36,23 @@ pub(crate) enum Held {
 pub(crate) struct Store {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
+    /// The most entries in one shard.
     per_shard: usize,
+    /// The most bytes (keys, values and [`ENTRY_COST`]) in one shard.
+    bytes_per_shard: usize,
     seq: AtomicU64,
+}
+
+/// What an entry costs besides its key and value bytes, for the weight bound: the map's slot,
+/// the entry, two reference counts and the clock's slot, rounded up.
+const ENTRY_COST: usize = 128;
+
+fn weight(key: &[u8], held: &Held) -> usize {
+    let value = match held {
+        Held::Value(bytes) => bytes.len(),
+        Held::Absent => 0,
+    };
+    key.len() + value + ENTRY_COST
 }
 
 #[derive(Default)]
@@ -51,6 +66,8 @@ struct Shard {
     /// Reads sent before this number are refused whatever their key (after a flush, or when
     /// the tombstones overflowed).
     floor: u64,
+    /// The weight of the entries held.
+    bytes: usize,
 }
 
 struct Entry {
@@ -60,11 +77,14 @@ struct Entry {
 }
 
 impl Store {
-    pub(crate) fn new(max_entries: usize) -> Self {
+    /// A store of up to `max_entries` entries, and `max_bytes` of keys and values (plus
+    /// [`ENTRY_COST`] each) if given.
+    pub(crate) fn new(max_entries: usize, max_bytes: Option<usize>) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::default(),
             per_shard: max_entries.div_ceil(SHARDS).max(1),
+            bytes_per_shard: max_bytes.map_or(usize::MAX, |bytes| bytes.div_ceil(SHARDS)),
             seq: AtomicU64::new(0),
         }
     }
@@ -89,7 +109,7 @@ impl Store {
         let mut shard = self.shard(key);
         let entry = shard.entries.get_mut(key)?;
         if entry.expires <= now {
-            shard.entries.remove(key);
+            shard.remove(key);
             return None;
         }
         entry.used = true;
@@ -116,12 +136,13 @@ impl Store {
         if shard.floor > since || crossed || sent.elapsed() > MEMORY || !admit() {
             return false;
         }
-        if let Some(entry) = shard.entries.get_mut(key) {
-            entry.held = held;
-            entry.expires = expires;
-            return true;
+        let weight = weight(key, &held);
+        if weight > self.bytes_per_shard {
+            return false;
         }
-        shard.evict(self.per_shard);
+        shard.remove(key);
+        shard.evict(self.per_shard, self.bytes_per_shard - weight);
+        shard.bytes += weight;
         let key: Arc<[u8]> = key.into();
         shard.clock.push_back(Arc::clone(&key));
         shard.entries.insert(
@@ -141,7 +162,7 @@ impl Store {
         let seq = self.seq.fetch_add(1, SeqCst) + 1;
         let mut shard = self.shard(key);
         shard.remember(key, seq);
-        shard.entries.remove(key).is_some()
+        shard.remove(key)
     }
 
     /// Drops everything and refuses the replies of every read sent before now; how many
@@ -156,6 +177,7 @@ impl Store {
             shard.clock.clear();
             shard.tombstones.clear();
             shard.floor = seq;
+            shard.bytes = 0;
         }
         dropped
     }
@@ -170,6 +192,17 @@ impl Store {
 }
 
 impl Shard {
+    /// Drops `key`'s entry, if there is one; `true` if there was.
+    fn remove(&mut self, key: &[u8]) -> bool {
+        match self.entries.remove_entry(key) {
+            Some((key, entry)) => {
+                self.bytes -= weight(&key, &entry.held);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Records an invalidation. Tombstones older than [`MEMORY`] are no longer needed (a read
     /// older than that is refused anyway); if there are still too many, the shard refuses every
     /// read sent before this one instead, which is as safe and needs no memory per key.
@@ -187,13 +220,13 @@ impl Shard {
         self.tombstones.insert(key.into(), (seq, Instant::now()));
     }
 
-    /// Makes room for one more entry: the first key in the clock not used since it was last
-    /// looked at goes.
-    fn evict(&mut self, capacity: usize) {
+    /// Makes room for one more entry, and until at most `bytes` are held: the first keys in the
+    /// clock not used since they were last looked at go.
+    fn evict(&mut self, capacity: usize, bytes: usize) {
         // Each pass over the clock clears the `used` marks it meets, so two passes always
         // find an entry to drop.
         let mut steps = 2 * self.clock.len();
-        while self.entries.len() >= capacity && steps > 0 {
+        while (self.entries.len() >= capacity || self.bytes > bytes) && steps > 0 {
             steps -= 1;
             let Some(key) = self.clock.pop_front() else {
                 break;
@@ -205,7 +238,7 @@ impl Shard {
                     self.clock.push_back(key);
                 }
                 Some(_) => {
-                    self.entries.remove(&key);
+                    self.remove(&key);
                 }
             }
         }
@@ -233,7 +266,7 @@ mod tests {
 
     #[test]
     fn a_reply_that_crossed_an_invalidation_of_its_key_is_refused() {
-        let store = Store::new(100);
+        let store = Store::new(100, None);
         // The read is sent...
         let (since, sent) = (store.seq(), Instant::now());
         // ...the key changes in Redis and its invalidation arrives before the reply...
@@ -251,7 +284,7 @@ mod tests {
 
     #[test]
     fn an_invalidation_after_the_reply_drops_the_entry() {
-        let store = Store::new(100);
+        let store = Store::new(100, None);
         let (since, sent) = (store.seq(), Instant::now());
         assert!(store.insert(b"k", value(1), later(), since, sent, || true));
         assert!(store.invalidate(b"k"));
@@ -261,7 +294,7 @@ mod tests {
 
     #[test]
     fn a_clear_refuses_every_read_sent_before_it() {
-        let store = Store::new(100);
+        let store = Store::new(100, None);
         let (since, sent) = (store.seq(), Instant::now());
         assert!(store.insert(b"a", value(1), later(), since, sent, || true));
         assert_eq!(store.clear(), 1);
@@ -271,7 +304,7 @@ mod tests {
 
     #[test]
     fn overflowing_tombstones_refuse_older_reads_of_any_key() {
-        let store = Store::new(100);
+        let store = Store::new(100, None);
         let since = store.seq();
         // Enough invalidations of other keys in the shard of `k` to overflow its tombstones.
         let shard = store.index(b"k");
@@ -295,7 +328,7 @@ mod tests {
 
     #[test]
     fn admission_and_expiry_are_honoured() {
-        let store = Store::new(100);
+        let store = Store::new(100, None);
         let (since, sent) = (store.seq(), Instant::now());
         assert!(!store.insert(b"k", value(1), later(), since, sent, || false));
         let past = Instant::now();
@@ -310,7 +343,7 @@ mod tests {
 
     #[test]
     fn eviction_keeps_the_store_bounded_and_spares_used_entries() {
-        let store = Store::new(SHARDS * 4);
+        let store = Store::new(SHARDS * 4, None);
         let (since, sent) = (store.seq(), Instant::now());
         let hot = b"hot".to_vec();
         assert!(store.insert(&hot, value(0), later(), since, sent, || true));
@@ -323,5 +356,23 @@ mod tests {
             store.insert(&i.to_be_bytes(), value(1), later(), since, sent, || true);
         }
         assert!(store.len() <= SHARDS * 4);
+    }
+
+    #[test]
+    fn the_weight_bound_holds() {
+        let store = Store::new(1_000_000, Some(SHARDS * 1024));
+        let (since, sent) = (store.seq(), Instant::now());
+        let big = Held::Value(Arc::from(vec![0u8; 300]));
+        for i in 0..10_000u64 {
+            store.insert(&i.to_be_bytes(), big.clone(), later(), since, sent, || true);
+        }
+        let held: usize = store.len() * (8 + 300 + ENTRY_COST);
+        assert!(held <= SHARDS * 1024, "{held} bytes held");
+        assert!(store.len() >= SHARDS, "each shard keeps what fits");
+        let huge = Held::Value(Arc::from(vec![0u8; 4096]));
+        assert!(
+            !store.insert(b"huge", huge, later(), since, sent, || true),
+            "a value larger than a shard's share is not kept"
+        );
     }
 }
