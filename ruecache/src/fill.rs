@@ -187,7 +187,15 @@ where
     let options = &cache.spec.options;
     let deadline = Instant::now() + options.timeout;
     if let Some(near) = cache.near.as_ref().filter(|near| near.serving()) {
-        return Box::pin(get_and_fill_one_near(cache, near, id, fetch, deadline)).await;
+        let mut key = KeyBuf::new();
+        cache.write_data_key(&id, &mut key)?;
+        if let Some(found) = near.get(&*cache.codec, key.as_str().as_bytes()) {
+            near.count(1, 0);
+            return Ok(found.map(|value| (id, value)));
+        }
+        near.count(0, 1);
+        // Boxed: a hit from memory does not carry the read's future.
+        return Box::pin(get_and_fill_one_near(cache, near, id, key, fetch, deadline)).await;
     }
     let value = match cache.conn.coalescer() {
         // Every wait of a coalesced read ends before the deadline (see `coalesce`).
@@ -207,12 +215,13 @@ where
     answer_one(cache, id, value, fetch, deadline).await
 }
 
-/// [`get_and_fill_one`] with a near cache: the id's key is rendered once, looked up in memory,
-/// and read from Redis if it is not there (what Redis answers is offered to the near cache).
+/// [`get_and_fill_one`] of an id the near cache does not hold (its key is `key`): read from
+/// Redis, and what Redis answers is offered to the near cache.
 async fn get_and_fill_one_near<Id, T, C, F, E>(
     cache: &Cache<Id, T, C>,
     near: &Near,
     id: Id,
+    key: KeyBuf,
     fetch: F,
     deadline: Instant,
 ) -> Result<Option<(Id, T)>, E>
@@ -222,13 +231,6 @@ where
     F: Fetch<Id, T, E>,
     E: From<Error>,
 {
-    let mut key = KeyBuf::new();
-    cache.write_data_key(&id, &mut key)?;
-    if let Some(found) = near.get(&*cache.codec, key.as_str().as_bytes()) {
-        near.count(1, 0);
-        return Ok(found.map(|value| (id, value)));
-    }
-    near.count(0, 1);
     let ticket = near.ticket();
     let value = match cache.conn.coalescer() {
         Some(coalescer) if fails_in_time(&cache.conn, deadline, coalesce::REQUESTS) => {
