@@ -3,7 +3,7 @@
 //! Each value is parsed on its own, so a bad value, an unknown name or a duplicate is reported and
 //! parsing goes on with the next argument: one build shows every mistake.
 
-use proc_macro2::{TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
@@ -30,13 +30,15 @@ mod kw {
     syn::custom_keyword!(fetch_soft_timeout);
     syn::custom_keyword!(refresh_ahead);
     syn::custom_keyword!(refresh_beta);
+    syn::custom_keyword!(near);
+    syn::custom_keyword!(near_max_age);
 }
 
 /// Every argument, in the order the error messages list them.
 const NAMES: &str = "`key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, \
                      `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, \
                      `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `refresh_ahead`, \
-                     `refresh_beta`, `name`, `codec` or `crate`";
+                     `refresh_beta`, `near`, `near_max_age`, `name`, `codec` or `crate`";
 
 /// The arguments as written; values are checked by `validate`. `None` means not given.
 #[derive(Default)]
@@ -73,6 +75,13 @@ pub(crate) struct Args {
     pub(crate) refresh_ahead: Option<syn::LitBool>,
     /// `refresh_beta = 1.0`; any literal, as `jitter`.
     pub(crate) refresh_beta: Option<Lit>,
+    /// `near = "10000"` or `near = 10000`; any literal, so that `near = "0"` gets a precise
+    /// message.
+    pub(crate) near: Option<Lit>,
+    /// `near_max_age = "30s"`.
+    pub(crate) near_max_age: Option<LitStr>,
+    /// Where `near_max_age` is written: given without `near`, it is refused there.
+    pub(crate) near_max_age_at: Option<Span>,
     /// `name = "widgets"`.
     pub(crate) name: Option<LitStr>,
     /// `codec = ruecache::Raw`.
@@ -179,6 +188,13 @@ impl Args {
             let slot = &mut self.refresh_beta;
             let name = "refresh_beta";
             arg::<kw::refresh_beta, _>(input, name, BETA, slot, &mut self.given, errors)
+        } else if lookahead.peek(kw::near) {
+            arg::<kw::near, _>(input, "near", NEAR, &mut self.near, &mut self.given, errors)
+        } else if lookahead.peek(kw::near_max_age) {
+            self.near_max_age_at.get_or_insert(input.span());
+            let slot = &mut self.near_max_age;
+            let name = "near_max_age";
+            arg::<kw::near_max_age, _>(input, name, DURATION, slot, &mut self.given, errors)
         } else if lookahead.peek(kw::name) {
             arg::<kw::name, _>(input, "name", NAME, &mut self.name, &mut self.given, errors)
         } else if lookahead.peek(kw::codec) {
@@ -220,6 +236,8 @@ const FRACTION: &str = "a fraction between `0.0` and `1.0`, such as `0.2`";
 const CODEC: &str = "a codec type, such as `ruecache::Raw`";
 const BOOL: &str = "`true` or `false`";
 const BETA: &str = "a float above `0.0`, such as `1.0`";
+pub(crate) const NEAR: &str =
+    "the most ids kept in process memory, a whole number of at least 1, such as `near = \"10000\"`";
 const NAME: &str = "a string literal, such as `name = \"widgets\"`";
 const CRATE: &str = "the path of `ruecache` as a string, such as `crate = \"my_crate::ruecache\"`";
 
@@ -341,7 +359,7 @@ mod tests {
             unlock_threshold = "0ms", backoff_min = "10ms", backoff_max = "2s",
             fallback_to_source = true, name = "widgets", stale_for = "1h", stale_retry = "1s",
             fetch_timeout = "2s", fetch_soft_timeout = "200ms", refresh_ahead = true,
-            refresh_beta = 2.0,
+            refresh_beta = 2.0, near = "10000", near_max_age = "10s",
         });
         assert_eq!(errors, Vec::<String>::new());
         assert_eq!(args.key.unwrap().value(), "w:{id}");
@@ -363,6 +381,9 @@ mod tests {
         assert_eq!(args.fetch_soft_timeout.unwrap().value(), "200ms");
         assert!(args.refresh_ahead.unwrap().value());
         assert!(args.refresh_beta.is_some());
+        assert!(matches!(args.near, Some(Lit::Str(lit)) if lit.value() == "10000"));
+        assert_eq!(args.near_max_age.unwrap().value(), "10s");
+        assert!(args.near_max_age_at.is_some());
     }
 
     #[test]
@@ -373,12 +394,12 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "unknown argument `tll`, expected `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `refresh_ahead`, `refresh_beta`, `name`, `codec` or `crate`",
+                "unknown argument `tll`, expected `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `refresh_ahead`, `refresh_beta`, `near`, `near_max_age`, `name`, `codec` or `crate`",
                 "`key` expects a string literal, such as `key = \"widgets:{{{id}}}\"`",
                 "duplicate argument `ttl`: it is already given, remove one of the two",
                 "expected `=` and a value after `jitter`, a fraction between `0.0` and `1.0`, such as `0.2`",
                 "missing value for `codec`, expected a codec type, such as `ruecache::Raw`",
-                "expected an argument such as `key = \"widgets:{{{id}}}\"`, found `42`; the arguments are `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `refresh_ahead`, `refresh_beta`, `name`, `codec` or `crate`",
+                "expected an argument such as `key = \"widgets:{{{id}}}\"`, found `42`; the arguments are `key`, `ttl`, `absent_ttl`, `lock_ttl`, `timeout`, `jitter`, `backoff_min`, `backoff_max`, `unlock_threshold`, `fallback_to_source`, `stale_for`, `stale_retry`, `fetch_timeout`, `fetch_soft_timeout`, `refresh_ahead`, `refresh_beta`, `near`, `near_max_age`, `name`, `codec` or `crate`",
             ]
         );
         assert_eq!(args.ttl.unwrap().value(), "1m");

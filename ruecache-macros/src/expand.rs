@@ -331,6 +331,14 @@ fn companion(
         let lit = Literal::f64_suffixed(beta);
         setters.push(quote!(.set_refresh_beta(#lit)));
     }
+    if let Some((entries, max_age_ms)) = settings.near {
+        let entries = Literal::u64_unsuffixed(entries);
+        let max_age = max_age_ms.map(|ms| {
+            let max_age = millis(ms);
+            quote!(.max_age(#max_age))
+        });
+        setters.push(quote!(.set_near(#private::NearCache::new(#entries) #max_age)));
+    }
     // Named after the method unless the attribute names it.
     let cache_name = settings
         .name
@@ -551,6 +559,30 @@ mod tests {
         );
         assert!(out.contains("{ let typing = ; }"), "{out}");
         assert!(out.contains("fn get_cache"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn near_sets_a_near_cache_with_its_max_age() {
+        let item = quote!(
+            async fn get(&self, ids: Vec<u64>) -> R {
+                f(ids)
+            }
+        );
+        let out = expand(quote!(key = "w:{id}", near = "100"), item.clone()).to_string();
+        assert!(
+            out.contains(". set_near (:: ruecache :: __private :: NearCache :: new (100))"),
+            "{out}"
+        );
+        let args = quote!(key = "w:{id}", near = 100, near_max_age = "30s");
+        let out = expand(args, item).to_string();
+        assert!(
+            out.contains(
+                ". set_near (:: ruecache :: __private :: NearCache :: new (100) . max_age \
+                 (:: core :: time :: Duration :: from_millis (30000u64)))"
+            ),
+            "{out}"
+        );
         assert!(!out.contains("compile_error"), "{out}");
     }
 

@@ -144,6 +144,8 @@ use proc_macro::TokenStream;
 /// | `fetch_soft_timeout` | past it, the refill of a stale value serves the stale value; shorter than `fetch_timeout`: `fetch_soft_timeout = "200ms"` | none |
 /// | `refresh_ahead` | refresh ids in the background before they expire (XFetch, one refresher per id fleet-wide): the body then runs on a clone of the service, which must be `Clone + Send + Sync + 'static`, and its error type must implement `Display` (refresh errors are logged); `refresh_ahead = true` | `false` |
 /// | `refresh_beta` | the β of the refresh-ahead draw: above `1.0` refreshes earlier, below later; `refresh_beta = 2.0` | `1.0` |
+/// | `near` | keep up to this many ids in process memory, in front of Redis, each dropped as soon as Redis reports its key changed (`CacheBuilder::near_cache`; one near cache per method and connection); a whole number of at least 1, `near = "10000"` (or `near = 10000`). Needs a connection opened by `Connection::open` or `Connection::open_cluster` (or given a client with `Connection::wake_ups`): on another, the method's calls read Redis only, with a warning logged once per connection | off |
+/// | `near_max_age` | the longest an id stays in process memory, whatever Redis reports; needs `near`: `near_max_age = "10s"` | `"30s"` |
 /// | `name` | the cache's name, in its `tracing` spans and its metrics: `name = "widgets"` | the method's name |
 /// | `codec` | a codec type (not a string) implementing `ruecache::Codec<T> + Default`: `codec = ruecache::Raw` | `ruecache::MsgPack` |
 /// | `crate` | the path of `ruecache` as a string, for crates that re-export it: `crate = "my_crate::ruecache"` | `"::ruecache"` |
@@ -151,7 +153,9 @@ use proc_macro::TokenStream;
 /// Durations are numbers with units `ms`, `s`, `m`, `h` and `d`, combined from largest to
 /// smallest: `"500ms"`, `"30s"`, `"1h30m"`, `"7d"` (no fractions: `"1h30m"`, not `"1.5h"`;
 /// spaces are fine: `"1h 30m"`). The arguments set the same options as the `CacheBuilder`
-/// methods of the same names, through the same setters, and are checked by the same rules
+/// methods of the same names (`near` and `near_max_age` those of `CacheBuilder::near_cache`:
+/// `NearCache::new(near).max_age(near_max_age)`), through the same setters, and are checked by
+/// the same rules
 /// (`CacheBuilder::build`'s messages, such as a `lock_ttl` not longer than the
 /// `unlock_threshold`). Every argument is checked when the code compiles, and every mistake is reported at once, at
 /// the argument at fault; the method is then left as written, and its companion still generated

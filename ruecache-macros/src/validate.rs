@@ -9,7 +9,7 @@ use syn::{
     ReturnType, Signature, Type, TypeImplTrait,
 };
 
-use crate::args::Args;
+use crate::args::{Args, NEAR};
 use crate::duration::{self, Duration};
 use crate::errors::Errors;
 use crate::template;
@@ -40,6 +40,9 @@ pub(crate) struct Settings<'a> {
     /// `refresh_ahead = true`: where it is written (errors about the service's `Clone` point
     /// there), and the draw's β.
     pub(crate) refresh: Option<(Span, f64)>,
+    /// `near = "10000"`: the near cache's most entries, and its `near_max_age` in milliseconds
+    /// (`None` for the default).
+    pub(crate) near: Option<(u64, Option<u64>)>,
     /// The cache's name; `None` for the method's name.
     pub(crate) name: Option<String>,
     /// The codec type, `None` for the default (`MsgPack`).
@@ -97,6 +100,7 @@ pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Settings<'a> 
     let stale_retry_ms = duration(&args.stale_retry, "stale_retry", false);
     let fetch_timeout_ms = duration(&args.fetch_timeout, "fetch_timeout", false);
     let fetch_soft_timeout_ms = duration(&args.fetch_soft_timeout, "fetch_soft_timeout", false);
+    let near_max_age_ms = duration(&args.near_max_age, "near_max_age", false);
     let name = args.name.as_ref().and_then(|lit| {
         let name = lit.value();
         errors.check(if name.is_empty() {
@@ -127,6 +131,20 @@ pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Settings<'a> 
         }
         _ => None,
     };
+    let near_entries = args
+        .near
+        .as_ref()
+        .and_then(|lit| errors.check(near_entries(lit)));
+    // A `near` given with a bad value is reported at its value, not as missing.
+    let near_missing = !args.given.contains(&"near");
+    if let Some(at) = args.near_max_age_at.filter(|_| near_missing) {
+        errors.push(syn::Error::new(
+            at,
+            "`near_max_age` tunes the near cache: add `near = \"<max entries>\"`, such as \
+             `near = \"10000\"`",
+        ));
+    }
+    let near = near_entries.map(|entries| (entries, near_max_age_ms));
     let krate = args.krate.as_ref().and_then(|lit| {
         errors.check(lit.parse::<Path>().map_err(|_| {
             syn::Error::new(
@@ -157,6 +175,7 @@ pub(crate) fn settings<'a>(args: &'a Args, errors: &mut Errors) -> Settings<'a> 
         fetch_timeout_ms,
         fetch_soft_timeout_ms,
         refresh,
+        near,
         name,
         codec: args.codec.as_ref(),
     }
@@ -226,6 +245,32 @@ fn beta(lit: &Lit) -> syn::Result<f64> {
         ));
     }
     Ok(value)
+}
+
+/// The near cache's most entries: a whole number of at least 1, written as a string
+/// (`near = "10000"`) or a number (`near = 10000`), `_` between digits allowed.
+fn near_entries(lit: &Lit) -> syn::Result<u64> {
+    let fail = |message: String| Err(syn::Error::new(lit.span(), message));
+    let digits = match lit {
+        Lit::Str(text) => text.value(),
+        Lit::Int(int) if int.suffix().is_empty() || int.suffix() == "usize" => {
+            int.base10_digits().to_owned()
+        }
+        _ => return fail(format!("`near` takes {NEAR}")),
+    };
+    let whole = digits.starts_with(|c: char| c.is_ascii_digit())
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '_');
+    if !whole {
+        return fail(format!("`near` takes {NEAR}"));
+    }
+    match digits.replace('_', "").parse::<u64>() {
+        Ok(0) => fail(String::from(
+            "`near` must be at least 1, the most ids kept in process memory, such as \
+             `near = \"10000\"`; leave `near` out for no near cache",
+        )),
+        Ok(entries) => Ok(entries),
+        Err(_) => fail(format!("`near` is too large: it takes {NEAR}")),
+    }
 }
 
 /// The `jitter` fraction.
@@ -545,6 +590,76 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn near_takes_a_whole_number_of_at_least_one() {
+        let near = |text: &str| near_entries(&syn::parse_str::<Lit>(text).unwrap());
+        for (text, entries) in [
+            ("\"10000\"", 10_000),
+            ("\"10_000\"", 10_000),
+            ("\"1\"", 1),
+            ("10000", 10_000),
+            ("10_000usize", 10_000),
+        ] {
+            assert_eq!(near(text).unwrap(), entries, "{text}");
+        }
+        for (text, reason) in [
+            ("\"0\"", "`near` must be at least 1"),
+            ("0", "`near` must be at least 1"),
+            (
+                "\"many\"",
+                "`near` takes the most ids kept in process memory",
+            ),
+            ("\"\"", "`near` takes the most ids"),
+            ("\" 10\"", "`near` takes the most ids"),
+            ("\"-1\"", "`near` takes the most ids"),
+            ("\"1.5\"", "`near` takes the most ids"),
+            ("1.5", "`near` takes the most ids"),
+            ("10u8", "`near` takes the most ids"),
+            ("true", "`near` takes the most ids"),
+            ("\"99999999999999999999\"", "`near` is too large"),
+        ] {
+            let error = near(text).unwrap_err().to_string();
+            assert!(error.contains(reason), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn near_max_age_needs_near() {
+        let errors = |tokens: proc_macro2::TokenStream| -> Vec<String> {
+            let mut errors = Errors::default();
+            let args = Args::parse(tokens, &mut errors);
+            let near = settings(&args, &mut errors).near;
+            match errors.finish() {
+                Ok(()) => vec![format!("{near:?}")],
+                Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+            }
+        };
+        assert_eq!(
+            errors(quote::quote!(
+                key = "w:{id}",
+                near = "5",
+                near_max_age = "2s"
+            )),
+            ["Some((5, Some(2000)))"]
+        );
+        assert_eq!(
+            errors(quote::quote!(key = "w:{id}", near_max_age = "2s")),
+            ["`near_max_age` tunes the near cache: add `near = \"<max entries>\"`, such as `near = \"10000\"`"]
+        );
+        // A bad `near` is reported once, at its value, not also as missing.
+        let bad = errors(quote::quote!(
+            key = "w:{id}",
+            near = "0",
+            near_max_age = "0s"
+        ));
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(
+            bad[0].starts_with("`near_max_age` must be longer than zero"),
+            "{bad:?}"
+        );
+        assert!(bad[1].starts_with("`near` must be at least 1"), "{bad:?}");
     }
 
     #[test]

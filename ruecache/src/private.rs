@@ -6,8 +6,8 @@ use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 
 pub use crate::{
-    Cache, Codec, Connection, Error, HasConnection, IdList, KeyTemplate, MsgPack, Options, Raw,
-    Spec,
+    Cache, Codec, Connection, Error, HasConnection, IdList, KeyTemplate, MsgPack, NearCache,
+    Options, Raw, Spec,
 };
 pub use core::future::Future;
 

@@ -76,6 +76,16 @@ impl Service {
         found(ids)
     }
 
+    #[ruecache::cached_batch(key = "near:{id}", near = "10000", near_max_age = "30s")]
+    async fn near(&self, ids: Vec<u64>) -> Found {
+        found(ids)
+    }
+
+    #[ruecache::cached_batch(key = "near_number:{id}", near = 10_000)]
+    async fn near_number(&self, ids: Vec<u64>) -> Found {
+        found(ids)
+    }
+
     #[ruecache::cached_batch(jitter = 1.0, timeout = "250ms", key = "order:{id}", lock_ttl = "1h")]
     async fn any_order(&self, ids: Vec<u64>) -> Found {
         found(ids)
