@@ -15,11 +15,16 @@
 //!   p99 and p99.9 latency per call.
 //! - **Redis memory per cached id** (`INFO memory`), for ruecache, for cache-aside, and for what
 //!   the previous protocol kept per id (a data key and a version key, written raw).
+//! - **The near cache** (hot ids in process memory): a hit on a hot id it holds beside a raw
+//!   `GET` of the same keys, at p = 1 and p = 512; Zipf(1.0) reads over 100,000 cached ids with a
+//!   10,000-entry near cache beside the same cache without one, at p = 32 and p = 512 (with the
+//!   share of ids the near cache answered); the process's heap per entry it holds; and what
+//!   decoding a held value costs on each hit, beside cloning a decoded one.
 //!
 //! ```text
 //! cargo bench -p ruecache-bench --bench workloads            # the full run (about a minute)
 //! cargo bench -p ruecache-bench --bench workloads -- --quick # every row briefly
-//! cargo bench -p ruecache-bench --bench workloads -- mixed   # only these tables: hits, mixed, expiring, memory
+//! cargo bench -p ruecache-bench --bench workloads -- mixed   # only these tables: hits, mixed, expiring, memory, near
 //! ```
 //!
 //! `RUECACHE_BENCH_QUICK=1` is the same as `--quick`. Each row runs p tasks on a multi-thread
@@ -27,13 +32,15 @@
 //! group are interleaved over rounds (each starting with another side), and the median round is
 //! shown. The server is always a private one: the mixed workload flushes it for its cold start.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
-use ruecache::{Cache, Connection, Raw};
+use ruecache::{Cache, Codec, Connection, MsgPack, NearCache, Raw};
 use tokio::sync::Barrier;
 
 const VALUE_LEN: usize = 64;
@@ -42,9 +49,59 @@ const TTL: Duration = Duration::from_secs(600);
 const DB_LATENCY: Duration = Duration::from_millis(1);
 const UPDATE_RATIO: f64 = 0.005;
 
+/// Counts the bytes live on the heap while switched on (see [`heap_growth`]); switched off, it
+/// only hands every call to the system allocator, so the timed rows pay one relaxed load per
+/// allocation.
+struct LiveBytes;
+
+#[global_allocator]
+static ALLOC: LiveBytes = LiveBytes;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+fn count(bytes: i64) {
+    if COUNTING.load(Ordering::Relaxed) {
+        LIVE.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; counting has no effect on memory.
+unsafe impl GlobalAlloc for LiveBytes {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size() as i64);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size() as i64);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size as i64 - layout.size() as i64);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(-(layout.size() as i64));
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// How much the whole process's heap grew while `f` ran: bytes asked of the allocator less
+/// bytes given back (the allocator's own headers and rounding not included).
+async fn heap_growth(f: impl std::future::Future<Output = ()>) -> i64 {
+    let before = LIVE.load(Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    f.await;
+    COUNTING.store(false, Ordering::Relaxed);
+    LIVE.load(Ordering::Relaxed) - before
+}
+
 struct Config {
     quick: bool,
-    /// The tables asked for (`hits`, `mixed`, `expiring`, `memory`); empty for all.
+    /// The tables asked for (`hits`, `mixed`, `expiring`, `memory`, `near`); empty for all.
     only: Vec<String>,
     rounds: usize,
     /// Ids cached for the hit rows, and the mixed workload's id space.
@@ -56,6 +113,12 @@ struct Config {
     expiring_ids: usize,
     expiring_ops: usize,
     memory_ids: usize,
+    /// The near cache's entries in the near table: its Zipf rows read `hit_ids` ids, its hit
+    /// rows a tenth of `near_entries` (all held).
+    near_entries: usize,
+    /// Calls per round of a near-cache hit row (the raw `GET` rows beside them make `hit_ops`
+    /// calls at p = 512, a tenth of that at p = 1: they are 10 to 1,000 times slower).
+    near_hit_ops: usize,
 }
 
 impl Config {
@@ -68,7 +131,7 @@ impl Config {
             || std::env::var_os("RUECACHE_BENCH_QUICK").is_some_and(|v| v == "1");
         let only = std::env::args()
             .skip(1)
-            .filter(|a| ["hits", "mixed", "expiring", "memory"].contains(&a.as_str()))
+            .filter(|a| ["hits", "mixed", "expiring", "memory", "near"].contains(&a.as_str()))
             .collect();
         if quick {
             Self {
@@ -82,6 +145,8 @@ impl Config {
                 expiring_ids: 500,
                 expiring_ops: 5_000,
                 memory_ids: 1_000,
+                near_entries: 1_000,
+                near_hit_ops: 50_000,
             }
         } else {
             Self {
@@ -95,6 +160,8 @@ impl Config {
                 expiring_ids: 1_000,
                 expiring_ops: 300_000,
                 memory_ids: 10_000,
+                near_entries: 10_000,
+                near_hit_ops: 2_000_000,
             }
         }
     }
@@ -146,13 +213,57 @@ fn draws(pick: Pick, zipf: &Zipf, n: usize, p: usize, per_task: usize) -> Vec<Ve
         .collect()
 }
 
-fn cache(conn: &Connection, name: &'static str) -> Cache<u64, Vec<u8>, Raw> {
-    Cache::builder(conn.clone(), "wl:{{{id}}}")
+type BenchCache = Cache<u64, Vec<u8>, Raw>;
+
+fn cache(conn: &Connection, name: &'static str) -> BenchCache {
+    cache_with(conn, name, None)
+}
+
+/// The bench cache, with a near cache if `near` is given.
+fn cache_with(conn: &Connection, name: &'static str, near: Option<NearCache>) -> BenchCache {
+    let builder = Cache::builder(conn.clone(), "wl:{{{id}}}")
         .codec(Raw)
         .ttl(TTL)
-        .name(name)
-        .build()
-        .expect("bench cache")
+        .name(name);
+    match near {
+        Some(near) => builder.near_cache(near),
+        None => builder,
+    }
+    .build()
+    .expect("bench cache")
+}
+
+/// Caches ids `0..n` in Redis, each with the bench's value.
+async fn seed(cache: &BenchCache, n: usize) {
+    let value = vec![7u8; VALUE_LEN];
+    let ids: Vec<u64> = (0..n as u64).collect();
+    for chunk in ids.chunks(1000) {
+        cache
+            .set_many(chunk.iter().map(|&id| (id, value.clone())))
+            .await
+            .expect("seeding");
+    }
+}
+
+/// One `get_and_fill_one` of a cached id: a hit (from Redis, or from the near cache).
+async fn hit(cache: &BenchCache, id: u64) {
+    let v = cache
+        .get_and_fill_one(id, |_| async {
+            Err::<Option<Vec<u8>>, _>(ruecache::Error::source_error("a hit never fetches"))
+        })
+        .await
+        .expect("a hit");
+    assert!(v.is_some());
+}
+
+/// One raw `GET` of a key that holds a value.
+async fn raw_get(conn: &mut Connection, key: &str) {
+    let v: Option<Vec<u8>> = ruecache::redis::cmd("GET")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("GET");
+    assert!(v.is_some());
 }
 
 /// Runs `op` for every id of every task's list, p tasks at once; returns the wall time and
@@ -240,14 +351,7 @@ async fn used_memory(conn: &Connection) -> i64 {
 async fn hits(cfg: &Config, conn: &Connection, out: &mut String) {
     let cache = cache(conn, "hits");
     flushall(conn).await;
-    let value = vec![7u8; VALUE_LEN];
-    let ids: Vec<u64> = (0..cfg.hit_ids as u64).collect();
-    for chunk in ids.chunks(1000) {
-        cache
-            .set_many(chunk.iter().map(|&id| (id, value.clone())))
-            .await
-            .expect("seeding");
-    }
+    seed(&cache, cfg.hit_ids).await;
     let zipf = Zipf::new(cfg.hit_ids, 1.0);
     let _ = writeln!(
         out,
@@ -272,14 +376,7 @@ async fn hits(cfg: &Config, conn: &Connection, out: &mut String) {
                         let conn = conn.clone();
                         let (wall, lat) = run(lists, move |id| {
                             let (keys, mut conn) = (keys.clone(), conn.clone());
-                            async move {
-                                let v: Option<Vec<u8>> = ruecache::redis::cmd("GET")
-                                    .arg(&keys[id as usize])
-                                    .query_async(&mut conn)
-                                    .await
-                                    .expect("GET");
-                                assert!(v.is_some());
-                            }
+                            async move { raw_get(&mut conn, &keys[id as usize]).await }
                         })
                         .await;
                         raw.push(measured(wall, lat, None));
@@ -287,17 +384,7 @@ async fn hits(cfg: &Config, conn: &Connection, out: &mut String) {
                         let cache = cache.clone();
                         let (wall, lat) = run(lists, move |id| {
                             let cache = cache.clone();
-                            async move {
-                                let v = cache
-                                    .get_and_fill_one(id, |_| async {
-                                        Err::<Option<Vec<u8>>, _>(ruecache::Error::source_error(
-                                            "a hit never fetches",
-                                        ))
-                                    })
-                                    .await
-                                    .expect("a hit");
-                                assert!(v.is_some());
-                            }
+                            async move { hit(&cache, id).await }
                         })
                         .await;
                         ours.push(measured(wall, lat, None));
@@ -679,6 +766,319 @@ async fn memory(cfg: &Config, conn: &Connection, out: &mut String) {
     }
 }
 
+/// Runs `task` on every list, p tasks at once, released together by a barrier; returns the wall
+/// time. Unlike [`run`], nothing is timed per call: a near-cache hit costs less than reading the
+/// clock twice and keeping a latency would.
+async fn run_lists<F, Fut>(lists: Vec<Vec<u64>>, task: F) -> Duration
+where
+    F: Fn(Vec<u64>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(lists.len() + 1));
+    let tasks: Vec<_> = lists
+        .into_iter()
+        .map(|ids| {
+            let (work, barrier) = (task(ids), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                work.await;
+            })
+        })
+        .collect();
+    barrier.wait().await;
+    let start = Instant::now();
+    for task in tasks {
+        task.await.expect("a bench task");
+    }
+    start.elapsed()
+}
+
+/// A task of the near table: `get_and_fill_one` of each of its ids, every one a hit.
+async fn hits_of(cache: BenchCache, ids: Vec<u64>) {
+    for id in ids {
+        hit(&cache, id).await;
+    }
+}
+
+/// A task of the near table's reference rows: a raw `GET` of each of its ids' keys.
+async fn raw_gets_of(mut conn: Connection, keys: Arc<Vec<String>>, ids: Vec<u64>) {
+    for id in ids {
+        raw_get(&mut conn, &keys[id as usize]).await;
+    }
+}
+
+/// One round of `lists` through `cache`: ns/op, and the share of ids the near cache answered.
+async fn near_round(cache: &BenchCache, lists: Vec<Vec<u64>>) -> (f64, f64) {
+    let ops = lists.iter().map(Vec::len).sum::<usize>() as f64;
+    let before = cache.stats().near_hits;
+    let wall = run_lists(lists, |ids| hits_of(cache.clone(), ids)).await;
+    let near_hits = cache.stats().near_hits - before;
+    (wall.as_nanos() as f64 / ops, near_hits as f64 / ops)
+}
+
+/// One round of `lists` as raw `GET`s of `keys`: ns/op (and no near hits).
+async fn raw_round(conn: &Connection, keys: &Arc<Vec<String>>, lists: Vec<Vec<u64>>) -> (f64, f64) {
+    let ops = lists.iter().map(Vec::len).sum::<usize>() as f64;
+    let wall = run_lists(lists, |ids| raw_gets_of(conn.clone(), keys.clone(), ids)).await;
+    (wall.as_nanos() as f64 / ops, 0.0)
+}
+
+/// The median round by ns/op, of (ns/op, near hits / ids asked).
+fn median_round(mut rounds: Vec<(f64, f64)>) -> (f64, f64) {
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    rounds[rounds.len() / 2]
+}
+
+/// `get_and_fill` of `ids` (all cached), 1,000 per call.
+async fn read_all(cache: &BenchCache, ids: &[u64]) {
+    for chunk in ids.chunks(1_000) {
+        let got: Vec<(u64, Vec<u8>)> = cache
+            .get_and_fill(chunk.to_vec(), |_| async {
+                Err::<Vec<(u64, Vec<u8>)>, _>(ruecache::Error::source_error("every id is cached"))
+            })
+            .await
+            .expect("a read of cached ids");
+        assert_eq!(got.len(), chunk.len());
+    }
+}
+
+/// Starts the near cache's tracking and waits until it is up: it comes up asynchronously, and
+/// until then every call reads Redis.
+async fn tracking(cache: &BenchCache) {
+    let start = Instant::now();
+    while !cache.near_status().expect("a near cache").tracking {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the near cache's tracking did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Reads `ids` until the near cache holds them all. It keeps only what a read of Redis returned
+/// (not what a fill wrote, nor a reply that crossed an invalidation of its key), so the first
+/// read of each id fills it.
+async fn warm(cache: &BenchCache, ids: &[u64]) {
+    tracking(cache).await;
+    for _ in 0..10 {
+        read_all(cache, ids).await;
+        if cache.near_status().expect("a near cache").entries >= ids.len() {
+            return;
+        }
+    }
+    panic!("the near cache did not take {} ids", ids.len());
+}
+
+fn near_settings(entries: usize) -> Option<NearCache> {
+    // Entries kept as long as Redis keeps the values: no row sees one expire.
+    Some(NearCache::new(entries).max_age(TTL))
+}
+
+/// A row of the near table: the near cache's side and the side it is measured beside.
+struct NearRow {
+    workload: String,
+    p: usize,
+    beside: &'static str,
+    /// The other side's ns/op, and the near cache's (ns/op, near hits / ids asked).
+    beside_ns: f64,
+    near: (f64, f64),
+    target: &'static str,
+}
+
+/// Hits on hot ids the near cache holds, beside raw `GET`s of the same keys, at p = 1 (the
+/// latency of one call) and p = 512 (the throughput of many). The near side makes more calls
+/// per round (`near_hit_ops`): they are that much faster.
+async fn near_hit_rows(cfg: &Config, conn: &Connection) -> Vec<NearRow> {
+    let hot = cfg.near_entries / 10;
+    let cache = cache_with(conn, "near-hot", near_settings(cfg.near_entries));
+    let ids: Vec<u64> = (0..hot as u64).collect();
+    warm(&cache, &ids).await;
+    let keys: Arc<Vec<String>> =
+        Arc::new(ids.iter().map(|id| cache.data_key(id).unwrap()).collect());
+    let zipf = Zipf::new(hot, 1.0);
+    let mut rows = Vec::new();
+    for (p, get_ops, target) in [
+        (1, cfg.hit_ops / 10, "ns/op ≤ 0.02x"),
+        (512, cfg.hit_ops, "throughput ≥ 10x"),
+    ] {
+        let (mut raw, mut ours) = (Vec::new(), Vec::new());
+        for round in 0..cfg.rounds {
+            for side in [round % 2, 1 - round % 2] {
+                if side == 0 {
+                    let lists = draws(Pick::Uniform, &zipf, hot, p, (get_ops / p).max(1));
+                    raw.push(raw_round(conn, &keys, lists).await);
+                } else {
+                    let per_task = (cfg.near_hit_ops / p).max(1);
+                    let lists = draws(Pick::Uniform, &zipf, hot, p, per_task);
+                    ours.push(near_round(&cache, lists).await);
+                }
+            }
+        }
+        rows.push(NearRow {
+            workload: format!("{hot} hot ids, all held, uniform"),
+            p,
+            beside: "raw GET",
+            beside_ns: median_round(raw).0,
+            near: median_round(ours),
+            target,
+        });
+    }
+    rows
+}
+
+/// Zipf(1.0) reads over `hit_ids` cached ids through a near cache of `near_entries`, beside the
+/// same reads through the same cache without one. Each p starts with one round through the near
+/// cache that is not measured, so that it holds what it would in a steady state.
+async fn near_zipf_rows(cfg: &Config, conn: &Connection) -> Vec<NearRow> {
+    let zipf = Zipf::new(cfg.hit_ids, 1.0);
+    let plain = cache(conn, "near-zipf-off");
+    let near = cache_with(conn, "near-zipf", near_settings(cfg.near_entries));
+    tracking(&near).await;
+    let mut rows = Vec::new();
+    for p in [32, 512] {
+        let per_task = (cfg.hit_ops / p).max(1);
+        let lists = draws(Pick::Zipf, &zipf, cfg.hit_ids, p, per_task);
+        near_round(&near, lists).await;
+        let (mut without, mut with) = (Vec::new(), Vec::new());
+        for round in 0..cfg.rounds {
+            let lists = draws(Pick::Zipf, &zipf, cfg.hit_ids, p, per_task);
+            for side in [round % 2, 1 - round % 2] {
+                if side == 0 {
+                    without.push(near_round(&plain, lists.clone()).await);
+                } else {
+                    with.push(near_round(&near, lists.clone()).await);
+                }
+            }
+        }
+        rows.push(NearRow {
+            workload: format!(
+                "Zipf(1.0) over {} ids, {} held at most",
+                cfg.hit_ids, cfg.near_entries
+            ),
+            p,
+            beside: "ruecache without a near cache",
+            beside_ns: median_round(without).0,
+            near: median_round(with),
+            target: "",
+        });
+    }
+    rows
+}
+
+/// The near cache's memory in process: how much the heap grows while a near cache takes
+/// `memory_ids` cached ids (its room is twice that, so none is evicted), and how much the same
+/// reads grow it without a near cache. Returns (entries held, growth with, growth without).
+async fn near_memory(cfg: &Config, conn: &Connection) -> (usize, i64, i64) {
+    let ids: Vec<u64> = (0..cfg.memory_ids as u64).collect();
+    let plain = cache(conn, "near-memory-off");
+    // Once unmeasured, so that what any reads grow once (the connection's buffers) has grown.
+    read_all(&plain, &ids).await;
+    let without = heap_growth(read_all(&plain, &ids)).await;
+    let near = cache_with(conn, "near-memory", near_settings(2 * ids.len()));
+    tracking(&near).await;
+    let with = heap_growth(warm(&near, &ids)).await;
+    let entries = near.near_status().expect("a near cache").entries;
+    (entries, with, without)
+}
+
+/// ns per call of `f`, over a loop of `n` calls (after `n / 10` unmeasured ones).
+fn ns_per_call(n: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..n / 10 {
+        f();
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// The near cache holds a value's encoded bytes and decodes them on each hit; holding decoded
+/// values would cost a clone per hit instead (and need `T: Clone`). Returns ns per decode with
+/// `Raw` (the bench's codec), ns per decode with `MsgPack` (the default codec) of the same
+/// value, its `MsgPack` size, and ns per clone of the decoded value.
+fn decode_cost(n: usize) -> (f64, f64, usize, f64) {
+    let value = vec![7u8; VALUE_LEN];
+    let mut raw = Vec::new();
+    Raw.encode(&value, &mut raw).expect("Raw encodes");
+    let mut packed = Vec::new();
+    Codec::<Vec<u8>>::encode(&MsgPack, &value, &mut packed).expect("MsgPack encodes");
+    let raw_ns = ns_per_call(n, || {
+        black_box(Raw.decode(black_box(&raw)).expect("Raw decodes"));
+    });
+    let packed_ns = ns_per_call(n, || {
+        let v: Vec<u8> = MsgPack.decode(black_box(&packed)).expect("MsgPack decodes");
+        black_box(v);
+    });
+    let clone_ns = ns_per_call(n, || {
+        black_box(black_box(&value).clone());
+    });
+    (raw_ns, packed_ns, packed.len(), clone_ns)
+}
+
+/// The near cache: hits beside raw `GET`s, a Zipf workload beside the same cache without it,
+/// its memory per entry, and what decoding costs on a hit.
+async fn near(cfg: &Config, conn: &Connection, out: &mut String) {
+    flushall(conn).await;
+    seed(&cache(conn, "near-seed"), cfg.hit_ids).await;
+    // First, while no other near cache's tracking connection is open beside it.
+    let (entries, with, without) = near_memory(cfg, conn).await;
+    let mut rows = near_hit_rows(cfg, conn).await;
+    rows.extend(near_zipf_rows(cfg, conn).await);
+    let _ = writeln!(
+        out,
+        "\nNear cache (`NearCache::new({})`, hot ids in process memory): `get_and_fill_one` \
+         of cached ids through it, beside raw `GET`s of the same keys or the same cache without \
+         it; {VALUE_LEN}-byte values\n\n\
+         | workload | p | beside | their ns/op | near cache ns/op | near hits / ids asked | \
+         ns/op ratio | throughput ratio | target |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---|",
+        cfg.near_entries
+    );
+    for r in &rows {
+        let ratio = r.near.0 / r.beside_ns;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {:.0} | {:.1} % | {:.3}x | {:.1}x | {} |",
+            r.workload,
+            r.p,
+            r.beside,
+            r.beside_ns,
+            r.near.0,
+            r.near.1 * 100.0,
+            ratio,
+            1.0 / ratio,
+            r.target
+        );
+    }
+    let key = cache(conn, "near-key")
+        .data_key(&(entries as u64 / 2))
+        .unwrap();
+    let _ = writeln!(
+        out,
+        "\nNear cache memory in process ({} ids read into a near cache with room for {}; the \
+         process's heap before and after, bytes asked of the allocator)\n\n\
+         | entries held | heap growth | the same reads without a near cache | bytes / entry | \
+         encoded value | data key (`{key}`) |\n|---:|---:|---:|---:|---:|---:|",
+        cfg.memory_ids,
+        2 * cfg.memory_ids
+    );
+    let _ = writeln!(
+        out,
+        "| {entries} | {with} | {without} | {:.0} | {VALUE_LEN} | {} |",
+        (with - without) as f64 / entries.max(1) as f64,
+        key.len()
+    );
+    let (raw_ns, packed_ns, packed_len, clone_ns) =
+        decode_cost(if cfg.quick { 100_000 } else { 10_000_000 });
+    let _ = writeln!(
+        out,
+        "\nDecoding a held value on each hit: {raw_ns:.1} ns with `Raw` ({VALUE_LEN} bytes), \
+         {packed_ns:.1} ns with `MsgPack` (the same `Vec<u8>`, {packed_len} bytes); cloning a \
+         decoded `Vec<u8>` instead: {clone_ns:.1} ns."
+    );
+}
+
 fn main() {
     let cfg = Config::from_args();
     let server = ruecache_tests::start_standalone_with(&[]);
@@ -711,8 +1111,12 @@ fn main() {
             expiring(&cfg, &conn, &mut out).await;
         }
         if cfg.wants("memory") {
-            eprint!("memory");
+            eprint!("memory ");
             memory(&cfg, &conn, &mut out).await;
+        }
+        if cfg.wants("near") {
+            eprint!("near");
+            near(&cfg, &conn, &mut out).await;
         }
         eprintln!();
         let _ = writeln!(out, "\ntook {:.0?}", started.elapsed());
