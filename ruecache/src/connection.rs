@@ -96,7 +96,7 @@ struct Shared {
     servers: Option<Arc<Servers>>,
     /// The near caches of `#[cached_batch]` methods on this connection, by their spec's
     /// address (a builder's cache owns its own).
-    nears: Arc<std::sync::Mutex<std::collections::HashMap<usize, Option<Arc<Near>>>>>,
+    nears: Arc<std::sync::RwLock<std::collections::HashMap<usize, Option<Arc<Near>>>>>,
 }
 
 impl Shared {
@@ -379,7 +379,12 @@ impl Connection {
         spec: usize,
         make: impl FnOnce() -> Option<Arc<Near>>,
     ) -> Option<Arc<Near>> {
-        let mut nears = self.shared.nears.lock().unwrap_or_else(|e| e.into_inner());
+        let nears = &self.shared.nears;
+        // Every call of the method looks it up: readers share the lock.
+        if let Some(near) = nears.read().unwrap_or_else(|e| e.into_inner()).get(&spec) {
+            return near.clone();
+        }
+        let mut nears = nears.write().unwrap_or_else(|e| e.into_inner());
         nears.entry(spec).or_insert_with(make).clone()
     }
 

@@ -125,7 +125,6 @@ where
     }
     dedup(&mut ids);
     let options = &cache.spec.options;
-    let deadline = Instant::now() + options.timeout;
     // All keys in one buffer: one allocation instead of one per id.
     let mut text = String::with_capacity(ids.len() * 48);
     let mut ends = Vec::with_capacity(ids.len());
@@ -151,6 +150,8 @@ where
             return Ok(());
         }
     }
+    // What follows waits on Redis; a call answered from memory never looks at the clock here.
+    let deadline = Instant::now() + options.timeout;
     let ticket = near.and_then(|near| near.ticket());
     let values = read_within(cache, deadline, get_many(&cache.conn, &keys)).await?;
     let beta = cache.refresh_beta();
@@ -185,7 +186,6 @@ where
     E: From<Error>,
 {
     let options = &cache.spec.options;
-    let deadline = Instant::now() + options.timeout;
     if let Some(near) = cache.near.as_ref().filter(|near| near.serving()) {
         let mut key = KeyBuf::new();
         cache.write_data_key(&id, &mut key)?;
@@ -194,9 +194,11 @@ where
             return Ok(found.map(|value| (id, value)));
         }
         near.count(0, 1);
+        let deadline = Instant::now() + options.timeout;
         // Boxed: a hit from memory does not carry the read's future.
         return Box::pin(get_and_fill_one_near(cache, near, id, key, fetch, deadline)).await;
     }
+    let deadline = Instant::now() + options.timeout;
     let value = match cache.conn.coalescer() {
         // Every wait of a coalesced read ends before the deadline (see `coalesce`).
         Some(coalescer) if fails_in_time(&cache.conn, deadline, coalesce::REQUESTS) => {
