@@ -297,6 +297,9 @@ impl Connection {
     /// connection made with `From` (a `ConnectionManager`, say) otherwise polls with backoff.
     /// For a cluster connection use [`cluster_wake_ups`](Self::cluster_wake_ups).
     ///
+    /// A [near cache](crate::CacheBuilder::near_cache) needs it too on such a connection: its
+    /// tracking connections are opened from `client`.
+    ///
     /// Call it before cloning the connection: clones share one subscription.
     ///
     /// # Examples
