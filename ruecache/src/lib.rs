@@ -150,7 +150,8 @@
 //! 2. **No report may have been missed.** Nothing is served or kept unless every node's
 //!    tracking connection is up. Losing one (it closes, or a ping every 500 ms goes unanswered
 //!    for a second) drops everything held, and moves an epoch that every read notes: a reply
-//!    from before the loss is refused. On a cluster the masters are listed again every second;
+//!    from before the loss is refused. Tracking is turned on only if no connection of the round
+//!    was lost while the others opened (the turning on and a loss are serialized). On a cluster the masters are listed again every second;
 //!    a change of masters is handled as a loss.
 //! 3. **Read your writes.** [`Cache::invalidate`] and [`Cache::set`] drop their keys from the
 //!    process's near cache, taking a number as a report would, once before their write and

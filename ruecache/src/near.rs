@@ -118,6 +118,8 @@ pub(crate) struct Near {
     live: AtomicBool,
     /// Moves whenever a tracking connection is lost.
     epoch: AtomicU64,
+    /// Held while tracking is turned on or off, so that a loss during the turning on wins.
+    turning: std::sync::Mutex<()>,
     started: AtomicBool,
     servers: Arc<Servers>,
     /// The cache's counters.
@@ -154,6 +156,7 @@ impl Near {
             store: Store::new(settings.max_entries, settings.max_bytes),
             live: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
+            turning: std::sync::Mutex::new(()),
             started: AtomicBool::new(false),
             servers,
             spec,
@@ -280,15 +283,27 @@ impl Near {
         self.spec.stats.add(Stat::NearInvalidations, dropped);
     }
 
-    /// Tracking is on at every node: entries can be served and kept.
-    fn up(&self) {
-        self.live.store(true, SeqCst);
+    /// The epoch now: a round of tracking connections notes it before it opens them.
+    fn epoch(&self) -> u64 {
+        self.epoch.load(SeqCst)
+    }
+
+    /// Tracking is on at every node: entries can be served and kept, unless a connection was
+    /// lost since the round noted `epoch` (then `false`).
+    fn up(&self, epoch: u64) -> bool {
+        let _turning = self.turning.lock().unwrap_or_else(|e| e.into_inner());
+        let on = self.epoch.load(SeqCst) == epoch;
+        self.live.store(on, SeqCst);
+        on
     }
 
     /// A tracking connection was lost: invalidations may have been missed.
     fn down(&self) {
-        self.live.store(false, SeqCst);
-        self.epoch.fetch_add(1, SeqCst);
+        {
+            let _turning = self.turning.lock().unwrap_or_else(|e| e.into_inner());
+            self.live.store(false, SeqCst);
+            self.epoch.fetch_add(1, SeqCst);
+        }
         self.clear();
     }
 

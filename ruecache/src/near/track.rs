@@ -186,6 +186,12 @@ async fn track(
     prefix: &str,
     up: &mut bool,
 ) -> Result<(), redis::RedisError> {
+    // A connection of this round lost while the others open moves the epoch: then the round
+    // does not turn tracking on.
+    let epoch = match near.upgrade() {
+        Some(near) => near.epoch(),
+        None => return Ok(()),
+    };
     let nodes = servers.nodes().await?;
     let round = Arc::new(Round::default());
     let _over = Over(Arc::clone(&round));
@@ -196,7 +202,12 @@ async fn track(
     let Some(live) = near.upgrade() else {
         return Ok(());
     };
-    live.up();
+    if !live.up(epoch) {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "a tracking connection closed while the others opened",
+        )));
+    }
     *up = true;
     info!(nodes = conns.len(), prefix, "near cache: tracking on");
     drop(live);
