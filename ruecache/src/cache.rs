@@ -1267,12 +1267,13 @@ impl<Id, T, C> CacheBuilder<Id, T, C> {
     ///
     /// - Values are kept encoded (decoded on each hit, so `T` needs no `Clone`); ids cached as
     ///   absent are kept too. Bounded by entries, and by bytes with [`NearCache::max_bytes`];
-    ///   past the bound, the entries not used lately go first. Only fresh values are kept: never a stale one, nor one under
-    ///   refresh, and a value that records its expiry no longer than that (with
-    ///   [`refresh_ahead`](Self::refresh_ahead), until reads of Redis may draw its refresh).
+    ///   past the bound, the entries not used lately go first.
+    /// - Only fresh values are kept: never a stale one, nor one under refresh, and a value that
+    ///   records its expiry no longer than that (with [`refresh_ahead`](Self::refresh_ahead),
+    ///   only until reads of Redis may draw its refresh).
     /// - After [`Cache::invalidate`] or [`Cache::set`] returns, no call in this process gets
-    ///   the old value. Other processes drop theirs when Redis's report reaches them (about a
-    ///   millisecond on one host: see the crate docs for measurements).
+    ///   the old value. Other processes drop theirs when Redis's report reaches them (on one
+    ///   host, p99 about 0.2 ms idle and 3 ms under load: see the crate docs).
     /// - While a tracking connection is down, nothing is served from memory, and everything
     ///   held is dropped (reports may have been missed).
     /// - Ids the near cache does not answer go through the usual protocol. Counted in
