@@ -199,22 +199,33 @@ where
         return Box::pin(get_and_fill_one_near(cache, near, id, key, fetch, deadline)).await;
     }
     let deadline = Instant::now() + options.timeout;
-    let value = match cache.conn.coalescer() {
+    let value = read_one(cache, deadline, |key| cache.write_data_key(&id, key)).await?;
+    answer_one(cache, id, value, fetch, deadline).await
+}
+
+/// The first read of a single id, whose data key `key` writes: through the connection's
+/// coalescer when its waits end before the deadline, else a `GET` of its own (the key written
+/// straight into the command).
+async fn read_one<Id, T, C>(
+    cache: &Cache<Id, T, C>,
+    deadline: Instant,
+    key: impl Fn(&mut dyn std::fmt::Write) -> Result<(), Error>,
+) -> Result<Value, Error> {
+    match cache.conn.coalescer() {
         // Every wait of a coalesced read ends before the deadline (see `coalesce`).
         Some(coalescer) if fails_in_time(&cache.conn, deadline, coalesce::REQUESTS) => {
-            let mut key = KeyBuf::new();
-            cache.write_data_key(&id, &mut key)?;
-            coalescer.get(key.as_str()).await?
+            let mut buf = KeyBuf::new();
+            key(&mut buf)?;
+            coalescer.get(buf.as_str()).await
         }
         _ => {
-            let get = get_cmd(|key| cache.write_data_key(&id, key))?;
+            let get = get_cmd(key)?;
             read_within(cache, deadline, async {
                 missing_if_wrong_type(get.query_async(&mut cache.conn.clone()).await)
             })
-            .await?
+            .await
         }
-    };
-    answer_one(cache, id, value, fetch, deadline).await
+    }
 }
 
 /// [`get_and_fill_one`] of an id the near cache does not hold (its key is `key`): read from
@@ -234,19 +245,9 @@ where
     E: From<Error>,
 {
     let ticket = near.ticket();
-    let value = match cache.conn.coalescer() {
-        Some(coalescer) if fails_in_time(&cache.conn, deadline, coalesce::REQUESTS) => {
-            coalescer.get(key.as_str()).await?
-        }
-        _ => {
-            let mut get = redis::cmd("GET");
-            get.arg(key.as_str());
-            read_within(cache, deadline, async {
-                missing_if_wrong_type(get.query_async(&mut cache.conn.clone()).await)
-            })
-            .await?
-        }
-    };
+    let written =
+        |out: &mut dyn std::fmt::Write| out.write_str(key.as_str()).map_err(|_| Error::InvalidId);
+    let value = read_one(cache, deadline, written).await?;
     if let Some(ticket) = &ticket {
         near.offer(ticket, key.as_str(), &value, &cache.spec.options);
     }

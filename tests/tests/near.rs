@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ruecache::{Cache, Connection, NearCache};
 use ruecache_tests::{both, start_standalone_with, Target};
-use support::{cmd, eventually, template, value, TestError};
+use support::{cmd, eventually, template, trackers, value, TestError};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 /// A source whose values carry a version the test bumps, as a database row would.
@@ -255,20 +255,6 @@ async fn the_near_cache_stays_within_its_size(t: Target) {
 }
 
 both!(the_near_cache_stays_within_its_size);
-
-/// The id of every tracking connection on a server, from `CLIENT LIST`.
-async fn trackers(admin: &Connection) -> Vec<String> {
-    let list: String = cmd(admin, "CLIENT", "LIST").await;
-    list.lines()
-        .filter(|line| line.contains(" name=ruecache-near "))
-        .filter_map(|line| {
-            line.strip_prefix("id=")?
-                .split(' ')
-                .next()
-                .map(str::to_owned)
-        })
-        .collect()
-}
 
 /// A lost tracking connection may have lost reports: the near cache drops everything and
 /// serves nothing until tracking is on again; then it serves again.

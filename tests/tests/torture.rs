@@ -31,7 +31,7 @@ use rand::{RngExt as _, SeedableRng};
 use ruecache::{Cache, Connection, NearCache};
 use ruecache_tests::{both, start_standalone_with, RedisServer, Target};
 use serde::{Deserialize, Serialize};
-use support::cmd;
+use support::{cmd, trackers};
 use tokio::sync::Notify;
 
 /// Redis connections, as separate processes would have.
@@ -473,12 +473,7 @@ async fn kill_trackers(admin: Connection, until: Instant) -> u64 {
     let mut killed = 0;
     while Instant::now() < until {
         tokio::time::sleep(TRACKER_KILL_EVERY).await;
-        let list: String = cmd(&admin, "CLIENT", "LIST").await;
-        for id in list
-            .lines()
-            .filter(|line| line.contains(" name=ruecache-near "))
-            .filter_map(|line| line.strip_prefix("id=")?.split(' ').next())
-        {
+        for id in trackers(&admin).await {
             let gone: redis::RedisResult<()> = redis::cmd("CLIENT")
                 .arg("KILL")
                 .arg("ID")

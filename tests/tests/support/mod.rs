@@ -440,3 +440,18 @@ pub fn big_value(id: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The id of every near-cache tracking connection on the server `admin` is connected to (they
+/// name themselves `ruecache-near`), from `CLIENT LIST`.
+pub async fn trackers(admin: &Connection) -> Vec<String> {
+    let list: String = cmd(admin, "CLIENT", "LIST").await;
+    list.lines()
+        .filter(|line| line.contains(" name=ruecache-near "))
+        .filter_map(|line| {
+            line.strip_prefix("id=")?
+                .split(' ')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect()
+}
